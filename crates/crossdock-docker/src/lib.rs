@@ -1,0 +1,1 @@
+//! Watches the local Docker daemon: the served network's subnet and bridge, events, restarts.
