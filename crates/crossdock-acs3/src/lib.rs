@@ -129,10 +129,11 @@ impl std::error::Error for Error {}
 
 /// Parses `ACS3-HMAC-SHA256 Credential=..,SignedHeaders=..,Signature=..` (parts in any order).
 pub fn parse_authorization(value: &str) -> Result<Authorization, Error> {
-    let rest = value
-        .trim()
-        .strip_prefix(ALGORITHM)
-        .ok_or_else(|| Error(format!("the Authorization header does not start with {ALGORITHM}")))?;
+    let rest = value.trim().strip_prefix(ALGORITHM).ok_or_else(|| {
+        Error(format!(
+            "the Authorization header does not start with {ALGORITHM}"
+        ))
+    })?;
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.trim().split(',') {
         let (k, v) = part
@@ -347,7 +348,10 @@ mod tests {
     fn sign_request_round_trips_through_a_verifier() {
         let params = vec![
             ("RegionId".to_string(), "cn-hangzhou".to_string()),
-            ("DestinationCidrBlock".to_string(), "10.1.0.0/24".to_string()),
+            (
+                "DestinationCidrBlock".to_string(),
+                "10.1.0.0/24".to_string(),
+            ),
             ("Description".to_string(), "crossdock: a b*c~".to_string()),
         ];
         let input = SigningInput {
@@ -363,7 +367,9 @@ mod tests {
             nonce: "n1",
         };
         let signed = sign_request(&input);
-        assert!(signed.query.contains("Description=crossdock%3A%20a%20b%2Ac~"));
+        assert!(signed
+            .query
+            .contains("Description=crossdock%3A%20a%20b%2Ac~"));
         assert!(signed.query.contains("10.1.0.0%2F24"));
         let auth_value = &signed
             .headers
@@ -372,7 +378,9 @@ mod tests {
             .unwrap()
             .1;
         let auth = parse_authorization(auth_value).unwrap();
-        assert!(auth.signed_headers.contains(&"x-acs-security-token".to_string()));
+        assert!(auth
+            .signed_headers
+            .contains(&"x-acs-security-token".to_string()));
         let request = canonical_request(
             "POST",
             "/",
@@ -389,14 +397,20 @@ mod tests {
     #[test]
     fn percent_encoding_follows_rfc3986() {
         assert_eq!(percent_encode("a b*c~d/e+f"), "a%20b%2Ac~d%2Fe%2Bf");
-        assert_eq!(canonical_query(&[("b".into(), "".into()), ("a".into(), "1".into())]), "a=1&b=");
+        assert_eq!(
+            canonical_query(&[("b".into(), "".into()), ("a".into(), "1".into())]),
+            "a=1&b="
+        );
     }
 
     #[test]
     fn authorization_parsing_rejects_what_it_cannot_read() {
         assert!(parse_authorization("HMAC-SHA1 Credential=a").is_err());
         assert!(parse_authorization("ACS3-HMAC-SHA256 Credential=a,Signature=b").is_err());
-        let a = parse_authorization("ACS3-HMAC-SHA256 Signature=s,SignedHeaders=Host;x-acs-date,Credential=AK").unwrap();
+        let a = parse_authorization(
+            "ACS3-HMAC-SHA256 Signature=s,SignedHeaders=Host;x-acs-date,Credential=AK",
+        )
+        .unwrap();
         assert_eq!(a.signed_headers, vec!["host", "x-acs-date"]);
         assert_eq!(a.access_key_id, "AK");
     }
