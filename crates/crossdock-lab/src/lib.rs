@@ -1,2 +1,20 @@
-//! A simulated VPC on one machine: network namespaces, a real dockerd per host, the emulator, the agents.
+//! A simulated Alibaba VPC on one machine: network namespaces, a real dockerd per host, the emulator and
+//! the agents. The building blocks (`netns`, `dockerd`) are also what every root-gated integration test
+//! of the project uses to get a namespace or a real Docker engine.
 pub mod cli;
+pub mod dockerd;
+pub mod http;
+pub mod netns;
+pub mod procs;
+
+/// True when running as root; root-gated tests print "skipped: needs root" and return otherwise.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
