@@ -1,0 +1,686 @@
+//! The signed RPC client for the VPC (2016-04-28) and ECS (2014-05-26) APIs, with retries.
+//!
+//! Every call is `POST /` with the parameters in the query and an empty body, signed with
+//! ACS3-HMAC-SHA256 ([`crate::signing`]). [`Client::call`] retries what [`crate::ErrorClass::Retryable`]
+//! says is transient, waiting [`RetryPolicy::delay`] between attempts (the server's rate-limit hint
+//! when it gives one), within the per-call attempt/time limits and the client-wide [`RetryBudget`].
+//! Writes are safe to retry: creates carry a deterministic `ClientToken`, deletes of a vanished entry
+//! come back as not-found, and the source/destination-check change is idempotent.
+//!
+//! Endpoints are the region's public ones unless configured; `http://` is accepted so the lab's
+//! emulator can be used. Environment proxies are ignored (a VPC host reaches the endpoints directly,
+//! and tests must never leak to a proxy).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::counters::{CallCounters, Snapshot};
+use crate::credentials::{CredentialStatus, CredentialsProvider};
+use crate::error::{ApiError, Error, ErrorClass, TransportKind};
+use crate::metadata::{system_clock, transport_message, Clock};
+use crate::retry::{rate_limit_hint, tokio_sleeper, RetryBudget, RetryPolicy, Sleeper};
+use crate::signing;
+use crate::types::*;
+
+/// Which API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Product {
+    /// VPC, API version 2016-04-28.
+    Vpc,
+    /// ECS, API version 2014-05-26.
+    Ecs,
+}
+
+impl Product {
+    /// The API version sent in `x-acs-version`.
+    pub fn version(self) -> &'static str {
+        match self {
+            Product::Vpc => "2016-04-28",
+            Product::Ecs => "2014-05-26",
+        }
+    }
+
+    /// Prefix of RAM actions (`vpc:`, `ecs:`).
+    pub fn ram_prefix(self) -> &'static str {
+        match self {
+            Product::Vpc => "vpc",
+            Product::Ecs => "ecs",
+        }
+    }
+
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Product::Vpc => "VPC",
+            Product::Ecs => "ECS",
+        }
+    }
+
+    /// The default endpoint of a region.
+    pub fn default_endpoint(self, region: &str) -> String {
+        format!("https://{}.{region}.aliyuncs.com", self.ram_prefix())
+    }
+}
+
+/// Options of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Region (`RegionId` of every call, and the default endpoints).
+    pub region_id: String,
+    /// VPC endpoint; empty = `https://vpc.<region>.aliyuncs.com`.
+    pub vpc_endpoint: String,
+    /// ECS endpoint; empty = `https://ecs.<region>.aliyuncs.com`.
+    pub ecs_endpoint: String,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Retries of one call.
+    pub retry: RetryPolicy,
+    /// Capacity of the client-wide retry budget (tokens; a retry costs 5, a success returns 1).
+    pub retry_budget: u64,
+}
+
+impl ClientOptions {
+    /// Defaults for a region: public endpoints, 10 s timeout, default retry policy.
+    pub fn new(region_id: impl Into<String>) -> Self {
+        Self {
+            region_id: region_id.into(),
+            vpc_endpoint: String::new(),
+            ecs_endpoint: String::new(),
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            retry: RetryPolicy::default(),
+            retry_budget: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Endpoint {
+    /// `scheme://host[:port]/`
+    base: reqwest::Url,
+    /// `host[:port]` as sent in the Host header.
+    host: String,
+}
+
+impl Endpoint {
+    fn parse(raw: &str, field: &str) -> Result<Self, Error> {
+        let bad = |message: String| {
+            Error::Config {
+            field: field.to_string(),
+            message,
+            fix: format!(
+                "set {field} to http(s)://host[:port], or leave it empty for the region's public endpoint"
+            ),
+        }
+        };
+        let url = reqwest::Url::parse(raw.trim())
+            .map_err(|e| bad(format!("`{raw}` is not a URL: {e}")))?;
+        if url.scheme() != "https" && url.scheme() != "http" {
+            return Err(bad(format!("`{raw}` is neither http nor https")));
+        }
+        let Some(host) = url.host_str() else {
+            return Err(bad(format!("`{raw}` has no host")));
+        };
+        if !(url.path() == "/" || url.path().is_empty()) || url.query().is_some() {
+            return Err(bad(format!(
+                "`{raw}` has a path or query; RPC calls go to `/`"
+            )));
+        }
+        let host = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        Ok(Self { base: url, host })
+    }
+}
+
+/// The VPC/ECS API client. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Client {
+    http: reqwest::Client,
+    region: String,
+    vpc: Endpoint,
+    ecs: Endpoint,
+    credentials: Arc<CredentialsProvider>,
+    retry: RetryPolicy,
+    budget: RetryBudget,
+    counters: Arc<CallCounters>,
+    sleeper: Sleeper,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("region", &self.region)
+            .field("vpc_endpoint", &self.vpc.base.as_str())
+            .field("ecs_endpoint", &self.ecs.base.as_str())
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Largest page sizes the APIs accept.
+const ROUTE_ENTRY_PAGE: &str = "100";
+const ROUTE_TABLE_PAGE: u64 = 50;
+const VSWITCH_PAGE: u64 = 50;
+/// A listing that goes on for longer than this many pages is treated as a broken server.
+const MAX_PAGES: usize = 1000;
+
+impl Client {
+    /// A client with the given credentials. `counters` may be shared with the metadata client so that
+    /// one snapshot shows every call.
+    pub fn new(
+        opts: ClientOptions,
+        credentials: Arc<CredentialsProvider>,
+        counters: Arc<CallCounters>,
+    ) -> Result<Self, Error> {
+        if opts.region_id.trim().is_empty() {
+            return Err(Error::Config {
+                field: "cloud.region_id".into(),
+                message: "is empty".into(),
+                fix: "set cloud.region_id or let it be read from the metadata service".into(),
+            });
+        }
+        let region = opts.region_id.trim().to_string();
+        let vpc_raw = if opts.vpc_endpoint.trim().is_empty() {
+            Product::Vpc.default_endpoint(&region)
+        } else {
+            opts.vpc_endpoint.clone()
+        };
+        let ecs_raw = if opts.ecs_endpoint.trim().is_empty() {
+            Product::Ecs.default_endpoint(&region)
+        } else {
+            opts.ecs_endpoint.clone()
+        };
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(opts.timeout)
+            .connect_timeout(opts.connect_timeout)
+            .user_agent(concat!("crossdock/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config {
+                field: "cloud".into(),
+                message: format!("cannot build an HTTP client: {e}"),
+                fix: "report this as a bug".into(),
+            })?;
+        Ok(Self {
+            http,
+            vpc: Endpoint::parse(&vpc_raw, "cloud.vpc_endpoint")?,
+            ecs: Endpoint::parse(&ecs_raw, "cloud.ecs_endpoint")?,
+            region,
+            credentials,
+            retry: opts.retry,
+            budget: RetryBudget::new(opts.retry_budget),
+            counters,
+            sleeper: tokio_sleeper(),
+            clock: system_clock(),
+        })
+    }
+
+    /// Replaces how the client sleeps between retries (tests record instead of waiting).
+    pub fn with_sleeper(mut self, sleeper: Sleeper) -> Self {
+        self.sleeper = sleeper;
+        self
+    }
+
+    /// Replaces the clock used for `x-acs-date`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The call counters.
+    pub fn counters(&self) -> Snapshot {
+        self.counters.snapshot()
+    }
+
+    /// The credentials' state (no secrets).
+    pub fn credential_status(&self) -> CredentialStatus {
+        self.credentials.status()
+    }
+
+    /// Tokens left in the retry budget.
+    pub fn retry_budget_available(&self) -> u64 {
+        self.budget.available()
+    }
+
+    /// Calls `action` with `params` (`RegionId` is added unless present) and returns the JSON body of
+    /// the success answer, retrying transient failures.
+    pub async fn call(
+        &self,
+        product: Product,
+        action: &str,
+        params: &[(&str, String)],
+    ) -> Result<serde_json::Value, Error> {
+        let mut owned: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        if !owned.iter().any(|(k, _)| k == "RegionId") {
+            owned.push(("RegionId".into(), self.region.clone()));
+        }
+        let started = tokio::time::Instant::now();
+        let mut waited = Duration::ZERO;
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let result = self.attempt(product, action, &owned).await;
+            let err = match result {
+                Ok(v) => {
+                    self.budget.refund();
+                    return Ok(v);
+                }
+                Err(e) => e,
+            };
+            if err.class() != ErrorClass::Retryable || attempt >= self.retry.max_attempts {
+                return Err(err);
+            }
+            if err.code() == Some("InvalidSecurityToken.Expired") {
+                self.credentials.invalidate().await;
+            }
+            let delay = self.retry.delay(attempt, err.retry_hint());
+            // Time budget of this call: real elapsed time or the sum of our waits, whichever is larger
+            // (the latter keeps the limit meaningful when the sleeper does not really sleep).
+            let spent = started.elapsed().max(waited);
+            if spent + delay > self.retry.max_elapsed {
+                tracing::debug!(
+                    action,
+                    attempt,
+                    "giving up: the call's time budget is spent"
+                );
+                return Err(err);
+            }
+            if !self.budget.try_spend() {
+                self.counters.record_budget_exhausted();
+                tracing::warn!(
+                    action,
+                    "not retrying: the client's retry budget is exhausted"
+                );
+                return Err(err);
+            }
+            self.counters.record_retry();
+            tracing::debug!(action, attempt, ?delay, error = %err, "retrying");
+            (self.sleeper)(delay).await;
+            waited += delay;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        product: Product,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<serde_json::Value, Error> {
+        let endpoint = match product {
+            Product::Vpc => &self.vpc,
+            Product::Ecs => &self.ecs,
+        };
+        let creds = self.credentials.get().await?;
+        let date = (self.clock)().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let headers = signing::rpc_headers(
+            &endpoint.host,
+            action,
+            product.version(),
+            &date,
+            &nonce,
+            &creds.access_key_id,
+            creds.security_token.as_ref().map(|t| t.expose()),
+        );
+        let signed = signing::sign(
+            "POST",
+            params,
+            headers,
+            &creds.access_key_id,
+            creds.access_key_secret.expose(),
+        );
+        let mut url = endpoint.base.clone();
+        url.set_path("/");
+        url.set_query(Some(&signed.query));
+        let mut req = self.http.post(url).header("accept", "application/json");
+        for (k, v) in &signed.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.counters.record(&endpoint.host, action, "transport");
+                return Err(Error::Transport {
+                    action: action.to_string(),
+                    endpoint: format!("{}://{}", endpoint.base.scheme(), endpoint.host),
+                    kind: if e.is_timeout() {
+                        TransportKind::Timeout
+                    } else if e.is_connect() {
+                        TransportKind::Connect
+                    } else {
+                        TransportKind::Other
+                    },
+                    message: transport_message(&e),
+                });
+            }
+        };
+        let status = resp.status().as_u16();
+        let hint = rate_limit_hint(
+            resp.headers()
+                .iter()
+                .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
+        );
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                self.counters.record(&endpoint.host, action, "transport");
+                return Err(Error::Transport {
+                    action: action.to_string(),
+                    endpoint: format!("{}://{}", endpoint.base.scheme(), endpoint.host),
+                    kind: if e.is_timeout() {
+                        TransportKind::Timeout
+                    } else {
+                        TransportKind::Other
+                    },
+                    message: transport_message(&e),
+                });
+            }
+        };
+        let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+        if (200..300).contains(&status) {
+            return match json {
+                Some(v) if v.is_object() => {
+                    self.counters.record(&endpoint.host, action, "ok");
+                    Ok(v)
+                }
+                _ => {
+                    self.counters.record(&endpoint.host, action, "permanent");
+                    Err(Error::Decode {
+                        action: action.to_string(),
+                        message: format!("HTTP {status} with a body that is not a JSON object"),
+                    })
+                }
+            };
+        }
+        let field = |name: &str| {
+            json.as_ref()
+                .and_then(|v| v.get(name))
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let code = match field("Code") {
+            c if c.is_empty() => format!("HTTP{status}"),
+            c => c,
+        };
+        let message = match field("Message") {
+            m if m.is_empty() => String::from_utf8_lossy(&body).chars().take(200).collect(),
+            m => m,
+        };
+        let err = ApiError {
+            product,
+            action: action.to_string(),
+            code,
+            message,
+            request_id: field("RequestId"),
+            http_status: status,
+            retry_hint: hint,
+        };
+        if err.code.starts_with("Throttling") || status == 429 {
+            self.counters.record_throttled();
+        }
+        self.counters
+            .record(&endpoint.host, action, err.class().label());
+        Err(Error::Api(err))
+    }
+
+    async fn call_typed<T: DeserializeOwned>(
+        &self,
+        product: Product,
+        action: &str,
+        params: &[(&str, String)],
+    ) -> Result<T, Error> {
+        let v = self.call(product, action, params).await?;
+        serde_json::from_value(v).map_err(|e| Error::Decode {
+            action: action.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// `DescribeRouteTableList` for a VPC, every page.
+    pub async fn describe_route_table_list(&self, vpc_id: &str) -> Result<Vec<RouteTable>, Error> {
+        let mut out = Vec::new();
+        for page in 1..=MAX_PAGES as u64 {
+            let raw: RawRouteTableList = self
+                .call_typed(
+                    Product::Vpc,
+                    "DescribeRouteTableList",
+                    &[
+                        ("VpcId", vpc_id.to_string()),
+                        ("PageNumber", page.to_string()),
+                        ("PageSize", ROUTE_TABLE_PAGE.to_string()),
+                    ],
+                )
+                .await?;
+            let items = raw.router_table_list.unwrap_or_default().items;
+            let n = items.len() as u64;
+            out.extend(items.into_iter().map(RouteTable::from));
+            if n == 0 || out.len() as u64 >= raw.total_count {
+                return Ok(out);
+            }
+        }
+        Err(too_many_pages("DescribeRouteTableList"))
+    }
+
+    /// `DescribeRouteEntryList` of a table with filters, following `NextToken` to the end.
+    pub async fn describe_route_entry_list(
+        &self,
+        route_table_id: &str,
+        filter: &RouteEntryFilter,
+    ) -> Result<Vec<RouteEntry>, Error> {
+        let mut base: Vec<(&str, String)> = vec![
+            ("RouteTableId", route_table_id.to_string()),
+            ("MaxResult", ROUTE_ENTRY_PAGE.to_string()),
+        ];
+        if let Some(v) = &filter.destination_cidr_block {
+            base.push(("DestinationCidrBlock", v.clone()));
+        }
+        if let Some(v) = &filter.next_hop_id {
+            base.push(("NextHopId", v.clone()));
+        }
+        if let Some(v) = &filter.route_entry_type {
+            base.push(("RouteEntryType", v.clone()));
+        }
+        if let Some(v) = &filter.route_entry_name {
+            base.push(("RouteEntryName", v.clone()));
+        }
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut params = base.clone();
+            if let Some(t) = &token {
+                params.push(("NextToken", t.clone()));
+            }
+            let raw: RawRouteEntryList = self
+                .call_typed(Product::Vpc, "DescribeRouteEntryList", &params)
+                .await?;
+            out.extend(
+                raw.route_entrys
+                    .unwrap_or_default()
+                    .items
+                    .into_iter()
+                    .map(RouteEntry::from),
+            );
+            match raw.next_token.filter(|t| !t.is_empty()) {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                Some(_) => {
+                    return Err(Error::Decode {
+                        action: "DescribeRouteEntryList".into(),
+                        message: "the server returned the same NextToken twice".into(),
+                    })
+                }
+                None => return Ok(out),
+            }
+        }
+        Err(too_many_pages("DescribeRouteEntryList"))
+    }
+
+    /// `CreateRouteEntry` with an `Instance` next hop; returns the new `RouteEntryId`.
+    pub async fn create_route_entry(&self, req: &CreateRouteEntry) -> Result<String, Error> {
+        let raw: RawCreateRouteEntry = self
+            .call_typed(
+                Product::Vpc,
+                "CreateRouteEntry",
+                &[
+                    ("RouteTableId", req.route_table_id.clone()),
+                    ("DestinationCidrBlock", req.destination_cidr_block.clone()),
+                    ("NextHopType", "Instance".to_string()),
+                    ("NextHopId", req.next_hop_id.clone()),
+                    ("RouteEntryName", req.name.clone()),
+                    ("Description", req.description.clone()),
+                    ("ClientToken", req.client_token.clone()),
+                ],
+            )
+            .await?;
+        Ok(raw.route_entry_id)
+    }
+
+    /// `DeleteRouteEntry` by id. A vanished entry comes back as an error of class `NotFound`.
+    pub async fn delete_route_entry(&self, route_entry_id: &str) -> Result<(), Error> {
+        self.call(
+            Product::Vpc,
+            "DeleteRouteEntry",
+            &[("RouteEntryId", route_entry_id.to_string())],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `DescribeVSwitches` of a VPC, every page.
+    pub async fn describe_vswitches(&self, vpc_id: &str) -> Result<Vec<VSwitch>, Error> {
+        let mut out = Vec::new();
+        for page in 1..=MAX_PAGES as u64 {
+            let raw: RawVSwitchList = self
+                .call_typed(
+                    Product::Vpc,
+                    "DescribeVSwitches",
+                    &[
+                        ("VpcId", vpc_id.to_string()),
+                        ("PageNumber", page.to_string()),
+                        ("PageSize", VSWITCH_PAGE.to_string()),
+                    ],
+                )
+                .await?;
+            let items = raw.vswitches.unwrap_or_default().items;
+            let n = items.len() as u64;
+            out.extend(items.into_iter().map(VSwitch::from));
+            if n == 0 || out.len() as u64 >= raw.total_count {
+                return Ok(out);
+            }
+        }
+        Err(too_many_pages("DescribeVSwitches"))
+    }
+
+    /// `DescribeVpcAttribute`.
+    pub async fn describe_vpc_attribute(&self, vpc_id: &str) -> Result<VpcAttribute, Error> {
+        let raw: RawVpcAttribute = self
+            .call_typed(
+                Product::Vpc,
+                "DescribeVpcAttribute",
+                &[("VpcId", vpc_id.to_string())],
+            )
+            .await?;
+        Ok(raw.into())
+    }
+
+    /// ECS `DescribeNetworkInterfaces` for one ENI.
+    pub async fn describe_network_interface(
+        &self,
+        eni_id: &str,
+    ) -> Result<NetworkInterface, Error> {
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut params = vec![
+                ("NetworkInterfaceId.1", eni_id.to_string()),
+                ("MaxResults", "100".to_string()),
+            ];
+            if let Some(t) = &token {
+                params.push(("NextToken", t.clone()));
+            }
+            let raw: RawNetworkInterfaces = self
+                .call_typed(Product::Ecs, "DescribeNetworkInterfaces", &params)
+                .await?;
+            if let Some(found) = raw
+                .network_interface_sets
+                .unwrap_or_default()
+                .items
+                .into_iter()
+                .find(|n| n.network_interface_id == eni_id)
+            {
+                return Ok(found.into());
+            }
+            match raw.next_token.filter(|t| !t.is_empty()) {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                _ => break,
+            }
+        }
+        Err(Error::Api(ApiError {
+            http_status: 404,
+            ..ApiError::new(
+                Product::Ecs,
+                "DescribeNetworkInterfaces",
+                "InvalidEniId.NotFound",
+                format!("network interface {eni_id} is not in this region"),
+            )
+        }))
+    }
+
+    /// ECS `ModifyNetworkInterfaceAttribute` setting `SourceDestCheck`.
+    pub async fn modify_source_dest_check(&self, eni_id: &str, enabled: bool) -> Result<(), Error> {
+        self.call(
+            Product::Ecs,
+            "ModifyNetworkInterfaceAttribute",
+            &[
+                ("NetworkInterfaceId", eni_id.to_string()),
+                ("SourceDestCheck", enabled.to_string()),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+fn too_many_pages(action: &str) -> Error {
+    Error::Decode {
+        action: action.to_string(),
+        message: format!("more than {MAX_PAGES} pages"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_and_build_host_headers() {
+        let e = Endpoint::parse("http://127.0.0.1:18080", "f").unwrap();
+        assert_eq!(e.host, "127.0.0.1:18080");
+        let e = Endpoint::parse("https://vpc.cn-hangzhou.aliyuncs.com/", "f").unwrap();
+        assert_eq!(e.host, "vpc.cn-hangzhou.aliyuncs.com");
+        let e = Endpoint::parse("http://100.100.100.201:80", "f").unwrap();
+        assert_eq!(
+            e.host, "100.100.100.201",
+            "default port is not part of Host"
+        );
+        assert!(Endpoint::parse("ftp://x", "f").is_err());
+        assert!(Endpoint::parse("http://x/api", "f").is_err());
+        assert_eq!(
+            Product::Vpc.default_endpoint("cn-zhangjiakou"),
+            "https://vpc.cn-zhangjiakou.aliyuncs.com"
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! Retry policy: capped, jittered exponential backoff, server rate-limit hints, and a shared budget.
+//!
+//! Why all three: the VPC API serialises route writes per VPC and answers `TaskConflict` when two hosts
+//! write at once, so a fleet booting together must spread its retries (jitter) and slow down (exponent,
+//! capped so a host never sleeps for hours like GCE's route controller once did). When the server says
+//! how long to wait (`x-ratelimit-*: ...,TimeLeft:<ms>` or `Retry-After`), that wins over our guess.
+//! The shared [`RetryBudget`] stops a broken endpoint from turning every call into N calls: retries
+//! spend tokens, successes earn them back, and with the bucket empty calls fail fast.
+//!
+//! Sleeping goes through a [`Sleeper`] so tests can record the delays instead of waiting for them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+/// A function that sleeps for the given duration. The default is `tokio::time::sleep`.
+pub type Sleeper = Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The real sleeper.
+pub fn tokio_sleeper() -> Sleeper {
+    Arc::new(|d| Box::pin(tokio::time::sleep(d)))
+}
+
+/// How one call is retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in total, the first included (1 = no retry).
+    pub max_attempts: u32,
+    /// Backoff before the first retry (before jitter).
+    pub initial_backoff: Duration,
+    /// Upper bound of one backoff.
+    pub max_backoff: Duration,
+    /// Give up when the next wait would take the call past this much time in total.
+    pub max_elapsed: Duration,
+    /// Upper bound on how long a server hint may make us wait.
+    pub max_hint: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(300),
+            max_backoff: Duration::from_secs(20),
+            max_elapsed: Duration::from_secs(90),
+            max_hint: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The un-jittered backoff after `retry` failed attempts (1-based): initial * 2^(retry-1), capped.
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        let exp = retry.saturating_sub(1).min(30);
+        self.initial_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.max_backoff)
+    }
+
+    /// The jittered backoff: uniformly in [ceiling/2, ceiling] ("equal jitter"), so waits still grow
+    /// while hosts that failed together spread out.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self.ceiling(retry);
+        let half = ceiling / 2;
+        let spread = ceiling.saturating_sub(half).as_millis() as u64;
+        let jitter = if spread == 0 {
+            0
+        } else {
+            rand::thread_rng().gen_range(0..=spread)
+        };
+        half + Duration::from_millis(jitter)
+    }
+
+    /// The wait before the next attempt: the server's hint (capped at `max_hint`) if it gave one and it
+    /// is longer than our backoff, else our backoff.
+    pub fn delay(&self, retry: u32, hint: Option<Duration>) -> Duration {
+        let ours = self.backoff(retry);
+        match hint {
+            Some(h) => ours.max(h.min(self.max_hint)),
+            None => ours,
+        }
+    }
+}
+
+/// Reads a rate-limit hint from response headers: `TimeLeft:<ms>` inside any `x-ratelimit-*` header
+/// (Alibaba's `x-ratelimit-user-api: Limit:100,Remain:0,TimeLeft:1500,Reset:...`), or `Retry-After`
+/// in seconds. The longest one wins.
+pub fn rate_limit_hint<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<Duration> {
+    let mut best: Option<Duration> = None;
+    for (name, value) in headers {
+        let name = name.to_ascii_lowercase();
+        let found = if name.starts_with("x-ratelimit") {
+            value.split(',').find_map(|part| {
+                let (k, v) = part.split_once(':')?;
+                if k.trim().eq_ignore_ascii_case("timeleft") {
+                    v.trim().parse::<u64>().ok().map(Duration::from_millis)
+                } else {
+                    None
+                }
+            })
+        } else if name == "retry-after" {
+            value.trim().parse::<u64>().ok().map(Duration::from_secs)
+        } else {
+            None
+        };
+        if let Some(d) = found {
+            best = Some(best.map_or(d, |b| b.max(d)));
+        }
+    }
+    best
+}
+
+/// A token bucket shared by every call of one client: each retry spends [`RetryBudget::RETRY_COST`]
+/// tokens, each success returns one, up to the capacity. An empty bucket means "no more retries";
+/// first attempts are never refused.
+#[derive(Debug)]
+pub struct RetryBudget {
+    capacity: u64,
+    tokens: AtomicU64,
+}
+
+impl RetryBudget {
+    /// Tokens one retry costs.
+    pub const RETRY_COST: u64 = 5;
+
+    /// A full bucket of `capacity` tokens.
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            capacity,
+            tokens: AtomicU64::new(capacity),
+        }
+    }
+
+    /// Takes the cost of one retry; false (and nothing taken) if the bucket has too little.
+    pub fn try_spend(&self) -> bool {
+        self.tokens
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                t.checked_sub(Self::RETRY_COST)
+            })
+            .is_ok()
+    }
+
+    /// Returns one token after a success.
+    pub fn refund(&self) {
+        let _ = self
+            .tokens
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                (t < self.capacity).then_some(t + 1)
+            });
+    }
+
+    /// Tokens left.
+    pub fn available(&self) -> u64 {
+        self.tokens.load(Ordering::SeqCst)
+    }
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self::new(100)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered_within_bounds() {
+        let p = RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.ceiling(1), Duration::from_millis(100));
+        assert_eq!(p.ceiling(2), Duration::from_millis(200));
+        assert_eq!(p.ceiling(4), Duration::from_millis(800));
+        assert_eq!(p.ceiling(5), Duration::from_millis(1000));
+        assert_eq!(p.ceiling(40), Duration::from_millis(1000));
+        let mut distinct = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let d = p.backoff(3);
+            assert!(
+                d >= Duration::from_millis(200) && d <= Duration::from_millis(400),
+                "{d:?}"
+            );
+            distinct.insert(d);
+        }
+        assert!(distinct.len() > 10, "jitter spreads the waits");
+    }
+
+    #[test]
+    fn hints_win_when_longer_and_are_capped() {
+        let p = RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_hint: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        };
+        assert!(p.delay(1, Some(Duration::from_millis(1500))) == Duration::from_millis(1500));
+        assert!(p.delay(1, Some(Duration::from_secs(600))) == Duration::from_secs(5));
+        assert!(p.delay(1, Some(Duration::from_millis(1))) <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn parses_rate_limit_headers() {
+        let h = [
+            (
+                "X-RateLimit-User-Api",
+                "Limit:100,Remain:0,TimeLeft:1500,Reset:1732546686",
+            ),
+            ("content-type", "application/json"),
+        ];
+        assert_eq!(rate_limit_hint(h), Some(Duration::from_millis(1500)));
+        let h = [
+            ("x-ratelimit-user", "Limit:10,Remain:0,TimeLeft:200"),
+            ("retry-after", "2"),
+        ];
+        assert_eq!(rate_limit_hint(h), Some(Duration::from_secs(2)));
+        assert_eq!(rate_limit_hint([("x-ratelimit-user", "Limit:10")]), None);
+    }
+
+    #[test]
+    fn budget_spends_and_refunds() {
+        let b = RetryBudget::new(10);
+        assert!(b.try_spend());
+        assert!(b.try_spend());
+        assert!(!b.try_spend(), "empty");
+        assert_eq!(b.available(), 0);
+        for _ in 0..20 {
+            b.refund();
+        }
+        assert_eq!(b.available(), 10, "capped at capacity");
+    }
+}
