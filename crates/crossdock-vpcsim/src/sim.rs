@@ -1,0 +1,517 @@
+//! The emulator's core: the state behind one lock, its persistence, the clock that moves routes from
+//! `Pending` to `Available`, and the runtime bookkeeping that is not persisted (call log, nonces, rate
+//! limits, metadata tokens, injected faults).
+//!
+//! One `std::sync::Mutex` guards the state: every operation is short (no awaits inside), so a plain lock
+//! keeps the logic sequential and easy to reason about, and each change is persisted before the lock is
+//! released, so what a client was told has always reached the state file.
+
+use crate::admin::{CallLog, CallRecord, DataplaneStatus, Faults, Settings};
+use crate::dataplane::{Dataplane, Desired, PortPolicy};
+use crate::model::{now_ms, AccessKey, EntryType, RouteStatus, State};
+use anyhow::Context as _;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// How many call records are kept (older ones are dropped; counters keep counting).
+const CALL_LOG_CAP: usize = 20_000;
+/// How many nonces are remembered at most.
+const NONCE_CAP: usize = 200_000;
+/// How many ClientToken answers are kept.
+const IDEMPOTENCY_CAP: usize = 2_000;
+
+/// State plus the runtime knobs that change with it.
+#[derive(Debug)]
+pub struct Core {
+    pub state: State,
+    pub faults: Faults,
+    pub settings: Settings,
+    /// A route write is being processed (between its checks and its commit).
+    pub route_write_in_flight: bool,
+}
+
+#[derive(Debug, Default)]
+struct Calls {
+    records: VecDeque<CallRecord>,
+    total: u64,
+    writes: u64,
+    next_seq: u64,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// A refused request's rate-limit hint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThrottleHint {
+    /// `user-api` (the per-action limit) or `user` (the account limit).
+    pub scope: &'static str,
+    pub limit: u32,
+    pub time_left_ms: u64,
+}
+
+#[derive(Debug)]
+pub struct Sim {
+    core: Mutex<Core>,
+    state_file: Option<PathBuf>,
+    tick: Notify,
+    dp_generation: watch::Sender<u64>,
+    dp_status: Mutex<DataplaneStatus>,
+    calls: Mutex<Calls>,
+    nonces: Mutex<(HashMap<String, i64>, VecDeque<(i64, String)>)>,
+    rng: Mutex<StdRng>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    metadata_tokens: Mutex<HashMap<String, (Ipv4Addr, i64)>>,
+    /// Endpoints actually bound (for `/info`).
+    pub endpoints: Mutex<(Vec<String>, Vec<String>)>,
+}
+
+impl Sim {
+    /// Loads the state file, or bootstraps a new VPC (and writes it) when there is none.
+    pub fn open(
+        state_file: Option<&Path>,
+        bootstrap: &crate::model::Bootstrap,
+        settings: Settings,
+    ) -> anyhow::Result<Arc<Sim>> {
+        let state = match state_file {
+            Some(p) if p.exists() => crate::store::load(p)?,
+            _ => State::bootstrap(bootstrap),
+        };
+        let sim = Arc::new(Sim {
+            core: Mutex::new(Core {
+                state,
+                faults: Faults::default(),
+                settings,
+                route_write_in_flight: false,
+            }),
+            state_file: state_file.map(Path::to_path_buf),
+            tick: Notify::new(),
+            dp_generation: watch::channel(1).0,
+            dp_status: Mutex::new(DataplaneStatus::default()),
+            calls: Mutex::new(Calls::default()),
+            nonces: Mutex::new((HashMap::new(), VecDeque::new())),
+            rng: Mutex::new(StdRng::seed_from_u64(bootstrap.seed)),
+            buckets: Mutex::new(HashMap::new()),
+            metadata_tokens: Mutex::new(HashMap::new()),
+            endpoints: Mutex::new((vec![], vec![])),
+        });
+        {
+            let core = sim.lock();
+            sim.persist(&core.state)?;
+        }
+        Ok(sim)
+    }
+
+    pub fn state_file(&self) -> Option<&Path> {
+        self.state_file.as_deref()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn persist(&self, state: &State) -> anyhow::Result<()> {
+        if let Some(path) = &self.state_file {
+            crate::store::save(path, state)
+                .with_context(|| format!("cannot write the state file {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the core.
+    pub fn read<R>(&self, f: impl FnOnce(&Core) -> R) -> R {
+        let core = self.lock();
+        f(&core)
+    }
+
+    /// Changes the core; the state is persisted, timers re-armed and the data plane told, before the lock
+    /// is released. Transitions that are due are applied first, so `f` sees the present.
+    pub fn mutate<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
+        let mut core = self.lock();
+        advance_core(&mut core, now_ms());
+        let r = f(&mut core);
+        if let Err(e) = self.persist(&core.state) {
+            tracing::error!("{e:#}");
+        }
+        drop(core);
+        self.changed();
+        r
+    }
+
+    /// Wakes the timer and the data plane after a change.
+    fn changed(&self) {
+        self.tick.notify_one();
+        self.dp_generation.send_modify(|g| *g += 1);
+    }
+
+    /// Applies due transitions; returns the next deadline.
+    pub fn advance(&self, now: i64) -> Option<i64> {
+        let mut core = self.lock();
+        let changed = advance_core(&mut core, now);
+        if changed {
+            if let Err(e) = self.persist(&core.state) {
+                tracing::error!("{e:#}");
+            }
+        }
+        let next = core
+            .state
+            .entries
+            .iter()
+            .filter_map(|e| e.status_until_ms)
+            .min();
+        drop(core);
+        if changed {
+            self.dp_generation.send_modify(|g| *g += 1);
+        }
+        next
+    }
+
+    /// Runs the route timers until the process ends.
+    pub async fn run_timers(self: Arc<Self>) {
+        loop {
+            let now = now_ms();
+            let next = self.advance(now);
+            let wait = next
+                .map(|t| Duration::from_millis((t - now).clamp(1, 3_600_000) as u64))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.tick.notified() => {}
+            }
+        }
+    }
+
+    /// What the data plane should look like: the vSwitch's table's `Available` custom entries whose next
+    /// hop resolves to an instance, and every instance port.
+    pub fn desired_dataplane(&self) -> Desired {
+        self.read(|core| desired_of(&core.state))
+    }
+
+    /// Keeps the data plane converged until the process ends.
+    pub async fn run_dataplane(self: Arc<Self>, dp: Arc<dyn Dataplane>) {
+        let mut rx = self.dp_generation.subscribe();
+        {
+            let mut st = self.dp_status.lock().unwrap_or_else(|p| p.into_inner());
+            st.kind = dp.kind().to_string();
+        }
+        loop {
+            let generation = *rx.borrow_and_update();
+            let desired = self.desired_dataplane();
+            let dp2 = dp.clone();
+            let d2 = desired.clone();
+            let result = tokio::task::spawn_blocking(move || dp2.apply(&d2))
+                .await
+                .map_err(|e| anyhow::anyhow!("data plane task failed: {e}"))
+                .and_then(|r| r);
+            let failed = result.is_err();
+            {
+                let mut st = self.dp_status.lock().unwrap_or_else(|p| p.into_inner());
+                st.wanted_generation = generation;
+                match result {
+                    Ok(()) => {
+                        st.applied_generation = generation;
+                        st.last_error = None;
+                        st.routes = desired.routes.iter().map(|(k, v)| (*k, *v)).collect();
+                        st.ports = desired.ports.clone();
+                    }
+                    Err(e) => {
+                        tracing::error!("applying the data plane failed: {e:#}");
+                        st.last_error = Some(format!("{e:#}"));
+                    }
+                }
+            }
+            if failed {
+                // retry after a pause, or earlier when something changes
+                let _ = tokio::time::timeout(Duration::from_secs(2), rx.changed()).await;
+            } else if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub fn dataplane_status(&self) -> DataplaneStatus {
+        let mut st = self
+            .dp_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        st.wanted_generation = *self.dp_generation.borrow();
+        st
+    }
+
+    // ----- call log -----
+
+    pub fn record_call(&self, mut rec: CallRecord) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        rec.seq = calls.next_seq;
+        calls.next_seq += 1;
+        calls.total += 1;
+        if rec.write {
+            calls.writes += 1;
+        }
+        calls.records.push_back(rec);
+        while calls.records.len() > CALL_LOG_CAP {
+            calls.records.pop_front();
+        }
+    }
+
+    pub fn call_log(&self, since: Option<u64>) -> CallLog {
+        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        CallLog {
+            calls: calls
+                .records
+                .iter()
+                .filter(|r| since.is_none_or(|s| r.seq >= s))
+                .cloned()
+                .collect(),
+            total: calls.total,
+            writes: calls.writes,
+            next_seq: calls.next_seq,
+        }
+    }
+
+    /// Clears the log and its counters (sequence numbers keep growing).
+    pub fn reset_calls(&self) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        calls.records.clear();
+        calls.total = 0;
+        calls.writes = 0;
+    }
+
+    // ----- replay protection -----
+
+    /// Remembers a nonce for `window_ms`; false when it was seen within that window.
+    pub fn use_nonce(&self, nonce: &str, now: i64, window_ms: i64) -> bool {
+        let mut guard = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        let (seen, order) = &mut *guard;
+        while let Some((exp, _)) = order.front() {
+            if *exp > now && order.len() < NONCE_CAP {
+                break;
+            }
+            let (_, n) = order.pop_front().expect("non-empty");
+            if seen
+                .get(&n)
+                .is_some_and(|e| *e <= now || order.len() >= NONCE_CAP)
+            {
+                seen.remove(&n);
+            }
+        }
+        if seen.get(nonce).is_some_and(|exp| *exp > now) {
+            return false;
+        }
+        let exp = now.saturating_add(window_ms);
+        seen.insert(nonce.to_string(), exp);
+        order.push_back((exp, nonce.to_string()));
+        true
+    }
+
+    // ----- faults and limits -----
+
+    /// Draws from the seeded generator: true with probability `rate`.
+    pub fn chance(&self, rate: f64) -> bool {
+        if rate <= 0.0 {
+            return false;
+        }
+        if rate >= 1.0 {
+            return true;
+        }
+        self.rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .gen_bool(rate)
+    }
+
+    /// Takes one token from the action's and the account's buckets.
+    pub fn throttle(&self, action: &str) -> Result<(), ThrottleHint> {
+        let (action_qps, account_qps) = self.read(|c| {
+            let s = &c.settings;
+            let a = s
+                .action_qps
+                .get(action)
+                .or_else(|| s.action_qps.get("*"))
+                .copied()
+                .unwrap_or(0);
+            (a, s.account_qps)
+        });
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let mut take = |key: String, qps: u32, scope: &'static str| -> Result<(), ThrottleHint> {
+            if qps == 0 {
+                return Ok(());
+            }
+            let b = buckets.entry(key).or_insert(Bucket {
+                tokens: qps as f64,
+                last: now,
+            });
+            let elapsed = now.duration_since(b.last).as_secs_f64();
+            b.tokens = (b.tokens + elapsed * qps as f64).min(qps as f64);
+            b.last = now;
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                Ok(())
+            } else {
+                let missing = 1.0 - b.tokens;
+                Err(ThrottleHint {
+                    scope,
+                    limit: qps,
+                    time_left_ms: ((missing / qps as f64) * 1000.0).ceil() as u64,
+                })
+            }
+        };
+        take(format!("action:{action}"), action_qps, "user-api")?;
+        take("account".into(), account_qps, "user")
+    }
+
+    // ----- metadata tokens -----
+
+    pub fn issue_metadata_token(&self, ip: Ipv4Addr, ttl_secs: u64) -> String {
+        let token = crate::model::random_secret(40);
+        let mut tokens = self
+            .metadata_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        tokens.retain(|_, (_, exp)| *exp > now);
+        tokens.insert(token.clone(), (ip, now + ttl_secs as i64 * 1000));
+        token
+    }
+
+    pub fn check_metadata_token(&self, ip: Ipv4Addr, token: &str) -> bool {
+        let tokens = self
+            .metadata_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        tokens
+            .get(token)
+            .is_some_and(|(owner, exp)| *owner == ip && *exp > now_ms())
+    }
+
+    // ----- STS credentials of instances -----
+
+    /// The instance's current role credentials; a new set once half of the current one's lifetime has
+    /// passed (the old set stays valid until it expires, as Alibaba's rotation does).
+    pub fn role_credentials(&self, instance_id: &str, role: &str) -> AccessKey {
+        self.mutate(|core| {
+            let now = now_ms();
+            let lifetime_ms = core.settings.credential_lifetime_secs.max(1) as i64 * 1000;
+            // drop STS keys that expired more than an hour ago
+            core.state.access_keys.retain(|k| {
+                !(k.is_sts() && k.instance_id.is_some())
+                    || k.expires_at_ms.is_none_or(|e| e + 3_600_000 > now)
+            });
+            let current = core
+                .state
+                .access_keys
+                .iter()
+                .filter(|k| {
+                    k.is_sts()
+                        && k.instance_id.as_deref() == Some(instance_id)
+                        && k.role.as_deref() == Some(role)
+                })
+                .max_by_key(|k| k.created_at_ms)
+                .cloned();
+            if let Some(k) = current {
+                let exp = k.expires_at_ms.unwrap_or(i64::MAX);
+                let fresh_until = k.created_at_ms + (exp - k.created_at_ms) / 2;
+                if now < fresh_until && now < exp {
+                    return k;
+                }
+            }
+            let id = format!("STS.{}", crate::model::random_secret(24));
+            let key = AccessKey {
+                access_key_id: id,
+                access_key_secret: crate::model::random_secret(40),
+                allowed_actions: None,
+                security_token: Some(format!("CAIS{}", crate::model::random_secret(180))),
+                expires_at_ms: Some(now + lifetime_ms),
+                instance_id: Some(instance_id.to_string()),
+                role: Some(role.to_string()),
+                description: format!("role {role} of {instance_id}"),
+                created_at_ms: now,
+            };
+            core.state.access_keys.push(key.clone());
+            key
+        })
+    }
+
+    /// Every STS credential expires now.
+    pub fn expire_credentials(&self) -> usize {
+        self.mutate(|core| {
+            let now = now_ms();
+            let mut n = 0;
+            for k in core.state.access_keys.iter_mut().filter(|k| k.is_sts()) {
+                k.expires_at_ms = Some(now - 1);
+                n += 1;
+            }
+            n
+        })
+    }
+
+    /// Remembers a ClientToken answer (bounded).
+    pub fn trim_idempotency(core: &mut Core) {
+        let len = core.state.idempotency.len();
+        if len > IDEMPOTENCY_CAP {
+            core.state.idempotency.drain(0..len - IDEMPOTENCY_CAP);
+        }
+    }
+}
+
+/// Applies due transitions: `Pending`/`Modifying` -> `Available`, `Deleting` -> gone.
+pub fn advance_core(core: &mut Core, now: i64) -> bool {
+    let mut changed = false;
+    let entries = &mut core.state.entries;
+    let before = entries.len();
+    entries.retain(|e| {
+        !(e.status == RouteStatus::Deleting && e.status_until_ms.is_some_and(|t| t <= now))
+    });
+    changed |= entries.len() != before;
+    for e in entries.iter_mut() {
+        if matches!(e.status, RouteStatus::Pending | RouteStatus::Modifying)
+            && e.status_until_ms.is_some_and(|t| t <= now)
+        {
+            e.status = RouteStatus::Available;
+            e.status_until_ms = None;
+            e.modified_at_ms = now;
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// The data plane a state asks for (see [`Sim::desired_dataplane`]).
+pub fn desired_of(state: &State) -> Desired {
+    let mut d = Desired::default();
+    if let Some(vsw) = state.vswitches.first() {
+        let table = state.table_of_vswitch(&vsw.vswitch_id).to_string();
+        for e in state.entries.iter().filter(|e| {
+            e.route_table_id == table
+                && e.entry_type == EntryType::Custom
+                && e.status == RouteStatus::Available
+        }) {
+            if let Some(ip) = state.next_hop_ip(e) {
+                d.routes.insert(e.destination_cidr_block, ip);
+            }
+        }
+    }
+    d.ports = state
+        .instances
+        .iter()
+        .filter_map(|i| {
+            i.port.as_ref().map(|p| PortPolicy {
+                port: p.clone(),
+                ip: i.private_ip,
+                source_dest_check: i.source_dest_check,
+            })
+        })
+        .collect();
+    d.ports.sort();
+    d
+}
