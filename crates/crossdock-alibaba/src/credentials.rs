@@ -141,7 +141,7 @@ pub struct CredentialsProvider {
 
 enum Inner {
     Static(Credentials),
-    RamRole(RamRole),
+    RamRole(Box<RamRole>),
 }
 
 impl std::fmt::Debug for CredentialsProvider {
@@ -227,7 +227,7 @@ impl CredentialsProvider {
             env.get(ENV_ECS_METADATA).map(str::to_string)
         };
         Ok(Self {
-            inner: Inner::RamRole(RamRole::new(metadata, role, clock)),
+            inner: Inner::RamRole(Box::new(RamRole::new(metadata, role, clock))),
         })
     }
 
@@ -353,9 +353,17 @@ impl RamRole {
                 st.force = false;
                 st.failures = 0;
                 st.last_error = None;
-                st.fetched_at = Some(now);
+                // Lifetime is measured from when these credentials were first seen, not from a
+                // re-fetch that returned them again.
+                let same = st.creds.as_ref().is_some_and(|old| {
+                    old.access_key_id == new.access_key_id && old.expiration == new.expiration
+                });
+                if !same || st.fetched_at.is_none() {
+                    st.fetched_at = Some(now);
+                }
+                let fetched = st.fetched_at.unwrap_or(now);
                 // Not rotated yet (already inside the refresh window): do not ask again at every call.
-                st.next_attempt = (Self::refresh_at(now, exp) <= now)
+                st.next_attempt = (Self::refresh_at(fetched, exp) <= now)
                     .then(|| now + chrono::Duration::seconds(REFETCH_SECS));
                 st.creds = Some(new.clone());
                 let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
