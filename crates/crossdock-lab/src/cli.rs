@@ -1,14 +1,631 @@
-//! `crossdock lab ...` (skeleton: filled in by the lab work).
-use clap::Args;
+//! `crossdock lab ...`: build, inspect, poke and remove a simulated Alibaba VPC on this machine.
+//!
+//! Every subcommand takes `--name NAME` (default `default`) so several labs live side by side. The
+//! processes a lab runs (emulator, dockerds, agents) outlive the command that started them; `down` finds
+//! them again through `lab.json`, pid files and the lab's naming patterns.
+
+use crate::dockerd::DockerVersion;
+use crate::lab::{self, Lab, LabOptions, LabState};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use crossdock_vpcsim::admin::{ErrorFault, Faults, Settings};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct LabArgs {
     /// Lab name; several labs can live side by side.
     #[arg(long, default_value = "default", global = true)]
     pub name: String,
+    #[command(subcommand)]
+    pub command: LabCommand,
 }
 
-pub fn run(_args: LabArgs) -> u8 {
-    eprintln!("crossdock lab: not built yet");
-    1
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build a lab: vRouter, vSwitch, N hosts each with a real dockerd and the agent, the VPC emulator.
+    Up(UpArgs),
+    /// Show the lab's hosts, agents, routes and API credentials.
+    Status {
+        /// Machine-readable output (a scripting contract).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside a host's namespace, with DOCKER_HOST, CROSSDOCK_SOCKET and CROSSDOCK_CONFIG set.
+    Exec {
+        /// The host: h1, h2, ...
+        host: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Start, stop, restart or kill (SIGKILL, a crash) a host's agent.
+    Agent { host: String, action: AgentAction },
+    /// Inject faults into the emulated cloud API and metadata service.
+    Fault {
+        #[command(subcommand)]
+        fault: FaultCommand,
+    },
+    /// Remove the lab: every namespace, link, process, mount and directory (also after a crash).
+    Down,
+    /// List the labs on this machine.
+    List,
+    /// Containers on different hosts talk by their own IPs: the README's demo.
+    Demo(DemoArgs),
+    /// Run the VPC emulator (started by `up` inside the vRouter namespace).
+    #[command(hide = true)]
+    VpcServer(crossdock_vpcsim::cli::VpcServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Hosts with a dockerd.
+    #[arg(long, default_value_t = 2)]
+    pub hosts: usize,
+    /// Docker engine: 20 (Debian 12's 20.10) or 28 (28.x from Debian sid, via scripts/install-deps).
+    #[arg(long, default_value = "20", value_parser = parse_docker)]
+    pub docker: DockerVersion,
+    /// Do not start the agents (start them later with `crossdock lab agent HOST start`).
+    #[arg(long)]
+    pub no_agents: bool,
+    /// More hosts without Docker, whose agent serves a fixed subnet (route storms, benchmarks).
+    #[arg(long, default_value_t = 0)]
+    pub static_hosts: usize,
+    /// Register instances with the ENI source/destination check off (Alibaba's default is on).
+    #[arg(long)]
+    pub no_source_dest_check: bool,
+    /// How long a new route stays Pending in the emulator, in milliseconds.
+    #[arg(long)]
+    pub pending_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Hosts (2 or more).
+    #[arg(long, default_value_t = 2)]
+    pub hosts: usize,
+    #[arg(long, default_value = "20", value_parser = parse_docker)]
+    pub docker: DockerVersion,
+    /// Leave the lab up afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// How long to wait for the agents to make the routes Available, in seconds.
+    #[arg(long, default_value_t = 90)]
+    pub route_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentAction {
+    Start,
+    Stop,
+    Restart,
+    Kill,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DownUp {
+    Down,
+    Up,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FaultCommand {
+    /// Show the injected faults and the limits.
+    Show,
+    /// Remove every injected fault (limits stay).
+    Reset,
+    /// Add latency to an action (`*` = every action); 0 removes it.
+    Latency { action: String, ms: u64 },
+    /// Fail a share of an action's calls (`*` = every action); rate 0 removes it.
+    Error {
+        action: String,
+        /// Probability per call, 0..=1.
+        rate: f64,
+        /// The error code returned.
+        #[arg(long, default_value = "ServiceUnavailable")]
+        code: String,
+        /// The error comes after the action took effect (a lost response).
+        #[arg(long)]
+        after_commit: bool,
+    },
+    /// Limit an action to QPS requests per second (`*` = default for every action); 0 = unlimited.
+    Throttle { action: String, qps: u32 },
+    /// Every route write gets TaskConflict while on.
+    TaskConflict { state: OnOff },
+    /// The whole API answers 503 while down.
+    Api { state: DownUp },
+    /// The metadata service answers 503 while down.
+    Metadata { state: DownUp },
+    /// Every STS credential handed out so far expires now.
+    ExpireCredentials,
+}
+
+fn parse_docker(s: &str) -> Result<DockerVersion, String> {
+    s.parse().map_err(|e: anyhow::Error| e.to_string())
+}
+
+/// Runs `crossdock lab ...`; returns the exit code.
+pub fn run(args: LabArgs) -> u8 {
+    if let Err(e) = lab::validate_name(&args.name) {
+        eprintln!("crossdock lab: {e}");
+        return 2;
+    }
+    let result = match args.command {
+        LabCommand::Up(up) => cmd_up(&args.name, up),
+        LabCommand::Status { json } => cmd_status(&args.name, json),
+        LabCommand::Exec { host, command } => cmd_exec(&args.name, &host, &command),
+        LabCommand::Agent { host, action } => cmd_agent(&args.name, &host, action),
+        LabCommand::Fault { fault } => cmd_fault(&args.name, fault),
+        LabCommand::Down => cmd_down(&args.name),
+        LabCommand::List => cmd_list(),
+        LabCommand::Demo(demo) => cmd_demo(&args.name, demo),
+        LabCommand::VpcServer(v) => return crossdock_vpcsim::cli::run(v),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("crossdock lab: {e:#}");
+            1
+        }
+    }
+}
+
+fn crossdock_bin() -> Result<PathBuf> {
+    std::env::current_exe().context("cannot find the crossdock binary (current_exe)")
+}
+
+fn cmd_up(name: &str, up: UpArgs) -> Result<u8> {
+    let opts = LabOptions {
+        name: name.to_string(),
+        hosts: up.hosts,
+        static_hosts: up.static_hosts,
+        docker: up.docker,
+        agents: !up.no_agents,
+        crossdock_bin: crossdock_bin()?,
+        source_dest_check: !up.no_source_dest_check,
+        emulator_settings: up.pending_ms.map(|ms| Settings {
+            pending_ms: ms,
+            ..Settings::default()
+        }),
+        ..LabOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let lab = Lab::up(opts)?;
+    let state = lab.keep();
+    println!(
+        "lab {name} is up ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    print_status(&lab::status_of(&state), &state);
+    Ok(0)
+}
+
+fn print_status(status: &lab::LabStatus, state: &LabState) {
+    println!(
+        "  VPC {} in {} (vSwitch {}, route table {}), Docker {}",
+        status.vpc_id,
+        status.region_id,
+        status.vswitch_id,
+        status.route_table_id,
+        status.docker_version
+    );
+    println!(
+        "  vRouter netns {}: gateway {}, metadata {}, API {} (emulator {})",
+        state.vr_netns,
+        lab::GATEWAY,
+        status.metadata_endpoint,
+        status.api_endpoint,
+        status.emulator
+    );
+    println!(
+        "  API from the root namespace: unix socket {}; admin socket {}",
+        status.api_socket.display(),
+        status.admin_socket.display()
+    );
+    println!(
+        "  admin AccessKey: {} / {}",
+        status.admin_access_key_id, status.admin_access_key_secret
+    );
+    println!();
+    print!("{}", crate::demo::table(status));
+    println!();
+    for h in &status.hosts {
+        println!(
+            "  {}: netns {}, dockerd {} {}, agent {}{}",
+            h.name,
+            h.netns,
+            h.dockerd,
+            if h.docker_host.is_empty() {
+                "-"
+            } else {
+                &h.docker_host
+            },
+            h.agent,
+            if h.agent == "ready" || h.agent_detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", one_line(&h.agent_detail))
+            }
+        );
+    }
+    println!(
+        "\n  try: crossdock lab exec --name {} h1 -- docker ps",
+        status.name
+    );
+}
+
+fn one_line(s: &str) -> String {
+    let line = s.lines().map(str::trim).collect::<Vec<_>>().join("; ");
+    if line.len() > 160 {
+        format!(
+            "{}...",
+            &line[..line
+                .char_indices()
+                .nth(157)
+                .map(|(i, _)| i)
+                .unwrap_or(line.len())]
+        )
+    } else {
+        line
+    }
+}
+
+fn cmd_status(name: &str, json: bool) -> Result<u8> {
+    let lab = Lab::load(name)?;
+    let status = lab.status();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        println!("lab {name} ({})", lab.state().dir.display());
+        print_status(&status, lab.state());
+    }
+    Ok(0)
+}
+
+fn cmd_exec(name: &str, host: &str, command: &[String]) -> Result<u8> {
+    let lab = Lab::load(name)?;
+    let host = lab.host_named(host)?;
+    let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+    let err = lab::host_command(host, &argv).exec();
+    bail!(
+        "cannot run `{}` in host {}: {err}",
+        command.join(" "),
+        host.name
+    )
+}
+
+fn cmd_agent(name: &str, host: &str, action: AgentAction) -> Result<u8> {
+    let mut lab = Lab::load(name)?;
+    let host = lab.host_named(host)?.name.clone();
+    match action {
+        AgentAction::Start => {
+            let pid = lab::agent_start_detached(lab.state(), &host)?;
+            println!("agent of {host} running (pid {pid})");
+        }
+        AgentAction::Stop => {
+            lab.agent_stop(&host)?;
+            println!("agent of {host} stopped");
+        }
+        AgentAction::Kill => {
+            lab.agent_kill(&host)?;
+            println!("agent of {host} killed");
+        }
+        AgentAction::Restart => {
+            lab.agent_stop(&host)?;
+            let pid = lab::agent_start_detached(lab.state(), &host)?;
+            println!("agent of {host} restarted (pid {pid})");
+        }
+    }
+    Ok(0)
+}
+
+/// Applies a fault command to the fault set and limits; returns whether each changed.
+pub fn apply_fault(
+    fault: &FaultCommand,
+    faults: &mut Faults,
+    settings: &mut Settings,
+) -> Result<(bool, bool)> {
+    match fault {
+        FaultCommand::Show => Ok((false, false)),
+        FaultCommand::Reset => {
+            *faults = Faults::default();
+            Ok((true, false))
+        }
+        FaultCommand::Latency { action, ms } => {
+            if *ms == 0 {
+                faults.latency_ms.remove(action);
+            } else {
+                faults.latency_ms.insert(action.clone(), *ms);
+            }
+            Ok((true, false))
+        }
+        FaultCommand::Error {
+            action,
+            rate,
+            code,
+            after_commit,
+        } => {
+            if !(0.0..=1.0).contains(rate) {
+                bail!("the error rate must be between 0 and 1 (got {rate})");
+            }
+            if *rate == 0.0 {
+                faults.errors.remove(action);
+            } else {
+                faults.errors.insert(
+                    action.clone(),
+                    ErrorFault {
+                        rate: *rate,
+                        code: code.clone(),
+                        after_commit: *after_commit,
+                    },
+                );
+            }
+            Ok((true, false))
+        }
+        FaultCommand::Throttle { action, qps } => {
+            settings.action_qps.insert(action.clone(), *qps);
+            Ok((false, true))
+        }
+        FaultCommand::TaskConflict { state } => {
+            faults.task_conflict_storm = *state == OnOff::On;
+            Ok((true, false))
+        }
+        FaultCommand::Api { state } => {
+            faults.api_down = *state == DownUp::Down;
+            Ok((true, false))
+        }
+        FaultCommand::Metadata { state } => {
+            faults.metadata_down = *state == DownUp::Down;
+            Ok((true, false))
+        }
+        FaultCommand::ExpireCredentials => Ok((false, false)),
+    }
+}
+
+fn cmd_fault(name: &str, fault: FaultCommand) -> Result<u8> {
+    let lab = Lab::load(name)?;
+    let (mut faults, mut settings) =
+        lab.admin_sync(|c| async move { Ok((c.faults().await?, c.settings().await?)) })?;
+    let (faults_changed, settings_changed) = apply_fault(&fault, &mut faults, &mut settings)?;
+    if faults_changed {
+        let f = faults.clone();
+        faults = lab.admin_sync(move |c| async move { c.set_faults(&f).await })?;
+    }
+    if settings_changed {
+        let s = settings.clone();
+        settings = lab.admin_sync(move |c| async move { c.set_settings(&s).await })?;
+    }
+    if matches!(fault, FaultCommand::ExpireCredentials) {
+        lab.admin_sync(|c| async move { c.expire_credentials().await })?;
+        println!("every STS credential expired; the metadata service hands out new ones");
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(
+            &serde_json::json!({ "faults": faults, "settings": settings })
+        )?
+    );
+    Ok(0)
+}
+
+fn cmd_down(name: &str) -> Result<u8> {
+    let started = std::time::Instant::now();
+    lab::down(name)?;
+    println!(
+        "lab {name} removed ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+fn cmd_list() -> Result<u8> {
+    for name in lab::list() {
+        let phase = Lab::load(&name)
+            .map(|l| {
+                format!(
+                    "{} hosts, Docker {}",
+                    l.hosts().len(),
+                    l.state().docker_version
+                )
+            })
+            .unwrap_or_else(|_| {
+                "incomplete (remove it with `crossdock lab down --name NAME`)".into()
+            });
+        println!("{name}\t{phase}");
+    }
+    Ok(0)
+}
+
+fn cmd_demo(name: &str, demo: DemoArgs) -> Result<u8> {
+    let opts = LabOptions {
+        name: name.to_string(),
+        hosts: demo.hosts,
+        docker: demo.docker,
+        crossdock_bin: crossdock_bin()?,
+        ..LabOptions::default()
+    };
+    let mut out = std::io::stdout();
+    crate::demo::run(
+        opts,
+        demo.keep,
+        Duration::from_secs(demo.route_timeout),
+        &mut out,
+    )?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Top {
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+    #[derive(Debug, Subcommand)]
+    enum Cmd {
+        Lab(LabArgs),
+    }
+
+    fn parse(args: &[&str]) -> LabArgs {
+        let mut full = vec!["crossdock", "lab"];
+        full.extend_from_slice(args);
+        match Top::try_parse_from(full).unwrap().cmd {
+            Cmd::Lab(l) => l,
+        }
+    }
+
+    #[test]
+    fn up_parses_its_options_and_the_name_anywhere() {
+        let a = parse(&[
+            "up",
+            "--hosts",
+            "3",
+            "--docker",
+            "28",
+            "--name",
+            "x1",
+            "--no-agents",
+            "--static-hosts",
+            "5",
+        ]);
+        assert_eq!(a.name, "x1");
+        match a.command {
+            LabCommand::Up(u) => {
+                assert_eq!(u.hosts, 3);
+                assert_eq!(u.docker, DockerVersion::V28);
+                assert!(u.no_agents);
+                assert_eq!(u.static_hosts, 5);
+            }
+            other => panic!("{other:?}"),
+        }
+        let a = parse(&["--name", "y", "down"]);
+        assert_eq!(a.name, "y");
+        assert!(matches!(a.command, LabCommand::Down));
+        assert_eq!(parse(&["status"]).name, "default");
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_the_separator() {
+        let a = parse(&["exec", "h2", "--", "docker", "ps", "-a"]);
+        match a.command {
+            LabCommand::Exec { host, command } => {
+                assert_eq!(host, "h2");
+                assert_eq!(command, vec!["docker", "ps", "-a"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_docker_version_is_refused() {
+        let mut full = vec!["crossdock", "lab", "up", "--docker", "27"];
+        let err = Top::try_parse_from(std::mem::take(&mut full))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("use 20"), "{err}");
+    }
+
+    #[test]
+    fn faults_change_what_they_name() {
+        let mut f = Faults::default();
+        let mut s = Settings::default();
+        let run =
+            |c: FaultCommand, f: &mut Faults, s: &mut Settings| apply_fault(&c, f, s).unwrap();
+        assert_eq!(
+            run(
+                FaultCommand::Latency {
+                    action: "CreateRouteEntry".into(),
+                    ms: 300
+                },
+                &mut f,
+                &mut s
+            ),
+            (true, false)
+        );
+        assert_eq!(f.latency_ms["CreateRouteEntry"], 300);
+        run(
+            FaultCommand::Latency {
+                action: "CreateRouteEntry".into(),
+                ms: 0,
+            },
+            &mut f,
+            &mut s,
+        );
+        assert!(f.latency_ms.is_empty());
+        run(
+            FaultCommand::Error {
+                action: "*".into(),
+                rate: 0.5,
+                code: "InternalError".into(),
+                after_commit: true,
+            },
+            &mut f,
+            &mut s,
+        );
+        assert_eq!(
+            f.errors["*"],
+            ErrorFault {
+                rate: 0.5,
+                code: "InternalError".into(),
+                after_commit: true
+            }
+        );
+        assert!(apply_fault(
+            &FaultCommand::Error {
+                action: "*".into(),
+                rate: 1.5,
+                code: "X".into(),
+                after_commit: false
+            },
+            &mut f,
+            &mut s
+        )
+        .is_err());
+        assert_eq!(
+            run(
+                FaultCommand::Throttle {
+                    action: "DescribeRouteEntryList".into(),
+                    qps: 2
+                },
+                &mut f,
+                &mut s
+            ),
+            (false, true)
+        );
+        assert_eq!(s.action_qps["DescribeRouteEntryList"], 2);
+        run(
+            FaultCommand::TaskConflict { state: OnOff::On },
+            &mut f,
+            &mut s,
+        );
+        run(
+            FaultCommand::Api {
+                state: DownUp::Down,
+            },
+            &mut f,
+            &mut s,
+        );
+        run(
+            FaultCommand::Metadata {
+                state: DownUp::Down,
+            },
+            &mut f,
+            &mut s,
+        );
+        assert!(f.task_conflict_storm && f.api_down && f.metadata_down);
+        run(FaultCommand::Api { state: DownUp::Up }, &mut f, &mut s);
+        assert!(!f.api_down);
+        run(FaultCommand::Reset, &mut f, &mut s);
+        assert_eq!(f, Faults::default());
+    }
 }

@@ -2,10 +2,17 @@
 //! the agents. The building blocks (`netns`, `dockerd`) are also what every root-gated integration test
 //! of the project uses to get a namespace or a real Docker engine.
 pub mod cli;
+pub mod demo;
 pub mod dockerd;
 pub mod http;
+pub mod lab;
 pub mod netns;
 pub mod procs;
+pub mod testing;
+
+pub use dockerd::{ContainerInfo, DockerVersion, Dockerd, DockerdSpec};
+pub use lab::{down, HostState, HostStatus, Lab, LabOptions, LabState, LabStatus};
+pub use netns::{veth, Netns};
 
 /// True when running as root; root-gated tests print "skipped: needs root" and return otherwise.
 pub fn is_root() -> bool {

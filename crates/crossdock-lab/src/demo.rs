@@ -1,0 +1,406 @@
+//! The demo (the README's main command): containers on different simulated hosts reach each other by
+//! their own IPs, through the VPC route table the agents maintain, and the receiver sees the sender's
+//! container IP (no NAT on the way).
+//!
+//! Every probe runs inside the lab's namespaces (`docker exec` in the hosts' containers); nothing touches
+//! the root namespace's network. The checks are also exported ([`ping`], [`tcp_exchange`]) for tests.
+
+use crate::dockerd::{ContainerInfo, BUSYBOX_IMAGE};
+use crate::lab::{Lab, LabOptions, LabStatus};
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// The TCP port the demo's receivers listen on.
+pub const DEMO_PORT: u16 = 7000;
+
+/// The script a receiver runs for each connection (busybox `nc -e`): it records the peer address of the
+/// established connection, as the receiver's kernel sees it, and the line the sender sent; and answers.
+const PEER_SCRIPT: &str = r#"#!/bin/sh
+read -r line
+peer=$(netstat -tn 2>/dev/null | awk '$4 ~ /:7000$/ && $6 == "ESTABLISHED" { split($5, a, ":"); print a[1]; exit }')
+echo "$peer $line" > /tmp/seen
+echo "seen-from $peer"
+"#;
+
+/// What the demo found.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    pub containers: Vec<(String, ContainerInfo)>,
+    /// (from host, to host, ok)
+    pub pings: Vec<(String, String, bool)>,
+    /// (from host, to host, the source IP the receiver saw)
+    pub exchanges: Vec<(String, String, Option<String>)>,
+    pub status: LabStatus,
+}
+
+impl DemoReport {
+    pub fn passed(&self) -> bool {
+        self.pings.iter().all(|p| p.2)
+            && self
+                .exchanges
+                .iter()
+                .zip(self.pairs_sources())
+                .all(|(e, src)| e.2.as_deref() == Some(src))
+    }
+
+    fn pairs_sources(&self) -> Vec<&str> {
+        self.exchanges
+            .iter()
+            .map(|(from, _, _)| {
+                self.containers
+                    .iter()
+                    .find(|(h, _)| h == from)
+                    .map(|(_, c)| c.ip.as_str())
+                    .unwrap_or("")
+            })
+            .collect()
+    }
+}
+
+/// Pings `ip` from inside `container` on host `index` (3 probes, 2 s each).
+pub fn ping(lab: &Lab, index: usize, container: &str, ip: &str) -> Result<bool> {
+    let host = lab.host(index);
+    let out = crate::dockerd::docker_command(host.docker_host.as_deref().unwrap_or_default())
+        .args(["exec", container, "ping", "-c", "3", "-W", "2", ip])
+        .output()
+        .context("cannot run docker exec")?;
+    Ok(out.status.success())
+}
+
+/// Prepares `container` on host `index` to receive: a busybox `nc` listener on [`DEMO_PORT`] that records
+/// each sender's address. Waits (bounded) until it listens.
+pub fn start_receiver(lab: &Lab, index: usize, container: &str) -> Result<()> {
+    lab.docker(
+        index,
+        &[
+            "exec",
+            container,
+            "sh",
+            "-c",
+            &format!("cat > /tmp/peer.sh <<'EOF'\n{PEER_SCRIPT}EOF\nchmod +x /tmp/peer.sh; rm -f /tmp/seen"),
+        ],
+    )?;
+    lab.docker(
+        index,
+        &[
+            "exec",
+            "-d",
+            container,
+            "nc",
+            "-ll",
+            "-p",
+            &DEMO_PORT.to_string(),
+            "-e",
+            "/tmp/peer.sh",
+        ],
+    )?;
+    let listening = crate::lab::wait_for(Duration::from_secs(10), || {
+        lab.docker(index, &["exec", container, "netstat", "-ltn"])
+            .ok()
+            .filter(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(":{DEMO_PORT} ")))
+    });
+    if listening.is_none() {
+        bail!("the receiver in {container} on host h{index} did not start listening on port {DEMO_PORT}");
+    }
+    Ok(())
+}
+
+/// Sends one line from `from_container` on host `from` to `to_ip`; returns the source address the
+/// receiver (`to_container` on host `to`) recorded, or `None` if the exchange failed.
+pub fn tcp_exchange(
+    lab: &Lab,
+    from: usize,
+    from_container: &str,
+    to: usize,
+    to_container: &str,
+    to_ip: &str,
+) -> Result<Option<String>> {
+    let _ = lab.docker(to, &["exec", to_container, "rm", "-f", "/tmp/seen"]);
+    let out =
+        crate::dockerd::docker_command(lab.host(from).docker_host.as_deref().unwrap_or_default())
+            .args([
+                "exec",
+                from_container,
+                "sh",
+                "-c",
+                &format!("echo hello-from-{from_container} | nc -w 5 {to_ip} {DEMO_PORT}"),
+            ])
+            .output()
+            .context("cannot run docker exec")?;
+    let answer = String::from_utf8_lossy(&out.stdout).to_string();
+    if !answer.contains("seen-from") {
+        return Ok(None);
+    }
+    let seen = crate::lab::wait_for(Duration::from_secs(5), || {
+        lab.docker(to, &["exec", to_container, "cat", "/tmp/seen"])
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    });
+    Ok(seen.and_then(|s| s.split_whitespace().next().map(str::to_string)))
+}
+
+/// Waits until every Docker host's subnet has an `Available` route to that host and the vRouter applied
+/// it; prints progress. Returns the last status either way.
+pub fn wait_routes(lab: &Lab, timeout: Duration, out: &mut dyn Write) -> (bool, LabStatus) {
+    let deadline = Instant::now() + timeout;
+    let mut last_line = String::new();
+    loop {
+        let status = lab.status();
+        let wanted: Vec<_> = lab
+            .hosts()
+            .iter()
+            .filter(|h| h.docker_host.is_some())
+            .collect();
+        let ready: Vec<&str> = wanted
+            .iter()
+            .filter(|h| {
+                status.routes.iter().any(|r| {
+                    r.destination == h.subnet
+                        && r.next_hop_host == h.name
+                        && r.status == "Available"
+                })
+            })
+            .map(|h| h.name.as_str())
+            .collect();
+        let applied = lab
+            .admin_sync(|c| async move { c.dataplane().await })
+            .is_ok_and(|d| d.applied_generation >= d.wanted_generation && d.last_error.is_none());
+        let line = format!(
+            "  routes Available: {}/{} ({}), agents: {}",
+            ready.len(),
+            wanted.len(),
+            if ready.is_empty() {
+                "-".to_string()
+            } else {
+                ready.join(", ")
+            },
+            status
+                .hosts
+                .iter()
+                .map(|h| format!("{} {}", h.name, h.agent))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if line != last_line {
+            let _ = writeln!(out, "{line}");
+            last_line = line;
+        }
+        if ready.len() == wanted.len() && applied {
+            return (true, status);
+        }
+        if Instant::now() >= deadline {
+            return (false, status);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A table of hosts, subnets, routes and agents.
+pub fn table(status: &LabStatus) -> String {
+    let mut s = format!(
+        "{:<4} {:<15} {:<22} {:<14} {:<10} {:<10}\n",
+        "HOST", "PRIVATE IP", "INSTANCE", "SUBNET", "ROUTE", "AGENT"
+    );
+    for h in &status.hosts {
+        let route = status
+            .routes
+            .iter()
+            .find(|r| r.destination == h.subnet)
+            .map(|r| {
+                if r.next_hop_host == h.name {
+                    r.status.clone()
+                } else {
+                    format!("{}→{}", r.status, r.next_hop_host)
+                }
+            })
+            .unwrap_or_else(|| "none".into());
+        s.push_str(&format!(
+            "{:<4} {:<15} {:<22} {:<14} {:<10} {:<10}\n",
+            h.name, h.private_ip, h.instance_id, h.subnet, route, h.agent
+        ));
+    }
+    s
+}
+
+/// Runs the demo on a new lab. With `keep` the lab stays up afterwards.
+pub fn run(
+    opts: LabOptions,
+    keep: bool,
+    route_timeout: Duration,
+    out: &mut dyn Write,
+) -> Result<DemoReport> {
+    let started = Instant::now();
+    writeln!(
+        out,
+        "crossdock demo: {} hosts on Docker {}, lab {:?}",
+        opts.hosts, opts.docker, opts.name
+    )?;
+    let lab = Lab::up(opts)?;
+    writeln!(out, "lab up in {:.1} s", started.elapsed().as_secs_f64())?;
+    let result = run_on(&lab, route_timeout, out);
+    if keep {
+        let name = lab.keep().name;
+        writeln!(
+            out,
+            "\nthe lab stays up: `crossdock lab status --name {name}`, `crossdock lab exec --name {name} h1 -- docker ps`, `crossdock lab down --name {name}`"
+        )?;
+    } else {
+        drop(lab);
+        writeln!(out, "lab removed")?;
+    }
+    writeln!(out, "demo took {:.1} s", started.elapsed().as_secs_f64())?;
+    result
+}
+
+/// The demo's steps on an existing lab.
+pub fn run_on(lab: &Lab, route_timeout: Duration, out: &mut dyn Write) -> Result<DemoReport> {
+    let hosts: Vec<usize> = lab
+        .hosts()
+        .iter()
+        .filter(|h| h.docker_host.is_some())
+        .map(|h| h.index)
+        .collect();
+    if hosts.len() < 2 {
+        bail!("the demo needs at least two hosts with Docker");
+    }
+    let mut containers = Vec::new();
+    for &i in &hosts {
+        let name = format!("demo{i}");
+        let c = lab.run_container(i, &name, &[BUSYBOX_IMAGE, "sleep", "86400"])?;
+        writeln!(out, "container {name} on h{i}: {}", c.ip)?;
+        start_receiver(lab, i, &name)?;
+        containers.push((format!("h{i}"), c));
+    }
+    writeln!(out, "waiting for the agents to register the routes ...")?;
+    let (routes_ok, _) = wait_routes(lab, route_timeout, out);
+    if !routes_ok {
+        writeln!(
+            out,
+            "  not every route became Available within {route_timeout:?}: the probes below will show what works (agent logs: {}/hosts/<h>/agent.log)",
+            lab.state().dir.display()
+        )?;
+    }
+    let mut pings = Vec::new();
+    let mut exchanges = Vec::new();
+    for (k, &from) in hosts.iter().enumerate() {
+        let to = hosts[(k + 1) % hosts.len()];
+        let (from_name, from_c) = &containers[k];
+        let (to_name, to_c) = &containers[(k + 1) % hosts.len()];
+        let ok = ping(lab, from, &format!("demo{from}"), &to_c.ip)?;
+        writeln!(
+            out,
+            "ping {from_name} {} -> {to_name} {}: {}",
+            from_c.ip,
+            to_c.ip,
+            if ok { "ok" } else { "FAILED" }
+        )?;
+        pings.push((from_name.clone(), to_name.clone(), ok));
+        let seen = tcp_exchange(
+            lab,
+            from,
+            &format!("demo{from}"),
+            to,
+            &format!("demo{to}"),
+            &to_c.ip,
+        )?;
+        match &seen {
+            Some(ip) if *ip == from_c.ip => writeln!(
+                out,
+                "tcp  {from_name} {} -> {to_name} {}:{DEMO_PORT}: ok, the receiver saw the sender's container IP {ip}",
+                from_c.ip, to_c.ip
+            )?,
+            Some(ip) => writeln!(
+                out,
+                "tcp  {from_name} {} -> {to_name} {}:{DEMO_PORT}: connected, but the receiver saw {ip} (NATed), not {}",
+                from_c.ip, to_c.ip, from_c.ip
+            )?,
+            None => writeln!(out, "tcp  {from_name} {} -> {to_name} {}:{DEMO_PORT}: FAILED", from_c.ip, to_c.ip)?,
+        }
+        exchanges.push((from_name.clone(), to_name.clone(), seen));
+    }
+    let status = lab.status();
+    writeln!(out, "\n{}", table(&status))?;
+    let report = DemoReport {
+        containers,
+        pings,
+        exchanges,
+        status,
+    };
+    if report.passed() {
+        writeln!(
+            out,
+            "demo passed: containers on different hosts talk by their own IPs"
+        )?;
+        Ok(report)
+    } else {
+        bail!(
+            "demo failed: see above (agent logs under {}/hosts/)",
+            lab.state().dir.display()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::{HostStatus, RouteStatus};
+
+    fn host(name: &str, subnet: &str, agent: &str) -> HostStatus {
+        HostStatus {
+            name: name.into(),
+            netns: format!("cdl-x-{name}"),
+            private_ip: "192.168.1.11".into(),
+            instance_id: format!("i-{name}"),
+            eni_id: String::new(),
+            docker_host: String::new(),
+            subnet: subnet.into(),
+            agent: agent.into(),
+            agent_detail: String::new(),
+            agent_socket: Default::default(),
+            agent_config: Default::default(),
+            dockerd: "running".into(),
+        }
+    }
+
+    #[test]
+    fn the_table_shows_route_states_per_host() {
+        let status = LabStatus {
+            name: "x".into(),
+            api_endpoint: String::new(),
+            metadata_endpoint: String::new(),
+            region_id: String::new(),
+            vpc_id: String::new(),
+            vswitch_id: String::new(),
+            route_table_id: String::new(),
+            admin_access_key_id: String::new(),
+            admin_access_key_secret: String::new(),
+            api_socket: Default::default(),
+            admin_socket: Default::default(),
+            docker_version: "20".into(),
+            emulator: "running".into(),
+            hosts: vec![
+                host("h1", "10.0.0.0/24", "ready"),
+                host("h2", "10.1.0.0/24", "stopped"),
+            ],
+            routes: vec![RouteStatus {
+                route_entry_id: "rte-1".into(),
+                destination: "10.0.0.0/24".into(),
+                next_hop_id: "i-h1".into(),
+                next_hop_host: "h1".into(),
+                status: "Pending".into(),
+                route_entry_name: "crossdock".into(),
+            }],
+        };
+        let t = table(&status);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("HOST"));
+        assert!(
+            lines[1].contains("10.0.0.0/24")
+                && lines[1].contains("Pending")
+                && lines[1].contains("ready")
+        );
+        assert!(lines[2].contains("none") && lines[2].contains("stopped"));
+    }
+}

@@ -1,0 +1,233 @@
+//! Root-gated lab tests: a lab comes up and goes away without a trace (also after its builder "crashed"),
+//! and containers on different hosts reach each other exactly when the vRouter has the routes and the
+//! hosts let the traffic through — on Docker 20.10 and 28.x.
+//!
+//! The agents are not used here (they are tested end to end elsewhere): routes are put into the
+//! emulator's table through its admin API and the host rules are added by hand, inside the lab's
+//! namespaces only, to check the data plane the lab provides.
+
+use crossdock_lab::demo;
+use crossdock_lab::dockerd::BUSYBOX_IMAGE;
+use crossdock_lab::lab::{self, wait_for, Lab, LabOptions};
+use crossdock_lab::netns::Netns;
+use crossdock_lab::testing::{crossdock_bin, root_or_skip, unique_lab_name};
+use crossdock_lab::{procs, DockerVersion};
+use crossdock_vpcsim::admin::PutRoute;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn options(name: &str, docker: DockerVersion) -> LabOptions {
+    LabOptions {
+        name: name.to_string(),
+        hosts: 2,
+        docker,
+        agents: false,
+        crossdock_bin: crossdock_bin().expect("the crossdock binary"),
+        ..LabOptions::default()
+    }
+}
+
+/// Nothing of lab `name` is left: no namespace, no process naming its directory, no mount, no directory.
+fn assert_gone(name: &str) {
+    let dir = lab::lab_dir(name);
+    let namespaces: Vec<String> = Netns::list_with_prefix(&format!("cdl-{name}-"));
+    assert!(namespaces.is_empty(), "namespaces left: {namespaces:?}");
+    let pids = procs::pids_with_cmdline_containing(&format!("{}/", dir.display()));
+    assert!(pids.is_empty(), "processes left: {pids:?}");
+    assert!(procs::mounts_under(&dir).is_empty(), "mounts left under {}", dir.display());
+    assert!(!dir.exists(), "{} is still there", dir.display());
+}
+
+#[test]
+fn up_then_down_leaves_nothing_behind_even_after_a_crash() {
+    if !root_or_skip() {
+        return;
+    }
+    let name = unique_lab_name();
+    let started = Instant::now();
+    let mut opts = options(&name, DockerVersion::V20);
+    opts.agents = true; // whatever state the agent is in, its process must be cleaned up too
+    opts.agent_wait = Duration::from_secs(2);
+    opts.static_hosts = 1;
+    let lab = Lab::up(opts).unwrap();
+    eprintln!("up: {:?}", started.elapsed());
+
+    // The layout of docs/CONTRACTS.md.
+    let vr = Netns::open(&format!("cdl-{name}-vr")).unwrap();
+    let lo = vr.exec_stdout(&["ip", "-4", "-o", "addr", "show", "lo"]).unwrap();
+    assert!(lo.contains("100.100.100.200/32") && lo.contains("100.100.100.201/32"), "{lo}");
+    assert_eq!(vr.sysctl_get("net.ipv4.ip_forward").unwrap(), "1");
+    let bridge = vr.exec_stdout(&["ip", "-o", "link", "show", "master", "vsw"]).unwrap();
+    assert!(bridge.contains("p-h1") && bridge.contains("p-h2") && bridge.contains("p-h3"), "{bridge}");
+    assert_eq!(lab.hosts().len(), 3);
+    let h1 = lab.host(1);
+    assert_eq!(h1.private_ip, "192.168.1.11");
+    assert_eq!(h1.subnet, "10.0.0.0/24");
+    assert!(h1.instance_id.starts_with("i-") && h1.eni_id.starts_with("eni-"));
+    assert!(lab.host(3).docker_host.is_none(), "h3 is a static host");
+    let route = String::from_utf8(lab.exec(1, &["ip", "route", "show", "default"]).unwrap().stdout).unwrap();
+    assert!(route.contains("via 192.168.1.253 dev eth0"), "{route}");
+    let docker0 = String::from_utf8(lab.exec(2, &["ip", "-4", "-o", "addr", "show", "docker0"]).unwrap().stdout).unwrap();
+    assert!(docker0.contains("10.1.0.1/24"), "{docker0}");
+    // The metadata service answers a host with its own identity, through the vRouter.
+    let id = lab
+        .exec(2, &["curl", "-s", "-m", "5", "http://100.100.100.200/latest/meta-data/instance-id"])
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&id.stdout).trim(), lab.host(2).instance_id);
+    // `exec` gives the host's dockerd, and the status JSON has the contract fields.
+    let ps = lab.exec(1, &["sh", "-c", "docker info --format '{{.Name}} {{.ServerVersion}}'"]).unwrap();
+    assert!(String::from_utf8_lossy(&ps.stdout).contains("20.10"), "{ps:?}");
+    let status = serde_json::to_value(lab.status()).unwrap();
+    assert_eq!(status["name"], name.as_str());
+    assert_eq!(status["hosts"][1]["docker_host"], lab.host(2).docker_host.clone().unwrap());
+    assert!(status["admin_access_key_id"].as_str().is_some_and(|k| !k.is_empty()));
+    assert_eq!(status["emulator"], "running");
+
+    // A container, so the clean-up has a shim, a container process, overlay and netns mounts to remove.
+    let c = lab.run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
+    assert!(c.ip.starts_with("10.0.0."));
+
+    // "Crash": the builder goes away without taking the lab down; `down` by name still removes it all.
+    let state = lab.keep();
+    assert!(Lab::load(&name).is_ok());
+    let t = Instant::now();
+    lab::down(&name).unwrap();
+    eprintln!("down: {:?}", t.elapsed());
+    assert!(!procs::alive(c.pid));
+    assert_gone(&name);
+    assert!(!state.dir.exists());
+    // Idempotent.
+    lab::down(&name).unwrap();
+    assert!(Lab::load(&name).is_err());
+}
+
+#[test]
+fn a_second_up_with_the_same_name_is_refused_and_drop_removes_the_lab() {
+    if !root_or_skip() {
+        return;
+    }
+    let name = unique_lab_name();
+    let mut opts = options(&name, DockerVersion::V20);
+    opts.hosts = 1;
+    {
+        let _lab = Lab::up(opts.clone()).unwrap();
+        let err = Lab::up(opts).unwrap_err().to_string();
+        assert!(err.contains("already exists") && err.contains("lab down"), "{err}");
+        assert!(Path::new(&lab::lab_dir(&name)).exists(), "a refused up must not touch the existing lab");
+    }
+    assert_gone(&name);
+}
+
+/// Lets cluster traffic through a host by hand: keeps the container source address towards the cluster
+/// (no MASQUERADE), accepts forwarded cluster traffic to the local subnet, and on Docker 28 exempts it from
+/// the raw-table drop. What the agent does, done here only to test the lab's data plane.
+fn allow_by_hand(lab: &Lab, index: usize) {
+    let subnet = lab.host(index).subnet.clone();
+    let rules: Vec<Vec<&str>> = vec![
+        vec!["iptables", "-w", "-t", "nat", "-I", "POSTROUTING", "-s", &subnet, "-d", "10.0.0.0/8", "-j", "RETURN"],
+        vec!["iptables", "-w", "-I", "DOCKER-USER", "-s", "10.0.0.0/8", "-d", &subnet, "-j", "ACCEPT"],
+        vec!["iptables", "-w", "-t", "raw", "-I", "PREROUTING", "-s", "10.0.0.0/8", "-d", &subnet, "-j", "ACCEPT"],
+    ];
+    for rule in rules {
+        lab.exec(index, &rule).unwrap();
+    }
+}
+
+fn data_plane_follows_the_route_table(docker: DockerVersion) {
+    let name = unique_lab_name();
+    let mut opts = options(&name, docker);
+    opts.source_dest_check = false; // the agent would turn it off through the ECS API
+    let started = Instant::now();
+    let lab = Lab::up(opts).unwrap();
+    eprintln!("docker {docker}: up in {:?}", started.elapsed());
+    let c1 = lab.run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
+    let c2 = lab.run_container(2, "c2", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
+    assert!(c1.ip.starts_with("10.0.0.") && c2.ip.starts_with("10.1.0."), "{c1:?} {c2:?}");
+    demo::start_receiver(&lab, 2, "c2").unwrap();
+    for i in [1, 2] {
+        allow_by_hand(&lab, i);
+    }
+
+    // No routes in the table: the vRouter has nowhere to send 10.1.0.0/24.
+    assert!(!demo::ping(&lab, 1, "c1", &c2.ip).unwrap(), "ping worked without routes");
+
+    // Routes in the table: the vRouter forwards, and the receiver sees the sender's container IP.
+    let mut ids = Vec::new();
+    for i in [1, 2] {
+        let req = PutRoute {
+            destination_cidr_block: Some(lab.host(i).subnet.parse().unwrap()),
+            next_hop_id: lab.host(i).instance_id.clone(),
+            ..PutRoute::default()
+        };
+        let entry = lab.admin_sync(move |c| async move { c.put_route(&req).await }).unwrap();
+        ids.push(entry.route_entry_id);
+    }
+    wait_applied(&lab, 2);
+    assert!(demo::ping(&lab, 1, "c1", &c2.ip).unwrap(), "ping failed with the routes in place");
+    let seen = demo::tcp_exchange(&lab, 1, "c1", 2, "c2", &c2.ip).unwrap();
+    assert_eq!(seen.as_deref(), Some(c1.ip.as_str()), "the receiver must see the sender's container IP");
+    let status = lab.status();
+    assert_eq!(status.routes.len(), 2);
+    assert!(status.routes.iter().all(|r| r.status == "Available"));
+
+    // Routes removed: traffic stops again.
+    for id in ids {
+        lab.admin_sync(move |c| async move { c.delete_route(&id).await }).unwrap();
+    }
+    wait_applied(&lab, 0);
+    assert!(!demo::ping(&lab, 1, "c1", &c2.ip).unwrap(), "ping worked after the routes were removed");
+    assert_eq!(demo::tcp_exchange(&lab, 1, "c1", 2, "c2", &c2.ip).unwrap(), None);
+    drop(lab);
+    assert_gone(&name);
+    eprintln!("docker {docker}: whole test {:?}", started.elapsed());
+}
+
+/// Waits until the vRouter's kernel routes match the table (`want` custom routes).
+fn wait_applied(lab: &Lab, want: usize) {
+    let vr = Netns::open(&lab.state().vr_netns).unwrap();
+    let ok = wait_for(Duration::from_secs(15), || {
+        let routes = vr.exec_stdout(&["ip", "-4", "route", "show", "proto", "250"]).ok()?;
+        (routes.lines().filter(|l| !l.trim().is_empty()).count() == want).then_some(())
+    });
+    assert!(ok.is_some(), "the vRouter did not converge to {want} routes");
+}
+
+#[test]
+fn containers_talk_across_hosts_exactly_when_routed_docker_20() {
+    if !root_or_skip() {
+        return;
+    }
+    data_plane_follows_the_route_table(DockerVersion::V20);
+}
+
+#[test]
+fn containers_talk_across_hosts_exactly_when_routed_docker_28() {
+    if !root_or_skip() {
+        return;
+    }
+    data_plane_follows_the_route_table(DockerVersion::V28);
+}
+
+#[test]
+fn the_source_destination_check_drops_container_traffic_until_turned_off() {
+    if !root_or_skip() {
+        return;
+    }
+    let name = unique_lab_name();
+    let lab = Lab::up(options(&name, DockerVersion::V20)).unwrap(); // check on, as Alibaba creates instances
+    let c2 = lab.run_container(2, "c2", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
+    lab.run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
+    for i in [1, 2] {
+        allow_by_hand(&lab, i);
+        let req = PutRoute {
+            destination_cidr_block: Some(lab.host(i).subnet.parse().unwrap()),
+            next_hop_id: lab.host(i).instance_id.clone(),
+            ..PutRoute::default()
+        };
+        lab.admin_sync(move |c| async move { c.put_route(&req).await }).unwrap();
+    }
+    wait_applied(&lab, 2);
+    assert!(!demo::ping(&lab, 1, "c1", &c2.ip).unwrap(), "the ENI check must drop a container source");
+    // Host to host traffic is untouched by the check.
+    lab.exec(1, &["ping", "-c", "1", "-W", "2", "192.168.1.12"]).unwrap();
+}
