@@ -43,6 +43,34 @@ struct Calls {
     next_seq: u64,
 }
 
+/// Nonces seen recently, with their expiry, oldest first (bounded).
+#[derive(Debug, Default)]
+struct NonceCache {
+    seen: HashMap<String, i64>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl NonceCache {
+    fn use_nonce(&mut self, nonce: &str, now: i64, window_ms: i64) -> bool {
+        while let Some((exp, _)) = self.order.front() {
+            if *exp > now && self.order.len() < NONCE_CAP {
+                break;
+            }
+            let (exp, old) = self.order.pop_front().expect("non-empty");
+            if self.seen.get(&old) == Some(&exp) {
+                self.seen.remove(&old);
+            }
+        }
+        if self.seen.get(nonce).is_some_and(|exp| *exp > now) {
+            return false;
+        }
+        let exp = now.saturating_add(window_ms);
+        self.seen.insert(nonce.to_string(), exp);
+        self.order.push_back((exp, nonce.to_string()));
+        true
+    }
+}
+
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
@@ -66,7 +94,7 @@ pub struct Sim {
     dp_generation: watch::Sender<u64>,
     dp_status: Mutex<DataplaneStatus>,
     calls: Mutex<Calls>,
-    nonces: Mutex<(HashMap<String, i64>, VecDeque<(i64, String)>)>,
+    nonces: Mutex<NonceCache>,
     rng: Mutex<StdRng>,
     buckets: Mutex<HashMap<String, Bucket>>,
     metadata_tokens: Mutex<HashMap<String, (Ipv4Addr, i64)>>,
@@ -97,7 +125,7 @@ impl Sim {
             dp_generation: watch::channel(1).0,
             dp_status: Mutex::new(DataplaneStatus::default()),
             calls: Mutex::new(Calls::default()),
-            nonces: Mutex::new((HashMap::new(), VecDeque::new())),
+            nonces: Mutex::new(NonceCache::default()),
             rng: Mutex::new(StdRng::seed_from_u64(bootstrap.seed)),
             buckets: Mutex::new(HashMap::new()),
             metadata_tokens: Mutex::new(HashMap::new()),
@@ -290,27 +318,10 @@ impl Sim {
 
     /// Remembers a nonce for `window_ms`; false when it was seen within that window.
     pub fn use_nonce(&self, nonce: &str, now: i64, window_ms: i64) -> bool {
-        let mut guard = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        let (seen, order) = &mut *guard;
-        while let Some((exp, _)) = order.front() {
-            if *exp > now && order.len() < NONCE_CAP {
-                break;
-            }
-            let (_, n) = order.pop_front().expect("non-empty");
-            if seen
-                .get(&n)
-                .is_some_and(|e| *e <= now || order.len() >= NONCE_CAP)
-            {
-                seen.remove(&n);
-            }
-        }
-        if seen.get(nonce).is_some_and(|exp| *exp > now) {
-            return false;
-        }
-        let exp = now.saturating_add(window_ms);
-        seen.insert(nonce.to_string(), exp);
-        order.push_back((exp, nonce.to_string()));
-        true
+        self.nonces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .use_nonce(nonce, now, window_ms)
     }
 
     // ----- faults and limits -----
@@ -514,4 +525,20 @@ pub fn desired_of(state: &State) -> Desired {
         .collect();
     d.ports.sort();
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_are_refused_within_their_window_only() {
+        let mut c = NonceCache::default();
+        assert!(c.use_nonce("a", 0, 100));
+        assert!(!c.use_nonce("a", 50, 100));
+        assert!(c.use_nonce("b", 50, 100));
+        assert!(c.use_nonce("a", 101, 100), "expired nonces may come again");
+        assert!(!c.use_nonce("b", 120, 100));
+        assert!(c.seen.len() <= 2);
+    }
 }
