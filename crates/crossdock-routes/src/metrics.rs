@@ -1,0 +1,184 @@
+//! Counters of the route reconciler and the cloud client, as Prometheus text for the agent's `/metrics`.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crossdock_alibaba::CallCounts;
+
+/// Counters of the reconciler since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RouteMetrics {
+    /// Sync passes.
+    pub syncs: u64,
+    /// Deregister passes.
+    pub deregisters: u64,
+    /// Passes that ended with the route condition failed.
+    pub failed_passes: u64,
+    /// Cloud reads made by passes.
+    pub reads: u64,
+    /// Cloud writes made by passes.
+    pub writes: u64,
+    /// Routes created.
+    pub routes_created: u64,
+    /// Routes deleted (old subnets, deregister).
+    pub routes_deleted: u64,
+    /// Times the ENI's source/destination check was switched off.
+    pub source_dest_check_disabled: u64,
+    /// Conflicting routes seen by the last pass (gauge).
+    pub conflicts: u64,
+    /// Whether the last sync pass ended ready (gauge).
+    pub ready: bool,
+    /// Duration of the last pass, milliseconds.
+    pub last_pass_millis: u64,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Appends the reconciler's and (if given) the cloud client's counters in Prometheus text format.
+pub fn write_prometheus(out: &mut String, m: &RouteMetrics, calls: Option<&CallCounts>) {
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "crossdock_route_syncs_total",
+        "counter",
+        "Route reconciliation passes.",
+        m.syncs,
+    );
+    metric(
+        "crossdock_route_failed_passes_total",
+        "counter",
+        "Route passes that ended failed.",
+        m.failed_passes,
+    );
+    metric(
+        "crossdock_route_reads_total",
+        "counter",
+        "Cloud API reads by the route reconciler.",
+        m.reads,
+    );
+    metric(
+        "crossdock_route_writes_total",
+        "counter",
+        "Cloud API writes by the route reconciler.",
+        m.writes,
+    );
+    metric(
+        "crossdock_route_created_total",
+        "counter",
+        "VPC routes created.",
+        m.routes_created,
+    );
+    metric(
+        "crossdock_route_deleted_total",
+        "counter",
+        "VPC routes deleted.",
+        m.routes_deleted,
+    );
+    metric(
+        "crossdock_route_source_dest_check_disabled_total",
+        "counter",
+        "Times the ENI source/destination check was switched off.",
+        m.source_dest_check_disabled,
+    );
+    metric(
+        "crossdock_route_conflicts",
+        "gauge",
+        "Routes holding this host's destination that are not ours (last pass).",
+        m.conflicts,
+    );
+    metric(
+        "crossdock_route_ready",
+        "gauge",
+        "1 if the last route pass ended ready.",
+        u64::from(m.ready),
+    );
+    let Some(c) = calls else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "# HELP crossdock_cloud_api_calls_total Cloud API and metadata attempts by action and outcome.\n\
+         # TYPE crossdock_cloud_api_calls_total counter"
+    );
+    for ((action, outcome), n) in &c.calls {
+        let _ = writeln!(
+            out,
+            "crossdock_cloud_api_calls_total{{action=\"{}\",outcome=\"{}\"}} {n}",
+            escape(action),
+            escape(outcome)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP crossdock_cloud_api_host_calls_total Cloud API and metadata attempts by endpoint host.\n\
+         # TYPE crossdock_cloud_api_host_calls_total counter"
+    );
+    for (host, n) in &c.by_host {
+        let _ = writeln!(
+            out,
+            "crossdock_cloud_api_host_calls_total{{host=\"{}\"}} {n}",
+            escape(host)
+        );
+    }
+    let mut metric = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    };
+    metric(
+        "crossdock_cloud_api_retries_total",
+        "Retried cloud API attempts.",
+        c.retries,
+    );
+    metric(
+        "crossdock_cloud_api_throttled_total",
+        "Throttled cloud API answers.",
+        c.throttled,
+    );
+    metric(
+        "crossdock_cloud_api_retry_budget_exhausted_total",
+        "Retries refused because the retry budget was empty.",
+        c.budget_exhausted,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let mut c = CallCounts::default();
+        c.calls.insert(("CreateRouteEntry".into(), "ok".into()), 2);
+        c.by_host.insert("vpc.cn-x.aliyuncs.com".into(), 5);
+        let m = RouteMetrics {
+            syncs: 3,
+            ready: true,
+            ..Default::default()
+        };
+        let mut out = String::new();
+        write_prometheus(&mut out, &m, Some(&c));
+        assert!(out.contains("crossdock_route_syncs_total 3\n"));
+        assert!(out.contains("crossdock_route_ready 1\n"));
+        assert!(out.contains(
+            "crossdock_cloud_api_calls_total{action=\"CreateRouteEntry\",outcome=\"ok\"} 2\n"
+        ));
+        assert!(out
+            .contains("crossdock_cloud_api_host_calls_total{host=\"vpc.cn-x.aliyuncs.com\"} 5\n"));
+        // Every sample line belongs to a declared metric.
+        for line in out.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(out.contains(&format!("# TYPE {name} ")), "{line}");
+        }
+    }
+}

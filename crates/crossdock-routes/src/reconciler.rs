@@ -1,0 +1,1155 @@
+//! The route reconciler: keeps "container subnet → this instance" in the chosen route tables.
+//!
+//! One pass ([`RouteReconciler::sync`]) reads, plans ([`crate::plan`]) and executes, one write at a
+//! time (the VPC serialises route writes anyway and answers `TaskConflict` to concurrent ones). Reads
+//! are kept to what a steady state needs: one filtered `DescribeRouteEntryList` per table (entries
+//! whose next hop is this instance); the VPC/vSwitch CIDRs, table choice and the ENI's
+//! source/destination check are re-read on the first pass, on a subnet change and every
+//! `rediscover_every` passes. In sync means zero writes.
+//!
+//! A created route is polled with backoff until `Available` before the condition turns ready; if it
+//! is not within `wait_available`, the pass reports pending and asks to be run again soon. Errors
+//! become conditions, never panics or exits: a missing RAM permission names the denied action and
+//! asks for a slow retry; throttling asks for a retry after the backoff; conflicts and quota are
+//! reported and left to a human. Stopping the agent does nothing to routes (restarts must not cut
+//! traffic); [`RouteReconciler::deregister`] removes this host's own routes for decommissioning.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+
+use crossdock_alibaba::{
+    client_token, CreateRouteEntry, Error as CloudError, ErrorClass, Identity, RouteEntry,
+    RouteEntryFilter, Sleeper,
+};
+use crossdock_config::SourceDestCheck as SdcMode;
+
+use crate::cloud::RouteCloud;
+use crate::metrics::RouteMetrics;
+use crate::plan::{
+    check_overlap, choose_tables, plan, Action, Desired, Marker, NetworkCidrs, Observed,
+};
+use crate::report::{Condition, RouteReport, RouteStatus, SourceDestCheck, State};
+
+/// Settings of the reconciler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutesConfig {
+    /// `RouteEntryName` of our routes.
+    pub route_name: String,
+    /// Tables to use; empty = the vSwitch's table, else the VPC's system table.
+    pub route_table_ids: Vec<String>,
+    /// Switch the ENI's source/destination check off, or only report it.
+    pub source_dest_check: SdcMode,
+    /// How long one pass waits for a created route to become `Available`.
+    pub wait_available: Duration,
+    /// First poll interval while waiting (doubles up to `poll_max`).
+    pub poll_initial: Duration,
+    /// Largest poll interval.
+    pub poll_max: Duration,
+    /// Re-read CIDRs, table choice and the source/destination check every this many passes.
+    pub rediscover_every: u32,
+}
+
+impl RoutesConfig {
+    /// From the `[cloud]` table, with default timings.
+    pub fn from_cloud_config(c: &crossdock_config::CloudConfig) -> Self {
+        Self {
+            route_name: c.route_name.clone(),
+            route_table_ids: c.route_table_ids.clone(),
+            source_dest_check: c.source_dest_check,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for RoutesConfig {
+    fn default() -> Self {
+        Self {
+            route_name: "crossdock".into(),
+            route_table_ids: Vec::new(),
+            source_dest_check: SdcMode::Disable,
+            wait_available: Duration::from_secs(120),
+            poll_initial: Duration::from_secs(1),
+            poll_max: Duration::from_secs(10),
+            rediscover_every: 10,
+        }
+    }
+}
+
+/// Retry delays asked of the agent, by situation.
+const RETRY_PENDING: Duration = Duration::from_secs(5);
+const RETRY_BUSY: Duration = Duration::from_secs(30);
+const RETRY_PERMISSION: Duration = Duration::from_secs(300);
+const RETRY_PERMANENT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+struct Discovery {
+    tables: Vec<String>,
+    cidrs: NetworkCidrs,
+}
+
+#[derive(Debug)]
+struct SyncState {
+    discovery: Option<Discovery>,
+    passes_since_discovery: u32,
+    sdc: SourceDestCheck,
+    sdc_checked: bool,
+    token_generation: HashMap<(String, Ipv4Net), u32>,
+    last_subnet: Option<Ipv4Net>,
+}
+
+/// Something that keeps the route condition from being ready.
+#[derive(Debug, Clone)]
+struct Problem {
+    state: State,
+    reason: &'static str,
+    message: String,
+    retry_after: Option<Duration>,
+    credentials: Option<Condition>,
+}
+
+impl Problem {
+    fn pending(reason: &'static str, message: impl Into<String>, retry: Duration) -> Self {
+        Self {
+            state: State::Pending,
+            reason,
+            message: message.into(),
+            retry_after: Some(retry),
+            credentials: None,
+        }
+    }
+
+    fn failed(reason: &'static str, message: impl Into<String>, retry: Option<Duration>) -> Self {
+        Self {
+            state: State::Failed,
+            reason,
+            message: message.into(),
+            retry_after: retry,
+            credentials: None,
+        }
+    }
+
+    /// Turns a cloud error during `doing` (e.g. "create route 10.1.0.0/24 in vtb-1") into a problem.
+    fn from_error(doing: &str, e: &CloudError) -> Self {
+        if let Some(action) = e.denied_action() {
+            let message = format!("permission denied: the RAM policy does not allow {action} (needed to {doing}); fix: {}", e.fix());
+            return Self {
+                credentials: Some(Condition::new(
+                    State::Failed,
+                    "PermissionDenied",
+                    message.clone(),
+                )),
+                ..Self::failed("PermissionDenied", message, Some(RETRY_PERMISSION))
+            };
+        }
+        if e.is_credentials_problem() {
+            let message = format!("cannot {doing}: {e}");
+            return Self {
+                credentials: Some(Condition::new(
+                    State::Failed,
+                    "CredentialsUnavailable",
+                    message.clone(),
+                )),
+                ..Self::failed("CredentialsUnavailable", message, Some(RETRY_BUSY))
+            };
+        }
+        let message = format!("cannot {doing}: {e}");
+        let code = e.code().unwrap_or("");
+        match e.class() {
+            ErrorClass::Retryable => {
+                let retry = e.retry_hint().unwrap_or(RETRY_BUSY).max(RETRY_PENDING);
+                let reason = if code.starts_with("Throttling") {
+                    "Throttled"
+                } else if code.is_empty() {
+                    "CloudUnreachable"
+                } else {
+                    "CloudBusy"
+                };
+                Self::pending(reason, message, retry)
+            }
+            _ if code.to_ascii_lowercase().contains("quota") => {
+                Self::failed("QuotaExceeded", message, Some(RETRY_PERMANENT))
+            }
+            _ if code.to_ascii_lowercase().starts_with("invalidcidrblock") => {
+                Self::failed("CidrRejected", message, Some(RETRY_PERMANENT))
+            }
+            _ => Self::failed("CloudError", message, Some(RETRY_PERMANENT)),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    problems: Vec<Problem>,
+    routes: Vec<RouteStatus>,
+    ready_tables: Vec<String>,
+    notes: Vec<String>,
+    created: u64,
+    deleted: u64,
+    sdc_disabled: u64,
+    conflicts: u64,
+}
+
+/// Counts the calls of one pass.
+struct Calls<'a> {
+    cloud: &'a dyn RouteCloud,
+    reads: u32,
+    writes: u32,
+}
+
+impl<'a> Calls<'a> {
+    fn new(cloud: &'a dyn RouteCloud) -> Self {
+        Self {
+            cloud,
+            reads: 0,
+            writes: 0,
+        }
+    }
+    async fn route_tables(
+        &mut self,
+        vpc: &str,
+    ) -> Result<Vec<crossdock_alibaba::RouteTable>, CloudError> {
+        self.reads += 1;
+        self.cloud.route_tables(vpc).await
+    }
+    async fn route_entries(
+        &mut self,
+        table: &str,
+        f: &RouteEntryFilter,
+    ) -> Result<Vec<RouteEntry>, CloudError> {
+        self.reads += 1;
+        self.cloud.route_entries(table, f).await
+    }
+    async fn create_route(&mut self, req: &CreateRouteEntry) -> Result<String, CloudError> {
+        self.writes += 1;
+        self.cloud.create_route(req).await
+    }
+    async fn delete_route(&mut self, table: &str, id: &str) -> Result<(), CloudError> {
+        self.writes += 1;
+        self.cloud.delete_route(table, id).await
+    }
+    async fn vpc_cidrs(&mut self, vpc: &str) -> Result<Vec<Ipv4Net>, CloudError> {
+        self.reads += 1;
+        self.cloud.vpc_cidrs(vpc).await
+    }
+    async fn vswitches(
+        &mut self,
+        vpc: &str,
+    ) -> Result<Vec<crossdock_alibaba::VSwitch>, CloudError> {
+        self.reads += 1;
+        self.cloud.vswitches(vpc).await
+    }
+    async fn source_dest_check(&mut self, eni: &str) -> Result<Option<bool>, CloudError> {
+        self.reads += 1;
+        self.cloud.source_dest_check(eni).await
+    }
+    async fn set_source_dest_check(&mut self, eni: &str, on: bool) -> Result<(), CloudError> {
+        self.writes += 1;
+        self.cloud.set_source_dest_check(eni, on).await
+    }
+}
+
+enum WaitError {
+    /// Not `Available` within the wait; the last state seen.
+    StillPending(Option<RouteEntry>),
+    /// The entry is not listed at all (created with a replayed client token after a delete).
+    Vanished,
+    /// A read failed.
+    Problem(Problem),
+}
+
+enum CreateError {
+    Duplicate,
+    Wait(WaitError),
+    Problem(Problem),
+}
+
+/// Keeps this host's route(s) in the VPC. All methods take `&self`; passes are serialised.
+pub struct RouteReconciler {
+    cloud: Arc<dyn RouteCloud>,
+    cfg: RoutesConfig,
+    identity: Identity,
+    marker: Marker,
+    sleeper: Sleeper,
+    state: tokio::sync::Mutex<SyncState>,
+    metrics: Mutex<RouteMetrics>,
+    last: Mutex<Option<RouteReport>>,
+}
+
+impl std::fmt::Debug for RouteReconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteReconciler")
+            .field("cfg", &self.cfg)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+fn status_of(e: &RouteEntry, owner: String) -> RouteStatus {
+    RouteStatus {
+        table_id: e.route_table_id.clone(),
+        cidr: e.destination_cidr_block.clone(),
+        entry_id: e.route_entry_id.clone(),
+        status: e.status.clone(),
+        owner,
+    }
+}
+
+impl RouteReconciler {
+    /// A reconciler for this host. `identity` needs `instance_id`, `vpc_id`, `vswitch_id` and
+    /// `eni_id`.
+    pub fn new(cloud: Arc<dyn RouteCloud>, cfg: RoutesConfig, identity: Identity) -> Self {
+        let marker = Marker {
+            route_name: cfg.route_name.clone(),
+            instance_id: identity.instance_id.clone(),
+        };
+        Self {
+            cloud,
+            cfg,
+            identity,
+            marker,
+            sleeper: crossdock_alibaba::tokio_sleeper(),
+            state: tokio::sync::Mutex::new(SyncState {
+                discovery: None,
+                passes_since_discovery: 0,
+                sdc: SourceDestCheck::Unknown,
+                sdc_checked: false,
+                token_generation: HashMap::new(),
+                last_subnet: None,
+            }),
+            metrics: Mutex::new(RouteMetrics::default()),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Replaces how the reconciler waits between polls (tests record instead of waiting).
+    pub fn with_sleeper(mut self, sleeper: Sleeper) -> Self {
+        self.sleeper = sleeper;
+        self
+    }
+
+    /// The identity in use.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The report of the last pass, if any.
+    pub fn last_report(&self) -> Option<RouteReport> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Counters of the reconciler.
+    pub fn metrics(&self) -> RouteMetrics {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Prometheus text of the reconciler's and the cloud client's counters.
+    pub fn write_prometheus(&self, out: &mut String) {
+        crate::metrics::write_prometheus(out, &self.metrics(), self.cloud.call_counts().as_ref());
+    }
+
+    /// One reconciliation pass for `subnet` (`None`: the subnet is not known yet; nothing is
+    /// touched). Never fails: problems are in the report's conditions.
+    pub async fn sync(&self, subnet: Option<Ipv4Net>) -> RouteReport {
+        let started = Instant::now();
+        let mut st = self.state.lock().await;
+        let mut calls = Calls::new(&*self.cloud);
+        let mut out = Outcome::default();
+        match subnet {
+            None => out.problems.push(Problem::pending(
+                "NoSubnet",
+                "waiting for this host's container subnet before registering a route",
+                RETRY_PENDING,
+            )),
+            Some(subnet) => {
+                self.sync_subnet(&mut st, &mut calls, &mut out, subnet)
+                    .await
+            }
+        }
+        let report = self.finish(&calls, &out, &st, subnet, "RouteAvailable");
+        self.record(&report, &out, started, false);
+        report
+    }
+
+    async fn sync_subnet(
+        &self,
+        st: &mut SyncState,
+        calls: &mut Calls<'_>,
+        out: &mut Outcome,
+        subnet: Ipv4Net,
+    ) {
+        let changed = st.last_subnet != Some(subnet);
+        st.last_subnet = Some(subnet);
+        let due = st.discovery.is_none()
+            || changed
+            || st.passes_since_discovery + 1 >= self.cfg.rediscover_every;
+        if due {
+            match self.discover(calls).await {
+                Ok(d) => st.discovery = Some(d),
+                Err(p) if st.discovery.is_some() && !changed => {
+                    tracing::warn!(problem = %p.message, "re-reading the VPC layout failed; using the previous one");
+                }
+                Err(p) => {
+                    out.problems.push(p);
+                    return;
+                }
+            }
+            st.passes_since_discovery = 0;
+        } else {
+            st.passes_since_discovery += 1;
+        }
+        let Some(d) = st.discovery.clone() else {
+            return;
+        };
+        if let Some(Action::Refused {
+            cidr,
+            overlaps,
+            fix,
+        }) = check_overlap(subnet, &d.cidrs)
+        {
+            out.problems.push(Problem::failed(
+                "SubnetOverlapsVpc",
+                format!("refusing to route {cidr}: it overlaps {overlaps}; fix: {fix}"),
+                None,
+            ));
+            out.routes.push(RouteStatus {
+                table_id: d.tables.join(","),
+                cidr: cidr.to_string(),
+                entry_id: String::new(),
+                status: "Refused".into(),
+                owner: "self".into(),
+            });
+            return;
+        }
+        // Re-read while it is on (report mode): the operator's fix shows up at the next pass.
+        if due || !st.sdc_checked || st.sdc == SourceDestCheck::Enabled {
+            self.check_source_dest(st, calls, out).await;
+        }
+        for table in &d.tables {
+            self.sync_table(st, calls, out, table, subnet, &d.cidrs)
+                .await;
+        }
+    }
+
+    async fn discover(&self, calls: &mut Calls<'_>) -> Result<Discovery, Problem> {
+        let vpc = &self.identity.vpc_id;
+        let vswitches = calls
+            .vswitches(vpc)
+            .await
+            .map_err(|e| Problem::from_error(&format!("list the vSwitches of {vpc}"), &e))?;
+        let vpc_cidrs = calls
+            .vpc_cidrs(vpc)
+            .await
+            .map_err(|e| Problem::from_error(&format!("read the CIDRs of {vpc}"), &e))?;
+        let tables = match choose_tables(
+            &self.cfg.route_table_ids,
+            &self.identity.vswitch_id,
+            &vswitches,
+            &[],
+        ) {
+            Ok(t) => t,
+            Err(_) => {
+                let all = calls.route_tables(vpc).await.map_err(|e| {
+                    Problem::from_error(&format!("list the route tables of {vpc}"), &e)
+                })?;
+                choose_tables(&[], &self.identity.vswitch_id, &vswitches, &all).map_err(|m| {
+                    Problem::failed(
+                        "NoRouteTable",
+                        format!("{m}; fix: set cloud.route_table_ids"),
+                        Some(RETRY_PERMANENT),
+                    )
+                })?
+            }
+        };
+        let cidrs = NetworkCidrs {
+            vpc: vpc_cidrs,
+            vswitches: vswitches
+                .iter()
+                .filter_map(|v| Some((v.vswitch_id.clone(), v.cidr_block.trim().parse().ok()?)))
+                .collect(),
+        };
+        tracing::debug!(?tables, ?cidrs, "VPC layout");
+        Ok(Discovery { tables, cidrs })
+    }
+
+    fn sdc_problem(&self) -> Problem {
+        Problem::failed(
+            "SourceDestCheckEnabled",
+            format!(
+                "the source/destination check of {} is on, so the ENI drops routed container traffic; fix: \
+                 switch it off (ECS ModifyNetworkInterfaceAttribute SourceDestCheck=false, or the console), \
+                 or set cloud.source_dest_check = \"disable\" to let crossdock do it",
+                self.identity.eni_id
+            ),
+            None,
+        )
+    }
+
+    async fn check_source_dest(
+        &self,
+        st: &mut SyncState,
+        calls: &mut Calls<'_>,
+        out: &mut Outcome,
+    ) {
+        let eni = self.identity.eni_id.clone();
+        st.sdc_checked = true;
+        match calls.source_dest_check(&eni).await {
+            Ok(Some(false)) => st.sdc = SourceDestCheck::Disabled,
+            Ok(None) => st.sdc = SourceDestCheck::Unknown,
+            Ok(Some(true)) => {
+                st.sdc = SourceDestCheck::Enabled;
+                match self.cfg.source_dest_check {
+                    SdcMode::Report => out.problems.push(self.sdc_problem()),
+                    SdcMode::Disable => match calls.set_source_dest_check(&eni, false).await {
+                        Ok(()) => {
+                            tracing::info!(eni = %eni, "switched off the ENI's source/destination check");
+                            st.sdc = SourceDestCheck::Disabled;
+                            out.sdc_disabled += 1;
+                        }
+                        Err(e) => {
+                            st.sdc_checked = false;
+                            out.problems.push(Problem::from_error(
+                                &format!("switch off the source/destination check of {eni}"),
+                                &e,
+                            ));
+                        }
+                    },
+                }
+            }
+            Err(e) => {
+                st.sdc_checked = false;
+                st.sdc = SourceDestCheck::Unknown;
+                out.problems.push(Problem::from_error(
+                    &format!("read the source/destination check of {eni}"),
+                    &e,
+                ));
+            }
+        }
+    }
+
+    /// Entries of `table` pointing here, plus whatever holds `cidr` if none of those does.
+    async fn observe(
+        &self,
+        calls: &mut Calls<'_>,
+        table: &str,
+        cidr: &str,
+    ) -> Result<Observed, Problem> {
+        let doing = format!("list the routes of {table}");
+        let mut entries = calls
+            .route_entries(
+                table,
+                &RouteEntryFilter {
+                    next_hop_id: Some(self.identity.instance_id.clone()),
+                    route_entry_type: Some("Custom".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| Problem::from_error(&doing, &e))?;
+        if !entries.iter().any(|e| e.destination_cidr_block == cidr) {
+            let holders = calls
+                .route_entries(
+                    table,
+                    &RouteEntryFilter {
+                        destination_cidr_block: Some(cidr.to_string()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| Problem::from_error(&doing, &e))?;
+            for h in holders {
+                if !entries.iter().any(|e| e.route_entry_id == h.route_entry_id) {
+                    entries.push(h);
+                }
+            }
+        }
+        for e in entries.iter_mut() {
+            if e.route_table_id.is_empty() {
+                e.route_table_id = table.to_string();
+            }
+        }
+        Ok(Observed {
+            table_id: table.to_string(),
+            entries,
+        })
+    }
+
+    async fn sync_table(
+        &self,
+        st: &mut SyncState,
+        calls: &mut Calls<'_>,
+        out: &mut Outcome,
+        table: &str,
+        subnet: Ipv4Net,
+        cidrs: &NetworkCidrs,
+    ) {
+        let cidr = subnet.to_string();
+        let desired = Desired {
+            subnet,
+            marker: self.marker.clone(),
+            tables: vec![table.to_string()],
+        };
+        let mut observed = match self.observe(calls, table, &cidr).await {
+            Ok(o) => o,
+            Err(p) => {
+                out.problems.push(p);
+                return;
+            }
+        };
+        for round in 0..2 {
+            let actions = plan(&desired, cidrs, std::slice::from_ref(&observed));
+            let holder = observed
+                .entries
+                .iter()
+                .find(|e| e.destination_cidr_block.parse::<Ipv4Net>().ok() == Some(subnet));
+            let mut desired_ok =
+                holder.is_some_and(|e| e.is_available() && self.marker.points_here(e));
+            if let Some(e) = holder.filter(|e| self.marker.owns(e) && e.is_available()) {
+                out.routes.push(status_of(e, "self".into()));
+            }
+            let mut deferred: Vec<(String, String)> = Vec::new();
+            let mut replan = false;
+            for action in actions {
+                match action {
+                    Action::Create { .. } => match self
+                        .create_and_wait(st, calls, table, subnet)
+                        .await
+                    {
+                        Ok(e) => {
+                            out.created += 1;
+                            desired_ok = true;
+                            out.routes.push(status_of(&e, "self".into()));
+                        }
+                        Err(CreateError::Duplicate) if round == 0 => {
+                            // Someone created the destination between our read and our write.
+                            match self.observe(calls, table, &cidr).await {
+                                Ok(o) => {
+                                    observed = o;
+                                    replan = true;
+                                    break;
+                                }
+                                Err(p) => out.problems.push(p),
+                            }
+                        }
+                        Err(CreateError::Duplicate) => out.problems.push(Problem::pending(
+                            "CloudBusy",
+                            format!(
+                                "{table} reports {cidr} as existing but does not list it; retrying"
+                            ),
+                            RETRY_PENDING,
+                        )),
+                        Err(CreateError::Problem(p)) => {
+                            out.routes.push(RouteStatus {
+                                table_id: table.to_string(),
+                                cidr: cidr.clone(),
+                                entry_id: String::new(),
+                                status: "Missing".into(),
+                                owner: "self".into(),
+                            });
+                            out.problems.push(p);
+                        }
+                        Err(CreateError::Wait(w)) => {
+                            out.created += 1;
+                            self.wait_failed(st, out, table, subnet, w);
+                        }
+                    },
+                    Action::Await { entry_id, .. } => {
+                        match self
+                            .wait_available(calls, table, &cidr, Some(&entry_id))
+                            .await
+                        {
+                            Ok(e) => {
+                                desired_ok = true;
+                                out.routes.push(status_of(&e, "self".into()));
+                            }
+                            Err(w) => self.wait_failed(st, out, table, subnet, w),
+                        }
+                    }
+                    Action::Delete {
+                        entry_id,
+                        cidr: old,
+                        ..
+                    } => self.delete_stale(calls, out, table, &entry_id, &old).await,
+                    Action::DeferDelete {
+                        entry_id,
+                        cidr: old,
+                        ..
+                    } => deferred.push((entry_id, old)),
+                    Action::Conflict {
+                        entry_id, holder, ..
+                    } => {
+                        out.conflicts += 1;
+                        out.routes.push(RouteStatus {
+                            table_id: table.to_string(),
+                            cidr: cidr.clone(),
+                            entry_id: entry_id.clone(),
+                            status: observed
+                                .entries
+                                .iter()
+                                .find(|e| e.route_entry_id == entry_id)
+                                .map(|e| e.status.clone())
+                                .unwrap_or_default(),
+                            owner: holder.clone(),
+                        });
+                        out.problems.push(Problem::failed(
+                            "RouteConflict",
+                            format!(
+                                "{table} already routes {cidr} elsewhere (route {entry_id}, held by {holder}); \
+                                 crossdock never overwrites a route it does not own; fix: give this host \
+                                 another container subnet, or delete {entry_id} if it is stale"
+                            ),
+                            None,
+                        ));
+                    }
+                    Action::Unowned { entry_id, .. } => {
+                        if let Some(e) = observed
+                            .entries
+                            .iter()
+                            .find(|e| e.route_entry_id == entry_id)
+                        {
+                            out.routes.push(status_of(e, "user".into()));
+                            if !e.is_available() {
+                                out.problems.push(Problem::pending(
+                                    "RoutePending",
+                                    format!(
+                                        "the route {entry_id} for {cidr} in {table} is {}",
+                                        e.status
+                                    ),
+                                    RETRY_PENDING,
+                                ));
+                            }
+                        }
+                        out.notes.push(format!(
+                            "{table}: {cidr} is routed here by {entry_id}, which has no crossdock marker; \
+                             crossdock leaves it alone and will not delete it"
+                        ));
+                    }
+                    Action::Refused { .. } => {}
+                }
+            }
+            if replan {
+                continue;
+            }
+            for (entry_id, old) in deferred {
+                if desired_ok {
+                    self.delete_stale(calls, out, table, &entry_id, &old).await;
+                } else if let Some(e) = observed
+                    .entries
+                    .iter()
+                    .find(|e| e.route_entry_id == entry_id)
+                {
+                    out.routes.push(status_of(e, "self".into()));
+                }
+            }
+            if desired_ok {
+                out.ready_tables.push(table.to_string());
+            }
+            break;
+        }
+    }
+
+    fn wait_failed(
+        &self,
+        st: &mut SyncState,
+        out: &mut Outcome,
+        table: &str,
+        subnet: Ipv4Net,
+        w: WaitError,
+    ) {
+        match w {
+            WaitError::StillPending(last) => {
+                let status = last
+                    .as_ref()
+                    .map(|e| e.status.clone())
+                    .unwrap_or_else(|| "Pending".into());
+                if let Some(e) = &last {
+                    out.routes.push(status_of(e, "self".into()));
+                }
+                out.problems.push(Problem::pending(
+                    "RoutePending",
+                    format!(
+                        "the route {subnet} → {} in {table} is {status} after {:?}; still waiting",
+                        self.identity.instance_id, self.cfg.wait_available
+                    ),
+                    RETRY_PENDING,
+                ));
+            }
+            WaitError::Vanished => {
+                *st.token_generation
+                    .entry((table.to_string(), subnet))
+                    .or_default() += 1;
+                out.problems.push(Problem::pending(
+                    "RoutePending",
+                    format!(
+                        "the route {subnet} in {table} was reported created but is not listed; creating it \
+                         again with a fresh client token"
+                    ),
+                    RETRY_PENDING,
+                ));
+            }
+            WaitError::Problem(p) => out.problems.push(p),
+        }
+    }
+
+    async fn create_and_wait(
+        &self,
+        st: &mut SyncState,
+        calls: &mut Calls<'_>,
+        table: &str,
+        subnet: Ipv4Net,
+    ) -> Result<RouteEntry, CreateError> {
+        let cidr = subnet.to_string();
+        let generation = st
+            .token_generation
+            .get(&(table.to_string(), subnet))
+            .copied()
+            .unwrap_or(0);
+        let req = CreateRouteEntry {
+            route_table_id: table.to_string(),
+            destination_cidr_block: cidr.clone(),
+            next_hop_id: self.identity.instance_id.clone(),
+            name: self.marker.route_name.clone(),
+            description: self.marker.description(),
+            client_token: client_token(&self.identity.instance_id, &cidr, table, generation),
+        };
+        let id = match calls.create_route(&req).await {
+            Ok(id) => id,
+            Err(e) if e.class() == ErrorClass::Duplicate => return Err(CreateError::Duplicate),
+            Err(e) => {
+                return Err(CreateError::Problem(Problem::from_error(
+                    &format!(
+                        "create the route {cidr} → {} in {table}",
+                        self.identity.instance_id
+                    ),
+                    &e,
+                )))
+            }
+        };
+        tracing::info!(table, cidr = %cidr, entry = %id, "created route; waiting for it to become Available");
+        self.wait_available(calls, table, &cidr, Some(&id))
+            .await
+            .map_err(CreateError::Wait)
+    }
+
+    /// Polls (with doubling intervals) until our entry for `cidr` in `table` is `Available`.
+    async fn wait_available(
+        &self,
+        calls: &mut Calls<'_>,
+        table: &str,
+        cidr: &str,
+        entry_id: Option<&str>,
+    ) -> Result<RouteEntry, WaitError> {
+        let filter = RouteEntryFilter {
+            destination_cidr_block: Some(cidr.to_string()),
+            next_hop_id: Some(self.identity.instance_id.clone()),
+            ..Default::default()
+        };
+        let mut delay = self.cfg.poll_initial;
+        let mut waited = Duration::ZERO;
+        let mut missing = 0;
+        let mut last = None;
+        loop {
+            (self.sleeper)(delay).await;
+            waited += delay;
+            let entries = calls.route_entries(table, &filter).await.map_err(|e| {
+                WaitError::Problem(Problem::from_error(
+                    &format!("list the routes of {table}"),
+                    &e,
+                ))
+            })?;
+            let found = entries.into_iter().find(|e| match entry_id {
+                Some(id) if !id.is_empty() => e.route_entry_id == id,
+                _ => self.marker.owns(e) && e.destination_cidr_block == cidr,
+            });
+            match found {
+                Some(mut e) if e.is_available() => {
+                    if e.route_table_id.is_empty() {
+                        e.route_table_id = table.to_string();
+                    }
+                    return Ok(e);
+                }
+                Some(mut e) => {
+                    if e.route_table_id.is_empty() {
+                        e.route_table_id = table.to_string();
+                    }
+                    missing = 0;
+                    last = Some(e);
+                }
+                None => {
+                    missing += 1;
+                    if missing >= 3 {
+                        return Err(WaitError::Vanished);
+                    }
+                }
+            }
+            delay = (delay * 2).min(self.cfg.poll_max);
+            if waited + delay > self.cfg.wait_available {
+                return Err(WaitError::StillPending(last));
+            }
+        }
+    }
+
+    async fn delete_stale(
+        &self,
+        calls: &mut Calls<'_>,
+        out: &mut Outcome,
+        table: &str,
+        entry_id: &str,
+        cidr: &str,
+    ) {
+        match calls.delete_route(table, entry_id).await {
+            Ok(()) => {
+                tracing::info!(
+                    table,
+                    entry = entry_id,
+                    cidr,
+                    "deleted our route for an old subnet"
+                );
+                out.deleted += 1;
+            }
+            Err(e) if e.class() == ErrorClass::NotFound => out.deleted += 1,
+            Err(e) => {
+                // The new route carries the traffic; the old one is retried on the next pass.
+                out.notes.push(format!(
+                    "could not delete our old route {entry_id} ({cidr}) in {table} yet: {e}"
+                ));
+                out.routes.push(RouteStatus {
+                    table_id: table.to_string(),
+                    cidr: cidr.to_string(),
+                    entry_id: entry_id.to_string(),
+                    status: "Available".into(),
+                    owner: "self".into(),
+                });
+            }
+        }
+    }
+
+    /// Deletes every route of this host (marked as ours, pointing here) from every table of the VPC
+    /// (plus configured ones), waiting for pending ones to settle first. Unmarked routes are left.
+    pub async fn deregister(&self) -> RouteReport {
+        let started = Instant::now();
+        let mut st = self.state.lock().await;
+        let mut calls = Calls::new(&*self.cloud);
+        let mut out = Outcome::default();
+        let mut tables: Vec<String> = self.cfg.route_table_ids.clone();
+        match calls.route_tables(&self.identity.vpc_id).await {
+            Ok(all) => tables.extend(all.into_iter().map(|t| t.route_table_id)),
+            Err(e) => {
+                // Fall back to the tables we would use.
+                tracing::warn!(error = %e, "cannot list the VPC's route tables; using the configured/associated ones");
+                match self.discover(&mut calls).await {
+                    Ok(d) => tables.extend(d.tables),
+                    Err(p) => out.problems.push(p),
+                }
+            }
+        }
+        tables.sort();
+        tables.dedup();
+        for table in &tables {
+            let entries = match calls
+                .route_entries(
+                    table,
+                    &RouteEntryFilter {
+                        next_hop_id: Some(self.identity.instance_id.clone()),
+                        route_entry_type: Some("Custom".into()),
+                        ..Default::default()
+                    },
+                )
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    out.problems.push(Problem::from_error(
+                        &format!("list the routes of {table}"),
+                        &e,
+                    ));
+                    continue;
+                }
+            };
+            for e in entries.into_iter().filter(|e| self.marker.owns(e)) {
+                let mut entry = e;
+                if !entry.is_available() {
+                    match self
+                        .wait_available(
+                            &mut calls,
+                            table,
+                            &entry.destination_cidr_block,
+                            Some(&entry.route_entry_id),
+                        )
+                        .await
+                    {
+                        Ok(ready) => entry = ready,
+                        Err(WaitError::Vanished) => continue,
+                        Err(WaitError::StillPending(_)) => {
+                            out.problems.push(Problem::pending(
+                                "RoutePending",
+                                format!(
+                                    "route {} in {table} is still {}; run deregister again",
+                                    entry.route_entry_id, entry.status
+                                ),
+                                RETRY_PENDING,
+                            ));
+                            continue;
+                        }
+                        Err(WaitError::Problem(p)) => {
+                            out.problems.push(p);
+                            continue;
+                        }
+                    }
+                }
+                match calls.delete_route(table, &entry.route_entry_id).await {
+                    Ok(()) => {}
+                    Err(err) if err.class() == ErrorClass::NotFound => {}
+                    Err(err) => {
+                        out.problems.push(Problem::from_error(
+                            &format!(
+                                "delete route {} ({}) in {table}",
+                                entry.route_entry_id, entry.destination_cidr_block
+                            ),
+                            &err,
+                        ));
+                        continue;
+                    }
+                }
+                out.deleted += 1;
+                tracing::info!(table, entry = %entry.route_entry_id, cidr = %entry.destination_cidr_block, "deregistered route");
+                out.routes.push(RouteStatus {
+                    table_id: table.clone(),
+                    cidr: entry.destination_cidr_block.clone(),
+                    entry_id: entry.route_entry_id.clone(),
+                    status: "Deleted".into(),
+                    owner: "self".into(),
+                });
+            }
+        }
+        st.discovery = None;
+        st.last_subnet = None;
+        let report = self.finish(&calls, &out, &st, None, "Deregistered");
+        self.record(&report, &out, started, true);
+        report
+    }
+
+    fn finish(
+        &self,
+        calls: &Calls<'_>,
+        out: &Outcome,
+        st: &SyncState,
+        subnet: Option<Ipv4Net>,
+        ready_reason: &'static str,
+    ) -> RouteReport {
+        let worst = out
+            .problems
+            .iter()
+            .find(|p| p.state == State::Failed)
+            .or_else(|| out.problems.first());
+        let route = match worst {
+            Some(p) => {
+                let more = out.problems.len() - 1;
+                let mut message = p.message.clone();
+                if more > 0 {
+                    let others: Vec<&str> = out
+                        .problems
+                        .iter()
+                        .filter(|q| !std::ptr::eq(*q, p))
+                        .map(|q| q.reason)
+                        .collect();
+                    message.push_str(&format!(" (also: {})", others.join(", ")));
+                }
+                Condition::new(p.state, p.reason, message)
+            }
+            None => {
+                let mut message = if ready_reason == "Deregistered" {
+                    format!(
+                        "deleted {} route(s) of {}",
+                        out.deleted, self.identity.instance_id
+                    )
+                } else {
+                    format!(
+                        "{} → {} is Available in {}",
+                        subnet.map(|s| s.to_string()).unwrap_or_default(),
+                        self.identity.instance_id,
+                        out.ready_tables.join(", ")
+                    )
+                };
+                for n in &out.notes {
+                    message.push_str("; ");
+                    message.push_str(n);
+                }
+                Condition::new(State::Ready, ready_reason, message)
+            }
+        };
+        let credentials = match out.problems.iter().find_map(|p| p.credentials.clone()) {
+            Some(c) => c,
+            None => match self.cloud.credentials_status() {
+                Some(s) if s.valid => Condition::new(
+                    State::Ready,
+                    "Valid",
+                    match s.expiration {
+                        Some(exp) => format!(
+                            "{}, valid until {}",
+                            s.source,
+                            exp.format("%Y-%m-%dT%H:%M:%SZ")
+                        ),
+                        None => s.source,
+                    },
+                ),
+                Some(s) if s.last_error.is_some() => Condition::new(
+                    State::Failed,
+                    "CredentialsUnavailable",
+                    s.last_error.unwrap_or_default(),
+                ),
+                Some(s) => Condition::new(State::Pending, "NotFetchedYet", s.source),
+                None => Condition::new(State::Ready, "Valid", "the cloud accepted the credentials"),
+            },
+        };
+        let retry_after = out.problems.iter().filter_map(|p| p.retry_after).min();
+        RouteReport {
+            route,
+            credentials,
+            routes: out.routes.clone(),
+            source_dest_check: st.sdc,
+            reads: calls.reads,
+            writes: calls.writes,
+            retry_after,
+        }
+    }
+
+    fn record(&self, report: &RouteReport, out: &Outcome, started: Instant, deregister: bool) {
+        {
+            let mut m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+            if deregister {
+                m.deregisters += 1;
+            } else {
+                m.syncs += 1;
+                m.conflicts = out.conflicts;
+                m.ready = report.is_ready();
+            }
+            if report.route.state == State::Failed {
+                m.failed_passes += 1;
+            }
+            m.reads += u64::from(report.reads);
+            m.writes += u64::from(report.writes);
+            m.routes_created += out.created;
+            m.routes_deleted += out.deleted;
+            m.source_dest_check_disabled += out.sdc_disabled;
+            m.last_pass_millis = started.elapsed().as_millis() as u64;
+        }
+        match report.route.state {
+            State::Ready => {
+                tracing::debug!(reads = report.reads, writes = report.writes, reason = %report.route.reason, "route pass: {}", report.route.message)
+            }
+            State::Pending => {
+                tracing::info!(reason = %report.route.reason, "route pending: {}", report.route.message)
+            }
+            State::Failed => {
+                tracing::warn!(reason = %report.route.reason, "route failed: {}", report.route.message)
+            }
+        }
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
+    }
+}
