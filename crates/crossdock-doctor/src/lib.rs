@@ -1,2 +1,16 @@
-//! Diagnoses every step of direct routing on this host and in the VPC and names the fix.
+//! `crossdock doctor`: diagnoses every step of direct routing on this host and in the VPC, and names
+//! the fix.
+//!
+//! The article this project grew from found its problem with tcpdump on two hosts and guesswork.
+//! Doctor replaces that with one command: it gathers facts ([`facts`], through the crates that own
+//! each side effect), judges them with pure checks ([`checks`], over the [`model`]), and prints a table
+//! or JSON whose exit status scripts can use (0 all ok, 1 warnings, 2 failures). `--probe IP` sends
+//! real traffic and shows how far it got on this host ([`probe`]).
+pub mod checks;
 pub mod cli;
+pub mod facts;
+pub mod gather;
+pub mod iptables;
+pub mod model;
+pub mod probe;
+pub mod render;
