@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 pub const DEMO_PORT: u16 = 7000;
 
 /// The script a receiver runs for each connection (busybox `nc -e`): it records the peer address of the
-/// established connection, as the receiver's kernel sees it, and the line the sender sent; and answers.
+/// connection as the receiver's kernel sees it (busybox nc listens on an IPv6 socket, so the address is
+/// IPv4-mapped; the sender may already have half-closed, so any state but LISTEN counts), and the line the
+/// sender sent; and answers.
 const PEER_SCRIPT: &str = r#"#!/bin/sh
 read -r line
-peer=$(netstat -tn 2>/dev/null | awk '$4 ~ /:7000$/ && $6 == "ESTABLISHED" { split($5, a, ":"); print a[1]; exit }')
+peer=$(netstat -tn 2>/dev/null | awk '$4 ~ /:7000$/ && $6 != "LISTEN" { f = $5; sub(/:[0-9]+$/, "", f); sub(/^::ffff:/, "", f); print f; exit }')
 echo "$peer $line" > /tmp/seen
 echo "seen-from $peer"
 "#;
@@ -58,11 +60,29 @@ impl DemoReport {
     }
 }
 
-/// Pings `ip` from inside `container` on host `index` (3 probes, 2 s each).
+/// Pings `ip` from inside `container` on host `index` (3 probes, 2 s each); true if any answer came.
 pub fn ping(lab: &Lab, index: usize, container: &str, ip: &str) -> Result<bool> {
+    ping_n(lab, index, container, ip, 3)
+}
+
+/// One probe (2 s): for checks that expect no answer.
+pub fn ping_once(lab: &Lab, index: usize, container: &str, ip: &str) -> Result<bool> {
+    ping_n(lab, index, container, ip, 1)
+}
+
+fn ping_n(lab: &Lab, index: usize, container: &str, ip: &str, count: u32) -> Result<bool> {
     let host = lab.host(index);
     let out = crate::dockerd::docker_command(host.docker_host.as_deref().unwrap_or_default())
-        .args(["exec", container, "ping", "-c", "3", "-W", "2", ip])
+        .args([
+            "exec",
+            container,
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-W",
+            "2",
+            ip,
+        ])
         .output()
         .context("cannot run docker exec")?;
     Ok(out.status.success())

@@ -37,9 +37,18 @@ pub const BRIDGE: &str = "vsw";
 /// The most hosts one lab may have (private IPs 192.168.1.11 ..= 192.168.1.210).
 pub const MAX_HOSTS: usize = 200;
 
+/// The function behind an [`AgentConfigHook`].
+pub type AgentConfigFn = dyn Fn(usize, &mut crossdock_config::Config) + Send + Sync;
+
 /// A hook that edits each host's agent configuration before it is written (1-based host index).
 #[derive(Clone)]
-pub struct AgentConfigHook(pub Arc<dyn Fn(usize, &mut crossdock_config::Config) + Send + Sync>);
+pub struct AgentConfigHook(pub Arc<AgentConfigFn>);
+
+impl AgentConfigHook {
+    pub fn new(f: impl Fn(usize, &mut crossdock_config::Config) + Send + Sync + 'static) -> Self {
+        AgentConfigHook(Arc::new(f))
+    }
+}
 
 impl std::fmt::Debug for AgentConfigHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

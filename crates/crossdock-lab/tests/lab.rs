@@ -34,7 +34,11 @@ fn assert_gone(name: &str) {
     assert!(namespaces.is_empty(), "namespaces left: {namespaces:?}");
     let pids = procs::pids_with_cmdline_containing(&format!("{}/", dir.display()));
     assert!(pids.is_empty(), "processes left: {pids:?}");
-    assert!(procs::mounts_under(&dir).is_empty(), "mounts left under {}", dir.display());
+    assert!(
+        procs::mounts_under(&dir).is_empty(),
+        "mounts left under {}",
+        dir.display()
+    );
     assert!(!dir.exists(), "{} is still there", dir.display());
 }
 
@@ -54,37 +58,88 @@ fn up_then_down_leaves_nothing_behind_even_after_a_crash() {
 
     // The layout of docs/CONTRACTS.md.
     let vr = Netns::open(&format!("cdl-{name}-vr")).unwrap();
-    let lo = vr.exec_stdout(&["ip", "-4", "-o", "addr", "show", "lo"]).unwrap();
-    assert!(lo.contains("100.100.100.200/32") && lo.contains("100.100.100.201/32"), "{lo}");
+    let lo = vr
+        .exec_stdout(&["ip", "-4", "-o", "addr", "show", "lo"])
+        .unwrap();
+    assert!(
+        lo.contains("100.100.100.200/32") && lo.contains("100.100.100.201/32"),
+        "{lo}"
+    );
     assert_eq!(vr.sysctl_get("net.ipv4.ip_forward").unwrap(), "1");
-    let bridge = vr.exec_stdout(&["ip", "-o", "link", "show", "master", "vsw"]).unwrap();
-    assert!(bridge.contains("p-h1") && bridge.contains("p-h2") && bridge.contains("p-h3"), "{bridge}");
+    let bridge = vr
+        .exec_stdout(&["ip", "-o", "link", "show", "master", "vsw"])
+        .unwrap();
+    assert!(
+        bridge.contains("p-h1") && bridge.contains("p-h2") && bridge.contains("p-h3"),
+        "{bridge}"
+    );
     assert_eq!(lab.hosts().len(), 3);
     let h1 = lab.host(1);
     assert_eq!(h1.private_ip, "192.168.1.11");
     assert_eq!(h1.subnet, "10.0.0.0/24");
     assert!(h1.instance_id.starts_with("i-") && h1.eni_id.starts_with("eni-"));
     assert!(lab.host(3).docker_host.is_none(), "h3 is a static host");
-    let route = String::from_utf8(lab.exec(1, &["ip", "route", "show", "default"]).unwrap().stdout).unwrap();
+    let route = String::from_utf8(
+        lab.exec(1, &["ip", "route", "show", "default"])
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     assert!(route.contains("via 192.168.1.253 dev eth0"), "{route}");
-    let docker0 = String::from_utf8(lab.exec(2, &["ip", "-4", "-o", "addr", "show", "docker0"]).unwrap().stdout).unwrap();
+    let docker0 = String::from_utf8(
+        lab.exec(2, &["ip", "-4", "-o", "addr", "show", "docker0"])
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     assert!(docker0.contains("10.1.0.1/24"), "{docker0}");
     // The metadata service answers a host with its own identity, through the vRouter.
     let id = lab
-        .exec(2, &["curl", "-s", "-m", "5", "http://100.100.100.200/latest/meta-data/instance-id"])
+        .exec(
+            2,
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "http://100.100.100.200/latest/meta-data/instance-id",
+            ],
+        )
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&id.stdout).trim(), lab.host(2).instance_id);
+    assert_eq!(
+        String::from_utf8_lossy(&id.stdout).trim(),
+        lab.host(2).instance_id
+    );
     // `exec` gives the host's dockerd, and the status JSON has the contract fields.
-    let ps = lab.exec(1, &["sh", "-c", "docker info --format '{{.Name}} {{.ServerVersion}}'"]).unwrap();
-    assert!(String::from_utf8_lossy(&ps.stdout).contains("20.10"), "{ps:?}");
+    let ps = lab
+        .exec(
+            1,
+            &[
+                "sh",
+                "-c",
+                "docker info --format '{{.Name}} {{.ServerVersion}}'",
+            ],
+        )
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).contains("20.10"),
+        "{ps:?}"
+    );
     let status = serde_json::to_value(lab.status()).unwrap();
     assert_eq!(status["name"], name.as_str());
-    assert_eq!(status["hosts"][1]["docker_host"], lab.host(2).docker_host.clone().unwrap());
-    assert!(status["admin_access_key_id"].as_str().is_some_and(|k| !k.is_empty()));
+    assert_eq!(
+        status["hosts"][1]["docker_host"],
+        lab.host(2).docker_host.clone().unwrap()
+    );
+    assert!(status["admin_access_key_id"]
+        .as_str()
+        .is_some_and(|k| !k.is_empty()));
     assert_eq!(status["emulator"], "running");
 
     // A container, so the clean-up has a shim, a container process, overlay and netns mounts to remove.
-    let c = lab.run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
+    let c = lab
+        .run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"])
+        .unwrap();
     assert!(c.ip.starts_with("10.0.0."));
 
     // "Crash": the builder goes away without taking the lab down; `down` by name still removes it all.
@@ -112,8 +167,14 @@ fn a_second_up_with_the_same_name_is_refused_and_drop_removes_the_lab() {
     {
         let _lab = Lab::up(opts.clone()).unwrap();
         let err = Lab::up(opts).unwrap_err().to_string();
-        assert!(err.contains("already exists") && err.contains("lab down"), "{err}");
-        assert!(Path::new(&lab::lab_dir(&name)).exists(), "a refused up must not touch the existing lab");
+        assert!(
+            err.contains("already exists") && err.contains("lab down"),
+            "{err}"
+        );
+        assert!(
+            Path::new(&lab::lab_dir(&name)).exists(),
+            "a refused up must not touch the existing lab"
+        );
     }
     assert_gone(&name);
 }
@@ -124,9 +185,46 @@ fn a_second_up_with_the_same_name_is_refused_and_drop_removes_the_lab() {
 fn allow_by_hand(lab: &Lab, index: usize) {
     let subnet = lab.host(index).subnet.clone();
     let rules: Vec<Vec<&str>> = vec![
-        vec!["iptables", "-w", "-t", "nat", "-I", "POSTROUTING", "-s", &subnet, "-d", "10.0.0.0/8", "-j", "RETURN"],
-        vec!["iptables", "-w", "-I", "DOCKER-USER", "-s", "10.0.0.0/8", "-d", &subnet, "-j", "ACCEPT"],
-        vec!["iptables", "-w", "-t", "raw", "-I", "PREROUTING", "-s", "10.0.0.0/8", "-d", &subnet, "-j", "ACCEPT"],
+        vec![
+            "iptables",
+            "-w",
+            "-t",
+            "nat",
+            "-I",
+            "POSTROUTING",
+            "-s",
+            &subnet,
+            "-d",
+            "10.0.0.0/8",
+            "-j",
+            "RETURN",
+        ],
+        vec![
+            "iptables",
+            "-w",
+            "-I",
+            "DOCKER-USER",
+            "-s",
+            "10.0.0.0/8",
+            "-d",
+            &subnet,
+            "-j",
+            "ACCEPT",
+        ],
+        vec![
+            "iptables",
+            "-w",
+            "-t",
+            "raw",
+            "-I",
+            "PREROUTING",
+            "-s",
+            "10.0.0.0/8",
+            "-d",
+            &subnet,
+            "-j",
+            "ACCEPT",
+        ],
     ];
     for rule in rules {
         lab.exec(index, &rule).unwrap();
@@ -140,16 +238,26 @@ fn data_plane_follows_the_route_table(docker: DockerVersion) {
     let started = Instant::now();
     let lab = Lab::up(opts).unwrap();
     eprintln!("docker {docker}: up in {:?}", started.elapsed());
-    let c1 = lab.run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
-    let c2 = lab.run_container(2, "c2", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
-    assert!(c1.ip.starts_with("10.0.0.") && c2.ip.starts_with("10.1.0."), "{c1:?} {c2:?}");
+    let c1 = lab
+        .run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"])
+        .unwrap();
+    let c2 = lab
+        .run_container(2, "c2", &[BUSYBOX_IMAGE, "sleep", "3600"])
+        .unwrap();
+    assert!(
+        c1.ip.starts_with("10.0.0.") && c2.ip.starts_with("10.1.0."),
+        "{c1:?} {c2:?}"
+    );
     demo::start_receiver(&lab, 2, "c2").unwrap();
     for i in [1, 2] {
         allow_by_hand(&lab, i);
     }
 
     // No routes in the table: the vRouter has nowhere to send 10.1.0.0/24.
-    assert!(!demo::ping(&lab, 1, "c1", &c2.ip).unwrap(), "ping worked without routes");
+    assert!(
+        !demo::ping_once(&lab, 1, "c1", &c2.ip).unwrap(),
+        "ping worked without routes"
+    );
 
     // Routes in the table: the vRouter forwards, and the receiver sees the sender's container IP.
     let mut ids = Vec::new();
@@ -159,24 +267,51 @@ fn data_plane_follows_the_route_table(docker: DockerVersion) {
             next_hop_id: lab.host(i).instance_id.clone(),
             ..PutRoute::default()
         };
-        let entry = lab.admin_sync(move |c| async move { c.put_route(&req).await }).unwrap();
+        let entry = lab
+            .admin_sync(move |c| async move { c.put_route(&req).await })
+            .unwrap();
         ids.push(entry.route_entry_id);
     }
     wait_applied(&lab, 2);
-    assert!(demo::ping(&lab, 1, "c1", &c2.ip).unwrap(), "ping failed with the routes in place");
+    assert!(
+        demo::ping(&lab, 1, "c1", &c2.ip).unwrap(),
+        "ping failed with the routes in place"
+    );
     let seen = demo::tcp_exchange(&lab, 1, "c1", 2, "c2", &c2.ip).unwrap();
-    assert_eq!(seen.as_deref(), Some(c1.ip.as_str()), "the receiver must see the sender's container IP");
+    assert_eq!(
+        seen.as_deref(),
+        Some(c1.ip.as_str()),
+        "the receiver must see the sender's container IP"
+    );
     let status = lab.status();
     assert_eq!(status.routes.len(), 2);
     assert!(status.routes.iter().all(|r| r.status == "Available"));
+    // The demo's own steps pass on this data plane (its containers, its receivers, its table).
+    let mut out = Vec::new();
+    let report = demo::run_on(&lab, Duration::from_secs(10), &mut out)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", String::from_utf8_lossy(&out)));
+    assert!(report.passed());
+    let printed = String::from_utf8_lossy(&out);
+    assert!(
+        printed.contains("the receiver saw the sender's container IP"),
+        "{printed}"
+    );
+    assert!(printed.contains("Available"), "{printed}");
 
     // Routes removed: traffic stops again.
     for id in ids {
-        lab.admin_sync(move |c| async move { c.delete_route(&id).await }).unwrap();
+        lab.admin_sync(move |c| async move { c.delete_route(&id).await })
+            .unwrap();
     }
     wait_applied(&lab, 0);
-    assert!(!demo::ping(&lab, 1, "c1", &c2.ip).unwrap(), "ping worked after the routes were removed");
-    assert_eq!(demo::tcp_exchange(&lab, 1, "c1", 2, "c2", &c2.ip).unwrap(), None);
+    assert!(
+        !demo::ping_once(&lab, 1, "c1", &c2.ip).unwrap(),
+        "ping worked after the routes were removed"
+    );
+    assert_eq!(
+        demo::tcp_exchange(&lab, 1, "c1", 2, "c2", &c2.ip).unwrap(),
+        None
+    );
     drop(lab);
     assert_gone(&name);
     eprintln!("docker {docker}: whole test {:?}", started.elapsed());
@@ -186,10 +321,15 @@ fn data_plane_follows_the_route_table(docker: DockerVersion) {
 fn wait_applied(lab: &Lab, want: usize) {
     let vr = Netns::open(&lab.state().vr_netns).unwrap();
     let ok = wait_for(Duration::from_secs(15), || {
-        let routes = vr.exec_stdout(&["ip", "-4", "route", "show", "proto", "250"]).ok()?;
+        let routes = vr
+            .exec_stdout(&["ip", "-4", "route", "show", "proto", "250"])
+            .ok()?;
         (routes.lines().filter(|l| !l.trim().is_empty()).count() == want).then_some(())
     });
-    assert!(ok.is_some(), "the vRouter did not converge to {want} routes");
+    assert!(
+        ok.is_some(),
+        "the vRouter did not converge to {want} routes"
+    );
 }
 
 #[test]
@@ -215,8 +355,11 @@ fn the_source_destination_check_drops_container_traffic_until_turned_off() {
     }
     let name = unique_lab_name();
     let lab = Lab::up(options(&name, DockerVersion::V20)).unwrap(); // check on, as Alibaba creates instances
-    let c2 = lab.run_container(2, "c2", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
-    lab.run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
+    let c2 = lab
+        .run_container(2, "c2", &[BUSYBOX_IMAGE, "sleep", "3600"])
+        .unwrap();
+    lab.run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"])
+        .unwrap();
     for i in [1, 2] {
         allow_by_hand(&lab, i);
         let req = PutRoute {
@@ -224,10 +367,18 @@ fn the_source_destination_check_drops_container_traffic_until_turned_off() {
             next_hop_id: lab.host(i).instance_id.clone(),
             ..PutRoute::default()
         };
-        lab.admin_sync(move |c| async move { c.put_route(&req).await }).unwrap();
+        lab.admin_sync(move |c| async move { c.put_route(&req).await })
+            .unwrap();
     }
     wait_applied(&lab, 2);
-    assert!(!demo::ping(&lab, 1, "c1", &c2.ip).unwrap(), "the ENI check must drop a container source");
+    assert!(
+        !demo::ping_once(&lab, 1, "c1", &c2.ip).unwrap(),
+        "the ENI check must drop a container source"
+    );
     // Host to host traffic is untouched by the check.
-    lab.exec(1, &["ping", "-c", "1", "-W", "2", "192.168.1.12"]).unwrap();
+    lab.exec(
+        1,
+        &["busybox", "ping", "-c", "1", "-W", "2", "192.168.1.12"],
+    )
+    .unwrap();
 }
