@@ -320,7 +320,7 @@ struct InFlight<'a>(&'a Sim);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.mutate(|c| c.route_write_in_flight = false);
+        self.0.end_route_write();
     }
 }
 
@@ -369,13 +369,9 @@ async fn run_write(
     }
     let dry_run = params.bool("DryRun")?.unwrap_or(false);
     let _guard = if spec.route_write {
-        sim.mutate(|c| {
-            if c.faults.task_conflict_storm || c.route_write_in_flight {
-                return Err(ApiError::task_conflict());
-            }
-            c.route_write_in_flight = true;
-            Ok(())
-        })?;
+        if !sim.begin_route_write() {
+            return Err(ApiError::task_conflict());
+        }
         Some(InFlight(sim))
     } else {
         None

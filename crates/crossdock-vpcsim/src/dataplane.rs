@@ -137,24 +137,34 @@ impl KernelDataplane {
     fn sync_routes(&self, want: &BTreeMap<Ipv4Net, Ipv4Addr>) -> anyhow::Result<()> {
         let have = self.current_routes()?;
         let proto = ROUTE_PROTO.to_string();
+        // one bad route (say, a next hop off the vSwitch) must not hold back the others
+        let mut errors = vec![];
         for (dst, via) in want {
             if have.get(dst) == Some(&Some(*via)) {
                 continue;
             }
             let (d, v) = (dst.to_string(), via.to_string());
-            self.run(
+            if let Err(e) = self.run(
                 "ip",
                 &["route", "replace", &d, "via", &v, "proto", &proto],
                 None,
-            )?;
+            ) {
+                errors.push(format!("{e:#}"));
+            }
         }
         for dst in have.keys() {
             if !want.contains_key(dst) {
                 let d = dst.to_string();
-                self.run("ip", &["route", "del", &d, "proto", &proto], None)?;
+                if let Err(e) = self.run("ip", &["route", "del", &d, "proto", &proto], None) {
+                    errors.push(format!("{e:#}"));
+                }
             }
         }
-        Ok(())
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{}", errors.join("; "))
+        }
     }
 
     fn sync_filter(&self, ports: &[PortPolicy]) -> anyhow::Result<()> {
@@ -172,8 +182,9 @@ impl Dataplane for KernelDataplane {
     }
 
     fn apply(&self, desired: &Desired) -> anyhow::Result<()> {
-        self.sync_routes(&desired.routes)?;
-        self.sync_filter(&desired.ports)
+        let routes = self.sync_routes(&desired.routes);
+        self.sync_filter(&desired.ports)?;
+        routes
     }
 }
 

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
+/// How often the data plane is re-applied even when nothing changed (repairs hand edits).
+const RESYNC: Duration = Duration::from_secs(10);
 /// How many call records are kept (older ones are dropped; counters keep counting).
 const CALL_LOG_CAP: usize = 20_000;
 /// How many nonces are remembered at most.
@@ -180,6 +182,21 @@ impl Sim {
         self.dp_generation.send_modify(|g| *g += 1);
     }
 
+    /// Marks a route write as started (false if one is already in flight, or a TaskConflict storm
+    /// is on). Runtime only: nothing is persisted or re-applied.
+    pub fn begin_route_write(&self) -> bool {
+        let mut core = self.lock();
+        if core.faults.task_conflict_storm || core.route_write_in_flight {
+            return false;
+        }
+        core.route_write_in_flight = true;
+        true
+    }
+
+    pub fn end_route_write(&self) {
+        self.lock().route_write_in_flight = false;
+    }
+
     /// Applies due transitions; returns the next deadline.
     pub fn advance(&self, now: i64) -> Option<i64> {
         let mut core = self.lock();
@@ -223,24 +240,34 @@ impl Sim {
         self.read(|core| desired_of(&core.state))
     }
 
-    /// Keeps the data plane converged until the process ends.
+    /// Keeps the data plane converged until the process ends: applies on every change of what it
+    /// should be, and every [`RESYNC`] anyway, so that a hand edit in the namespace is repaired.
     pub async fn run_dataplane(self: Arc<Self>, dp: Arc<dyn Dataplane>) {
         let mut rx = self.dp_generation.subscribe();
         {
             let mut st = self.dp_status.lock().unwrap_or_else(|p| p.into_inner());
             st.kind = dp.kind().to_string();
         }
+        let mut last: Option<(Desired, Instant)> = None;
         loop {
             let generation = *rx.borrow_and_update();
             let desired = self.desired_dataplane();
-            let dp2 = dp.clone();
-            let d2 = desired.clone();
-            let result = tokio::task::spawn_blocking(move || dp2.apply(&d2))
-                .await
-                .map_err(|e| anyhow::anyhow!("data plane task failed: {e}"))
-                .and_then(|r| r);
-            let failed = result.is_err();
-            {
+            let fresh = last
+                .as_ref()
+                .is_some_and(|(d, at)| *d == desired && at.elapsed() < RESYNC);
+            let failed = if fresh {
+                self.dp_status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .applied_generation = generation;
+                false
+            } else {
+                let dp2 = dp.clone();
+                let d2 = desired.clone();
+                let result = tokio::task::spawn_blocking(move || dp2.apply(&d2))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("data plane task failed: {e}"))
+                    .and_then(|r| r);
                 let mut st = self.dp_status.lock().unwrap_or_else(|p| p.into_inner());
                 st.wanted_generation = generation;
                 match result {
@@ -249,17 +276,24 @@ impl Sim {
                         st.last_error = None;
                         st.routes = desired.routes.iter().map(|(k, v)| (*k, *v)).collect();
                         st.ports = desired.ports.clone();
+                        last = Some((desired, Instant::now()));
+                        false
                     }
                     Err(e) => {
                         tracing::error!("applying the data plane failed: {e:#}");
                         st.last_error = Some(format!("{e:#}"));
+                        last = None;
+                        true
                     }
                 }
-            }
-            if failed {
-                // retry after a pause, or earlier when something changes
-                let _ = tokio::time::timeout(Duration::from_secs(2), rx.changed()).await;
-            } else if rx.changed().await.is_err() {
+            };
+            let wait = if failed {
+                Duration::from_secs(2)
+            } else {
+                RESYNC
+            };
+            // the next change, or a retry / resync after a while
+            if let Ok(Err(_)) = tokio::time::timeout(wait, rx.changed()).await {
                 return;
             }
         }
