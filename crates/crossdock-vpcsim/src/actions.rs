@@ -653,7 +653,7 @@ fn entry_json(state: &State, e: &RouteEntry) -> Value {
         "DestinationCidrBlock": e.destination_cidr_block.to_string(),
         "Type": e.entry_type.as_str(),
         "Status": e.status.as_str(),
-        "Origin": if e.entry_type == EntryType::System { "SYSTEM" } else { "CUSTOM" },
+        "Origin": if e.entry_type == EntryType::System { "SystemCreate" } else { "CustomCreate" },
         "IpVersion": "ipv4",
         "Description": e.description,
         "GmtModified": iso(e.modified_at_ms),

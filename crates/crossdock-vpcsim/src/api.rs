@@ -176,7 +176,15 @@ pub async fn handle(sim: Arc<Sim>, req: ApiRequest) -> Response {
         duration_ms: started.elapsed().as_millis() as u64,
         params,
     });
-    tracing::debug!(action, code, status, "api call");
+    let key = caller
+        .as_ref()
+        .map(|c| c.access_key_id.as_str())
+        .unwrap_or("-");
+    if status == 200 && !spec.is_some_and(|s| s.write) {
+        tracing::debug!(action, code, status, key, "api call");
+    } else {
+        tracing::info!(action, code, status, key, "api call");
+    }
     let mut resp = (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         axum::Json(body),

@@ -108,6 +108,7 @@ pub fn run(args: VpcServerArgs) -> u8 {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
