@@ -1,0 +1,932 @@
+//! Tests of what ships: the systemd unit, the Debian package, the cloud-init user data, the RAM policy
+//! and the default configuration file.
+//!
+//! Why these and not just "the files exist": each artefact makes a promise that only a tool or a real
+//! run can check. The unit promises a hardening score (`systemd-analyze security`), a clean
+//! `systemd-analyze verify`, and a sandbox that still lets the agent work; the package promises to
+//! install without starting anything, keep an edited configuration across an upgrade and leave nothing
+//! behind when purged; the user data must pass `cloud-init schema`; the RAM policy must name exactly
+//! the API actions the code calls.
+//!
+//! The package tests run `scripts/package --profile dev` once (the same script as a release, with
+//! the debug build so the suite stays fast), then `tests/packaging/throwaway-root.sh`, which installs,
+//! verifies, upgrades, boots (systemd-nspawn) and purges the package in an overlay of this machine's
+//! root inside a private mount namespace; the host is not changed. Those need root and say
+//! "skipped: needs root" otherwise. A test whose tool is missing says which Debian package
+//! `scripts/install-deps` installs for it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const UNIT: &str = "systemd/crossdock-agent.service";
+const MAX_EXPOSURE: f64 = 3.5;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    let path = repo().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// Whether `tool` can be run; if not, prints why the calling test is skipped.
+fn have(tool: &str, package: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        eprintln!(
+            "skipped: `{tool}` is not installed (Debian package {package}; scripts/install-deps installs it)"
+        );
+    }
+    found
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// systemd unit
+// ---------------------------------------------------------------------------------------------
+
+/// The overall exposure from `systemd-analyze security --offline=true <unit file>`.
+fn exposure(unit_file: &Path) -> f64 {
+    let out = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit_file));
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("Overall exposure level for"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no overall exposure in systemd-analyze output:\n{stdout}\n{}",
+                text(&out.stderr)
+            )
+        });
+    line.rsplit_once(": ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("cannot parse the exposure from {line:?}"))
+}
+
+#[test]
+fn unit_exposure_is_at_most_3_5() {
+    if !have("systemd-analyze", "systemd") {
+        return;
+    }
+    // A unit with no hardening at all, measured the same way: the scale and the parsing are real.
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("bare.service");
+    std::fs::write(&bare, "[Service]\nExecStart=/usr/bin/crossdock agent\n").unwrap();
+    let bare_score = exposure(&bare);
+    assert!(
+        bare_score > 9.0,
+        "a bare unit should score above 9, got {bare_score}"
+    );
+
+    let score = exposure(&repo().join(UNIT));
+    eprintln!("exposure: crossdock-agent.service {score}, bare unit {bare_score}");
+    assert!(
+        score <= MAX_EXPOSURE,
+        "crossdock-agent.service exposure {score} is above {MAX_EXPOSURE}: see `systemd-analyze security --offline=true {UNIT}`"
+    );
+}
+
+/// `key -> every value`, per section, in file order (later assignments of list settings add up).
+fn unit_settings(unit: &str) -> BTreeMap<(String, String), Vec<String>> {
+    let mut section = String::new();
+    let mut map: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for line in unit.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not a setting: {line:?}"));
+        map.entry((section.clone(), k.trim().to_string()))
+            .or_default()
+            .push(v.trim().to_string());
+    }
+    map
+}
+
+#[test]
+fn unit_keeps_the_agent_contract() {
+    let unit = read(UNIT);
+    let s = unit_settings(&unit);
+    let one = |sec: &str, key: &str| -> String {
+        let v = s
+            .get(&(sec.to_string(), key.to_string()))
+            .unwrap_or_else(|| panic!("[{sec}] {key}= is missing from {UNIT}"));
+        assert_eq!(v.len(), 1, "[{sec}] {key}= is set more than once: {v:?}");
+        v[0].clone()
+    };
+    let words = |sec: &str, key: &str| -> BTreeSet<String> {
+        s.get(&(sec.to_string(), key.to_string()))
+            .map(|vs| {
+                vs.iter()
+                    .flat_map(|v| v.split_whitespace().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let set = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<BTreeSet<_>>();
+
+    // How systemd and the agent talk.
+    assert_eq!(one("Service", "Type"), "notify");
+    assert_eq!(one("Service", "NotifyAccess"), "main");
+    assert_eq!(one("Service", "WatchdogSec"), "30");
+    assert_eq!(one("Service", "Restart"), "on-failure");
+    assert_eq!(
+        one("Service", "ExecStart"),
+        "/usr/bin/crossdock agent --config /etc/crossdock/agent.toml"
+    );
+    assert_eq!(one("Service", "ExecReload"), "/bin/kill -HUP $MAINPID");
+    assert_eq!(
+        one("Service", "RestartPreventExitStatus"),
+        "2",
+        "exit 2 = bad configuration (docs/CONTRACTS.md)"
+    );
+    // Ordered after Docker, but must survive Docker restarts: no hard dependency on it.
+    assert!(words("Unit", "After").contains("docker.service"));
+    assert!(words("Unit", "Wants").contains("docker.service"));
+    for hard in ["Requires", "BindsTo", "Requisite", "PartOf"] {
+        assert!(
+            !words("Unit", hard).contains("docker.service"),
+            "{hard}=docker.service would stop the agent whenever Docker restarts"
+        );
+    }
+    // Exactly the privileges the agent needs.
+    assert_eq!(
+        words("Service", "CapabilityBoundingSet"),
+        set(&["CAP_NET_ADMIN", "CAP_NET_RAW"])
+    );
+    assert_eq!(
+        words("Service", "RestrictAddressFamilies"),
+        set(&["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"])
+    );
+    assert_eq!(one("Service", "ProtectSystem"), "strict");
+    assert_eq!(one("Service", "ProtectKernelTunables"), "yes");
+    assert_eq!(
+        words("Service", "ReadWritePaths"),
+        set(&["/proc/sys/net", "-/run/xtables.lock"]),
+        "the only writable paths besides the runtime directory"
+    );
+    assert_eq!(
+        one("Service", "RuntimeDirectory"),
+        "crossdock",
+        "the health socket's directory"
+    );
+    assert_eq!(one("Service", "RuntimeDirectoryMode"), "0750");
+    assert_eq!(one("Service", "NoNewPrivileges"), "yes");
+    assert_eq!(one("Install", "WantedBy"), "multi-user.target");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Debian package, installed, booted and removed in a throwaway root
+// ---------------------------------------------------------------------------------------------
+
+/// Builds the package once per test run: `scripts/package --profile dev --no-build`, around the binary
+/// `cargo test` has just built (no nested cargo build), which prints the package's path.
+fn deb() -> &'static Path {
+    static DEB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = DEB.get_or_init(|| {
+        let started = Instant::now();
+        let out = Command::new(repo().join("scripts/package"))
+            .args(["--profile", "dev", "--no-build"])
+            .current_dir(repo())
+            .output()
+            .map_err(|e| format!("cannot run scripts/package: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "scripts/package --profile dev --no-build failed ({}):\n{}",
+                out.status,
+                text(&out.stderr)
+            ));
+        }
+        let path = PathBuf::from(text(&out.stdout).trim());
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        eprintln!(
+            "package: {} ({size} bytes, debug build) in {:.1}s",
+            path.display(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(path)
+    });
+    match built {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// What `tests/packaging/throwaway-root.sh` recorded: file name -> contents.
+#[derive(Debug)]
+struct Recorded(BTreeMap<String, String>);
+
+impl Recorded {
+    fn get(&self, name: &str) -> &str {
+        self.0.get(name).map(String::as_str).unwrap_or_else(|| {
+            panic!(
+                "throwaway-root.sh recorded no `{name}`; it recorded: {:?}",
+                self.0.keys().collect::<Vec<_>>()
+            )
+        })
+    }
+    /// A step's output and exit status.
+    fn step(&self, name: &str) -> (&str, i32) {
+        let rc = self.get(&format!("{name}.rc")).trim().parse().unwrap_or(-1);
+        (self.get(&format!("{name}.out")), rc)
+    }
+    fn ok(&self, name: &str) -> &str {
+        let (out, rc) = self.step(name);
+        assert_eq!(rc, 0, "step `{name}` exited {rc}:\n{out}");
+        out
+    }
+}
+
+/// Runs the throwaway-root scenario once per test run (root only); `None` = skipped.
+fn throwaway_root() -> Option<&'static Recorded> {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    for (tool, package) in [
+        ("dpkg", "dpkg"),
+        ("unshare", "util-linux"),
+        ("systemd-analyze", "systemd"),
+    ] {
+        if !have(tool, package) {
+            return None;
+        }
+    }
+    static RUN: OnceLock<Result<Recorded, String>> = OnceLock::new();
+    let recorded = RUN.get_or_init(|| {
+        let deb = deb();
+        let results = tempfile::Builder::new()
+            .prefix("crossdock-packaging-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a results directory: {e}"))?;
+        let started = Instant::now();
+        let mut child = Command::new(repo().join("tests/packaging/throwaway-root.sh"))
+            .arg(deb)
+            .arg(results.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot run tests/packaging/throwaway-root.sh: {e}"))?;
+        // The script bounds its container with `timeout`; this is the outer bound, by polling.
+        let deadline = Instant::now() + Duration::from_secs(480);
+        loop {
+            if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                // Our own process group: the script, dpkg, systemd-nspawn and its container.
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                let _ = child.wait();
+                return Err("tests/packaging/throwaway-root.sh did not finish within 480 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(results.path()).map_err(|e| e.to_string())? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let contents = std::fs::read(entry.path()).map_err(|e| e.to_string())?;
+            files.insert(
+                entry.file_name().to_string_lossy().into_owned(),
+                text(&contents),
+            );
+        }
+        // `results` is removed here; everything the tests need is in memory.
+        if !out.status.success() || !files.contains_key("finished") {
+            return Err(format!(
+                "tests/packaging/throwaway-root.sh failed ({}):\n{}\n{}",
+                out.status,
+                text(&out.stdout),
+                text(&out.stderr)
+            ));
+        }
+        eprintln!(
+            "throwaway root: install, verify, upgrade, boot, purge in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Recorded(files))
+    });
+    match recorded {
+        Ok(r) => Some(r),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+const EXPECTED_FILES: &[&str] = &[
+    "/usr/bin/crossdock",
+    "/etc/crossdock/agent.toml",
+    "/usr/lib/systemd/system/crossdock-agent.service",
+    "/usr/lib/sysusers.d/crossdock.conf",
+    "/usr/lib/tmpfiles.d/crossdock-agent.conf",
+    "/usr/share/man/man1/crossdock.1.gz",
+    "/usr/share/bash-completion/completions/crossdock",
+    "/usr/share/zsh/vendor-completions/_crossdock",
+    "/usr/share/fish/vendor_completions.d/crossdock.fish",
+    "/usr/share/doc/crossdock/README.md",
+    "/usr/share/doc/crossdock/operations.md",
+    "/usr/share/doc/crossdock/copyright",
+    "/usr/share/doc/crossdock/examples/README.md",
+    "/usr/share/doc/crossdock/examples/ram-policy.json",
+    "/usr/share/doc/crossdock/examples/cloud-init-user-data.yaml",
+];
+
+#[test]
+fn package_contents_and_metadata() {
+    if !have("dpkg-deb", "dpkg") {
+        return;
+    }
+    let deb = deb();
+    let info = text(&run(Command::new("dpkg-deb").arg("-I").arg(deb)).stdout);
+    let field = |name: &str| -> String {
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in the control file:\n{info}"))
+            .to_string()
+    };
+    assert_eq!(field("Package"), "crossdock");
+    assert_eq!(field("Architecture"), "amd64");
+    let depends = field("Depends");
+    for dep in ["iptables", "systemd", "libc6"] {
+        assert!(depends.contains(dep), "Depends lacks {dep}: {depends}");
+    }
+    // The maintainer scripts are the generated ones: group, tmpfiles, never a start on install.
+    let control = tempfile::tempdir().unwrap();
+    assert!(run(Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(deb)
+        .arg(control.path()))
+    .status
+    .success());
+    let conffiles = std::fs::read_to_string(control.path().join("conffiles")).unwrap();
+    assert_eq!(conffiles.trim(), "/etc/crossdock/agent.toml");
+    let postinst = std::fs::read_to_string(control.path().join("postinst")).unwrap();
+    assert!(
+        postinst.contains("systemd-sysusers") && postinst.contains("crossdock.conf"),
+        "{postinst}"
+    );
+    assert!(
+        postinst.contains("try-restart crossdock-agent.service"),
+        "{postinst}"
+    );
+    assert!(
+        !postinst.contains("deb-systemd-invoke start") && !postinst.contains("_dh_action=start"),
+        "the package must not start the agent on a fresh install:\n{postinst}"
+    );
+
+    let listing = text(&run(Command::new("dpkg-deb").arg("-c").arg(deb)).stdout);
+    let paths: BTreeSet<String> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(|p| p.trim_start_matches('.').to_string())
+        .collect();
+    for f in EXPECTED_FILES {
+        assert!(paths.contains(*f), "{f} is not in the package:\n{listing}");
+    }
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rw------- 0/0") && l.ends_with("./etc/crossdock/agent.toml")),
+        "the configuration (which may hold a secret) must be 0600 root:\n{listing}"
+    );
+
+    // The generated assets are real: a man page with the subcommands, completions that know them.
+    let root = tempfile::tempdir().unwrap();
+    assert!(
+        run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(root.path()))
+            .status
+            .success()
+    );
+    let man = run(Command::new("gzip")
+        .arg("-dc")
+        .arg(root.path().join("usr/share/man/man1/crossdock.1.gz")));
+    let man = text(&man.stdout);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH crossdock"),
+        "not a man page:\n{man}"
+    );
+    for sub in ["agent", "status", "deregister", "doctor"] {
+        assert!(man.contains(sub), "man page does not mention {sub}");
+    }
+    let bash = std::fs::read_to_string(
+        root.path()
+            .join("usr/share/bash-completion/completions/crossdock"),
+    )
+    .unwrap();
+    assert!(
+        bash.contains("deregister") && bash.contains("complete"),
+        "bash completion looks wrong"
+    );
+    let size = std::fs::metadata(deb).unwrap().len();
+    eprintln!("package size: {size} bytes ({} files)", paths.len());
+}
+
+#[test]
+fn package_installs_into_a_throwaway_root_without_starting_anything() {
+    let Some(r) = throwaway_root() else { return };
+    let out = r.ok("install");
+    assert!(out.contains("Setting up crossdock"), "{out}");
+    assert!(
+        r.ok("installed-status").starts_with("ii "),
+        "{}",
+        r.get("installed-status.out")
+    );
+    let files: BTreeSet<&str> = r.ok("installed-files").lines().collect();
+    for f in EXPECTED_FILES {
+        assert!(files.contains(f), "dpkg -L does not list {f}: {files:?}");
+    }
+    assert!(r
+        .ok("installed-conffiles")
+        .contains("/etc/crossdock/agent.toml"));
+    assert!(
+        r.ok("installed-group").starts_with("crossdock:x:"),
+        "the crossdock group was not created"
+    );
+    assert_eq!(r.ok("installed-config-mode").trim(), "600 root root");
+    // Not enabled (no symlinks under /etc/systemd/system) and not started (no runtime directory).
+    assert_eq!(
+        r.ok("installed-enablement").trim(),
+        "",
+        "the package enabled the unit"
+    );
+    let (_, rc) = r.step("installed-runtime-dir");
+    assert_ne!(
+        rc, 0,
+        "/run/crossdock exists after install: something started the agent"
+    );
+}
+
+#[test]
+fn unit_verify_is_clean_in_the_installed_root() {
+    let Some(r) = throwaway_root() else { return };
+    let (out, rc) = r.step("verify");
+    eprintln!(
+        "systemd-analyze verify crossdock-agent.service: exit {rc}, output {:?}",
+        out
+    );
+    assert_eq!(rc, 0, "systemd-analyze verify failed:\n{out}");
+    assert_eq!(
+        out.trim(),
+        "",
+        "systemd-analyze verify printed warnings:\n{out}"
+    );
+}
+
+#[test]
+fn package_upgrade_keeps_the_edited_configuration() {
+    let Some(r) = throwaway_root() else { return };
+    let out = r.ok("upgrade");
+    assert!(
+        out.contains("over (0.1.0-1)") || out.contains("over ("),
+        "not an upgrade:\n{out}"
+    );
+    assert!(
+        r.ok("upgraded-status").contains("+upgradetest"),
+        "{}",
+        r.get("upgraded-status.out")
+    );
+    assert_eq!(
+        r.ok("upgraded-config").trim(),
+        "# local edit made by the packaging test",
+        "the upgrade replaced the edited /etc/crossdock/agent.toml"
+    );
+}
+
+#[test]
+fn package_removes_and_purges_cleanly() {
+    let Some(r) = throwaway_root() else { return };
+    r.ok("remove");
+    assert!(
+        r.ok("removed-status").starts_with("rc "),
+        "after remove: {}",
+        r.get("removed-status.out")
+    );
+    r.ok("removed-config"); // the conffile stays until purge
+    assert_ne!(
+        r.step("removed-binary").1,
+        0,
+        "/usr/bin/crossdock is still there after remove"
+    );
+    r.ok("purge");
+    let (out, rc) = r.step("purged-status");
+    assert!(
+        rc != 0 && out.contains("no packages found"),
+        "after purge: {out}"
+    );
+    assert_eq!(
+        r.ok("leftovers").trim(),
+        "",
+        "files left behind after purge"
+    );
+}
+
+/// The names of the checks the probe must report `ok` (tests/packaging/sandbox-probe.py).
+const PROBE_CHECKS: &[&str] = &[
+    "capabilities are exactly CAP_NET_ADMIN CAP_NET_RAW, no new privileges, seccomp",
+    "sysctl net.ipv4.ip_forward is writable",
+    "sysctl net.ipv4.conf.lo.forwarding is writable",
+    "sysctl kernel.* is read-only",
+    "iptables (nft backend) edits raw, nat and filter",
+    "iptables-legacy takes /run/xtables.lock and edits filter",
+    "netlink: address and route changes",
+    "health socket bound in /run/crossdock, mode 0660, group crossdock",
+    "Docker socket reachable",
+    "outbound TCP over IPv4",
+    "outbound TCP over IPv6",
+    "/etc is read-only",
+    "/usr is read-only",
+    "/var is read-only",
+    "/home is inaccessible",
+    "/tmp is private and writable",
+    "no raw devices",
+    "packet sockets are refused",
+    "namespaces cannot be created",
+    "watchdog interval is 30 s",
+];
+
+#[test]
+fn hardened_unit_lets_the_agent_work_and_takes_the_rest() {
+    let Some(r) = throwaway_root() else { return };
+    if let Some(why) = r.0.get("boot.skipped") {
+        eprintln!("skipped: {}; scripts/install-deps installs it", why.trim());
+        return;
+    }
+    let (boot, rc) = r.step("boot");
+    let probe = r.get("probe.log");
+    assert_eq!(
+        rc, 0,
+        "the container did not exit cleanly ({rc}):\n{boot}\nprobe:\n{probe}"
+    );
+    let failed: Vec<&str> = probe.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(
+        failed.is_empty(),
+        "the sandbox is wrong:\n{}\n\nfull probe log:\n{probe}",
+        failed.join("\n")
+    );
+    for check in PROBE_CHECKS {
+        assert!(
+            probe.lines().any(|l| l == format!("ok {check}")),
+            "probe did not report `ok {check}`:\n{probe}"
+        );
+    }
+    // /proc/sys was one writable mount before the unit started (nspawn's split undone); inside the
+    // unit it is read-only with /proc/sys/net writable again: the unit's own doing.
+    let unsplit = r.get("proc-sys-mounts-unsplit");
+    assert!(
+        !unsplit.contains(" /proc/sys/net "),
+        "nspawn's /proc/sys/net mount was not undone:\n{unsplit}"
+    );
+    assert!(probe.contains("mount /proc/sys ro,"), "{probe}");
+    assert!(probe.contains("mount /proc/sys/net rw,"), "{probe}");
+
+    // What systemd saw: READY from the main process, the watchdog armed, no restarts.
+    let started = r.get("state-started");
+    for want in [
+        "Type=notify",
+        "NotifyAccess=main",
+        "WatchdogUSec=30s",
+        "ActiveState=active",
+        "SubState=running",
+        "NRestarts=0",
+    ] {
+        assert!(
+            started.lines().any(|l| l == want),
+            "after start, want {want}:\n{started}"
+        );
+    }
+    // What the kernel saw, from outside the sandbox: the rules and the sysctl are really there.
+    let saved = r.get("iptables-save");
+    assert!(
+        saved.contains(
+            "-s 10.250.0.0/16 -d 10.250.1.0/24 -m comment --comment crossdock-probe -j ACCEPT"
+        ),
+        "{saved}"
+    );
+    assert_eq!(r.get("ip-forward").trim(), "1");
+    let sock = r.get("socket-stat");
+    assert!(
+        sock.contains("/run/crossdock 750 root crossdock directory"),
+        "{sock}"
+    );
+    assert!(
+        sock.contains("/run/crossdock/agent.sock 660 root crossdock socket"),
+        "{sock}"
+    );
+    // Reload is SIGHUP to the main process; stop is a clean exit.
+    assert_eq!(r.get("reload.rc").trim(), "0");
+    assert!(probe.contains("reloaded on SIGHUP"), "{probe}");
+    assert!(r.get("state-reloaded").contains("ActiveState=active"));
+    let stopped = r.get("state-stopped");
+    assert!(
+        stopped.contains("ActiveState=inactive") && stopped.contains("Result=success"),
+        "{stopped}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// cloud-init user data
+// ---------------------------------------------------------------------------------------------
+
+const USER_DATA: &str = "deploy/cloud-init/user-data.yaml";
+
+fn cloud_init_schema(file: &Path) -> (bool, String) {
+    let out = run(Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(file));
+    (
+        out.status.success(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
+
+#[test]
+fn cloud_init_user_data_passes_the_schema_and_a_broken_copy_does_not() {
+    if !have("cloud-init", "cloud-init") {
+        return;
+    }
+    let file = repo().join(USER_DATA);
+    let (ok, out) = cloud_init_schema(&file);
+    assert!(ok, "cloud-init schema refused {USER_DATA}:\n{out}");
+
+    let original = read(USER_DATA);
+    let dir = tempfile::tempdir().unwrap();
+    let broken = [
+        // A write_files entry without its path.
+        (
+            "missing path",
+            original.replacen(
+                "  - path: /etc/docker/daemon.json",
+                "  - paht: /etc/docker/daemon.json",
+                1,
+            ),
+        ),
+        // A file mode as a YAML integer, which cloud-init would misread as decimal.
+        (
+            "integer permissions",
+            original.replacen("permissions: '0600'", "permissions: 600", 1),
+        ),
+    ];
+    for (what, text) in broken {
+        assert_ne!(
+            text, original,
+            "the {what} mutation did not apply: {USER_DATA} changed shape"
+        );
+        let path = dir.path().join("broken.yaml");
+        std::fs::write(&path, text).unwrap();
+        let (ok, out) = cloud_init_schema(&path);
+        assert!(!ok, "cloud-init schema accepted a copy with {what}:\n{out}");
+    }
+}
+
+#[test]
+fn cloud_init_user_data_writes_a_consistent_configuration() {
+    if !have(
+        "/usr/bin/python3",
+        "python3-yaml (a dependency of cloud-init)",
+    ) {
+        return;
+    }
+    // YAML -> JSON with the YAML library cloud-init itself uses.
+    let out = run(Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(repo().join(USER_DATA)));
+    assert!(
+        out.status.success(),
+        "cannot read {USER_DATA} as YAML: {}",
+        text(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files = doc["write_files"].as_array().expect("write_files");
+    let content = |path: &str| -> String {
+        files
+            .iter()
+            .find(|f| f["path"] == path)
+            .and_then(|f| f["content"].as_str())
+            .unwrap_or_else(|| panic!("{USER_DATA} does not write {path}"))
+            .to_string()
+    };
+
+    let config =
+        crossdock_config::parse(&content("/etc/crossdock/agent.toml")).unwrap_or_else(|e| {
+            panic!("the agent.toml written by {USER_DATA} is refused by the agent: {e}")
+        });
+    assert_eq!(config.cloud.provider, crossdock_config::Provider::Alibaba);
+
+    let daemon: serde_json::Value = serde_json::from_str(&content("/etc/docker/daemon.json"))
+        .unwrap_or_else(|e| panic!("daemon.json in {USER_DATA} is not JSON: {e}"));
+    assert!(
+        daemon.get("allow-direct-routing").is_none(),
+        "the agent's raw-table ACCEPT makes allow-direct-routing unnecessary"
+    );
+    let bip = daemon["bip"].as_str().expect("daemon.json sets bip");
+    // The bridge's subnet (bip with the host bits cleared) must lie inside cluster_cidrs.
+    let (addr, len) = bip.split_once('/').expect("bip is address/prefix");
+    let (addr, len): (std::net::Ipv4Addr, u32) = (addr.parse().unwrap(), len.parse().unwrap());
+    let net =
+        std::net::Ipv4Addr::from(u32::from(addr) & (!0u32).checked_shl(32 - len).unwrap_or(0));
+    crossdock_config::check_subnet(format!("{net}/{len}").parse().unwrap(), &config)
+        .unwrap_or_else(|e| panic!("bip {bip} does not fit the cluster range: {e}"));
+
+    let runcmd = doc["runcmd"].to_string();
+    for want in [
+        "--force-confold",
+        "crossdock-agent.service",
+        "enable",
+        "restart",
+    ] {
+        assert!(runcmd.contains(want), "runcmd lacks {want}: {runcmd}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RAM policy
+// ---------------------------------------------------------------------------------------------
+
+/// Every `Product::Vpc|Ecs, "<Action>"` call site in the non-test code of the workspace's crates
+/// (the emulator excluded: it serves actions, it does not call them), as `vpc:<Action>`.
+fn actions_called_by_the_code() -> BTreeSet<String> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                walk(&p, files);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for krate in std::fs::read_dir(repo().join("crates")).unwrap().flatten() {
+        if krate.file_name() != "crossdock-vpcsim" && krate.path().join("src").is_dir() {
+            walk(&krate.path().join("src"), &mut files);
+        }
+    }
+    let mut actions = BTreeSet::new();
+    for file in files {
+        let src = std::fs::read_to_string(&file).unwrap();
+        let code = src.split("#[cfg(test)]").next().unwrap_or("");
+        for (marker, prefix) in [("Product::Vpc", "vpc"), ("Product::Ecs", "ecs")] {
+            for (i, _) in code.match_indices(marker) {
+                let rest = code[i + marker.len()..].trim_start();
+                let Some(rest) = rest.strip_prefix(',') else {
+                    continue;
+                };
+                let Some(rest) = rest.trim_start().strip_prefix('"') else {
+                    continue;
+                };
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                if rest[name.len()..].starts_with('"')
+                    && name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                {
+                    actions.insert(format!("{prefix}:{name}"));
+                }
+            }
+        }
+    }
+    actions
+}
+
+#[test]
+fn ram_policy_allows_exactly_the_actions_crossdock_calls() {
+    let policy: serde_json::Value = serde_json::from_str(&read("deploy/ram-policy.json"))
+        .unwrap_or_else(|e| panic!("deploy/ram-policy.json is not JSON: {e}"));
+    assert_eq!(policy["Version"], "1");
+    let mut granted = BTreeSet::new();
+    for st in policy["Statement"].as_array().expect("Statement is a list") {
+        assert_eq!(st["Effect"], "Allow", "{st}");
+        for action in st["Action"].as_array().expect("Action is a list") {
+            let a = action.as_str().unwrap().to_string();
+            assert!(!a.contains('*'), "wildcard action {a}");
+            assert!(granted.insert(a.clone()), "{a} is listed twice");
+        }
+    }
+    let called = actions_called_by_the_code();
+    assert!(
+        called.len() >= 4,
+        "found only {called:?} in crates/*/src: the call sites no longer look like `Product::Vpc, \"Action\"`; update actions_called_by_the_code"
+    );
+    assert_eq!(
+        granted, called,
+        "deploy/ram-policy.json must grant exactly the actions the code calls (left: policy, right: code)"
+    );
+    eprintln!(
+        "RAM policy: {} actions, all called: {called:?}",
+        granted.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The default configuration file
+// ---------------------------------------------------------------------------------------------
+
+/// `section -> keys` of a TOML text of the agent's simple shape (`key = value` lines, `[section]`).
+fn keys(toml: &str) -> BTreeSet<String> {
+    let mut section = String::new();
+    let mut out = BTreeSet::new();
+    for line in toml.lines().map(str::trim) {
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = format!("{s}.");
+        } else if let Some((k, _)) = line.split_once(" = ") {
+            if !k.starts_with('#') {
+                out.insert(format!("{section}{k}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn default_config_documents_every_setting_commented_out() {
+    let shipped = read("packaging/agent.toml");
+    // As shipped: nothing set, so the agent refuses to start until cluster_cidrs is chosen.
+    let parsed =
+        crossdock_config::parse_unvalidated(&shipped).expect("packaging/agent.toml is valid TOML");
+    assert_eq!(
+        parsed,
+        crossdock_config::Config::default(),
+        "a setting is not commented out"
+    );
+    let err =
+        crossdock_config::parse(&shipped).expect_err("the shipped file must not be runnable as is");
+    assert_eq!(err.field, "cluster_cidrs", "{err}");
+    assert_eq!(
+        parsed.cloud.provider,
+        crossdock_config::Provider::None,
+        "safe default: no cloud API"
+    );
+
+    // Uncommented (`#key = value` -> `key = value`): every setting, with its documented value.
+    let uncommented: String = shipped
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest)
+                if rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| !k.contains(' ')) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let full = crossdock_config::parse(&uncommented).unwrap_or_else(|e| {
+        panic!("packaging/agent.toml with every setting uncommented is refused: {e}")
+    });
+    let expected = crossdock_config::Config {
+        cluster_cidrs: full.cluster_cidrs.clone(),
+        ..Default::default()
+    };
+    assert_eq!(
+        full, expected,
+        "a documented value differs from the agent's default"
+    );
+    let documented = keys(&uncommented);
+    let all = keys(&crossdock_config::Config::default().to_toml());
+    let missing: Vec<_> = all.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "packaging/agent.toml does not document {missing:?}"
+    );
+}
