@@ -11,7 +11,7 @@ use crate::facts::{sample_peer, Facts, PermissionFact, ProbeMethod};
 use crate::iptables::{
     is_blanket_accept, is_docker_raw_drop, masquerades, Packet, Ruleset, SavedTable,
 };
-use crate::model::{CheckDef, Outcome};
+use crate::model::{CheckDef, Outcome, Status};
 use crossdock_alibaba::RouteEntry;
 use crossdock_config::{Provider, SourceDestCheck};
 use crossdock_hostnet::rules::{self as hrules, DesiredInput, Rule, Table};
@@ -637,6 +637,25 @@ fn commands(rules: &[&Rule]) -> String {
 
 /// The content rules of one of crossdock's chains: which are missing.
 fn chain_content(f: &Facts, table: Table, chain: &str, what: &str) -> Outcome {
+    chain_content_with(f, table, chain, what, false)
+}
+
+/// The rule without its `-j TARGET` (the last two arguments).
+fn without_target(args: &[String]) -> &[String] {
+    match args.len().checked_sub(2) {
+        Some(n) if args[n] == "-j" => &args[..n],
+        _ => args,
+    }
+}
+
+/// [`chain_content`], optionally comparing rules without their targets.
+fn chain_content_with(
+    f: &Facts,
+    table: Table,
+    chain: &str,
+    what: &str,
+    ignore_target: bool,
+) -> Outcome {
     let (Ok(rs), Some((_, rules))) = (&f.host.iptables, desired(f)) else {
         return Outcome::skip("iptables or network unknown");
     };
@@ -659,7 +678,15 @@ fn chain_content(f: &Facts, table: Table, chain: &str, what: &str) -> Outcome {
     let missing: Vec<&Rule> = want
         .iter()
         .copied()
-        .filter(|r| c.position(&r.args).is_none())
+        .filter(|r| {
+            if ignore_target {
+                !c.rules
+                    .iter()
+                    .any(|have| without_target(&have.args) == without_target(&r.args))
+            } else {
+                c.position(&r.args).is_none()
+            }
+        })
         .collect();
     let foreign: Vec<String> = c
         .rules
@@ -823,15 +850,6 @@ fn forward_path(f: &Facts) -> Outcome {
 }
 
 fn nat_exemption(f: &Facts) -> Outcome {
-    let content = chain_content(
-        f,
-        Table::Nat,
-        hrules::POSTROUTING_CHAIN,
-        "the exemption of cluster traffic from MASQUERADE",
-    );
-    if content.status == crate::model::Status::Fail {
-        return content;
-    }
     let (Ok(rs), Some(cfg), Some(n)) = (&f.host.iptables, f.cfg(), f.network()) else {
         return Outcome::skip("iptables or network unknown");
     };
@@ -841,23 +859,32 @@ fn nat_exemption(f: &Facts) -> Outcome {
     let Some(nat) = table_of(rs, Table::Nat) else {
         return Outcome::skip("no nat table");
     };
+    // Which target the exemption uses is judged by the walk below, not by comparing texts: what
+    // matters is whether the packet escapes Docker's MASQUERADE.
+    let content = chain_content_with(
+        f,
+        Table::Nat,
+        hrules::POSTROUTING_CHAIN,
+        "the exemption of cluster traffic from MASQUERADE",
+        true,
+    );
     let jump = jump_rule(Table::Nat);
     let post = nat.chain("POSTROUTING");
     let jump_pos = post.and_then(|c| c.position(&jump.args));
     let masq_pos = post.and_then(|c| c.rules.iter().position(|r| masquerades(&r.args, subnet)));
-    let fix = format!(
+    let jump_fix = format!(
         "{RESTART_AGENT} (it re-inserts the jump at the top); by hand: iptables -t nat -I POSTROUTING 1 {}",
         crate::iptables::shell_join(&jump.args)
     );
     let Some(peer) = sample_peer(&cfg.cluster_cidrs, Some(subnet)) else {
         return Outcome::skip("no peer address outside the local subnet in the cluster range");
     };
-    let src = n
+    let Some(src) = n
         .containers
         .first()
         .copied()
-        .or_else(|| subnet.hosts().nth(1));
-    let Some(src) = src else {
+        .or_else(|| subnet.hosts().nth(1))
+    else {
         return Outcome::skip("subnet too small");
     };
     let ext = f.external_name().unwrap_or("eth0");
@@ -867,7 +894,7 @@ fn nat_exemption(f: &Facts) -> Outcome {
     let trace = nat.trace("POSTROUTING", &pkt);
     let masqueraded = trace.verdict == "MASQUERADE" || trace.verdict == "SNAT";
     let where_ = match (jump_pos, masq_pos) {
-        (None, _) => "the jump from POSTROUTING is missing".to_string(),
+        (None, _) => "the jump from POSTROUTING to CROSSDOCK-POSTROUTING is missing".to_string(),
         (Some(j), Some(m)) if j > m => format!(
             "the jump is POSTROUTING #{} behind Docker's MASQUERADE at #{}",
             j + 1,
@@ -877,15 +904,50 @@ fn nat_exemption(f: &Facts) -> Outcome {
     };
     let ev = format!("{where_}; {src} -> {peer} out {ext}: {}", trace.describe());
     if masqueraded {
+        let ev = format!("{ev}: peers would see this host's address instead of the container's");
+        if content.status == Status::Fail {
+            return Outcome::fail(
+                format!("{}; {ev}", content.evidence),
+                content.fix.unwrap_or_default(),
+            );
+        }
+        if jump_pos.is_none() || jump_pos > masq_pos {
+            return Outcome::fail(ev, jump_fix);
+        }
+        // Reached, rules present, and still masqueraded: the exemption hands the packet back.
+        let returns: Vec<(usize, String)> = nat
+            .chain(hrules::POSTROUTING_CHAIN)
+            .map(|c| {
+                c.rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.target_name().as_deref() == Some("RETURN"))
+                    .map(|(i, r)| (i + 1, r.text()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some((i, text)) = returns.first() {
+            let accept = text.replacen("-j RETURN", "-j ACCEPT", 1);
+            return Outcome::fail(
+                format!(
+                    "{ev}; {} #{i} `{text}` is a RETURN inside a chain jumped to from POSTROUTING: it resumes POSTROUTING, where Docker's MASQUERADE comes next",
+                    hrules::POSTROUTING_CHAIN
+                ),
+                format!(
+                    "the exemption must end the nat table: iptables -t nat -R {} {i} {accept} (if the agent wrote the RETURN, it will write it back: report it as a crossdock bug)",
+                    hrules::POSTROUTING_CHAIN
+                ),
+            );
+        }
         return Outcome::fail(
-            format!("{ev}: peers would see this host's address instead of the container's"),
-            fix,
+            ev,
+            "find the rule named above that masquerades cluster traffic ahead of crossdock's exemption and remove it",
         );
     }
     if jump_pos != Some(0) {
-        return Outcome::warn(ev, fix);
+        return Outcome::warn(ev, jump_fix);
     }
-    if content.status == crate::model::Status::Warn {
+    if content.status != Status::Ok {
         return Outcome::warn(
             format!("{ev}; {}", content.evidence),
             content.fix.unwrap_or_default(),
@@ -932,14 +994,14 @@ fn raw_exemption(f: &Facts) -> Outcome {
         return Outcome::ok(format!(
             "Docker {} adds no raw-table drop; nothing to cover{}",
             d.version,
-            if content.status == crate::model::Status::Ok {
+            if content.status == Status::Ok {
                 " (crossdock's raw rules are in place anyway)"
             } else {
                 ""
             }
         ));
     }
-    if content.status == crate::model::Status::Fail {
+    if content.status == Status::Fail {
         let mut o = content;
         o.evidence = format!(
             "{} Docker raw DROP rule(s) for {subnet}: {}",
@@ -1343,9 +1405,10 @@ fn cloud_route(f: &Facts) -> Outcome {
             },
         };
         lines.push(outcome.evidence.clone());
-        if worst.as_ref().is_none_or(|w| {
-            outcome.status > w.status && outcome.status != crate::model::Status::Skip
-        }) {
+        if worst
+            .as_ref()
+            .is_none_or(|w| outcome.status > w.status && outcome.status != Status::Skip)
+        {
             worst = Some(outcome);
         }
     }
@@ -1533,3 +1596,7 @@ fn vpc_overlap(f: &Facts) -> Outcome {
         )),
     }
 }
+
+#[cfg(test)]
+#[path = "checks_tests.rs"]
+mod tests;
