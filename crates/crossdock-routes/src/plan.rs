@@ -299,7 +299,8 @@ pub fn plan(desired: &Desired, cidrs: &NetworkCidrs, observed: &[Observed]) -> V
         }
         for e in entries {
             let same = e.destination_cidr_block.parse::<Ipv4Net>().ok() == Some(subnet);
-            if same || !desired.marker.owns(e) {
+            // Not ours, the desired one, or already on its way out: nothing to do.
+            if same || !desired.marker.owns(e) || e.status.eq_ignore_ascii_case("Deleting") {
                 continue;
             }
             let (table_id, entry_id, cidr) = (
@@ -468,6 +469,15 @@ mod tests {
                     entry_id: "rte-old".into(),
                     cidr: "10.9.0.0/24".into(),
                 }],
+            ),
+            (
+                "our old route already being deleted: nothing",
+                "10.1.0.0/24",
+                vec![
+                    ours("rte-old", "10.9.0.0/24", "Deleting"),
+                    ours("rte-new", "10.1.0.0/24", "Available"),
+                ],
+                vec![],
             ),
             (
                 "same CIDR pointing elsewhere: conflict",

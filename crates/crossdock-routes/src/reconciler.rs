@@ -616,48 +616,47 @@ impl RouteReconciler {
             let mut replan = false;
             for action in actions {
                 match action {
-                    Action::Create { .. } => match self
-                        .create_and_wait(st, calls, table, subnet)
-                        .await
-                    {
-                        Ok(e) => {
-                            out.created += 1;
-                            desired_ok = true;
-                            out.routes.push(status_of(&e, "self".into()));
-                        }
-                        Err(CreateError::Duplicate) if round == 0 => {
-                            // Someone created the destination between our read and our write.
-                            match self.observe(calls, table, &cidr).await {
-                                Ok(o) => {
-                                    observed = o;
-                                    replan = true;
-                                    break;
-                                }
-                                Err(p) => out.problems.push(p),
+                    Action::Create { .. } => {
+                        match self.create_and_wait(st, calls, table, subnet).await {
+                            Ok(e) => {
+                                out.created += 1;
+                                desired_ok = true;
+                                out.routes.push(status_of(&e, "self".into()));
                             }
-                        }
-                        Err(CreateError::Duplicate) => out.problems.push(Problem::pending(
-                            "CloudBusy",
-                            format!(
+                            Err(CreateError::Duplicate) if round == 0 => {
+                                // Someone created the destination between our read and our write.
+                                match self.observe(calls, table, &cidr).await {
+                                    Ok(o) => {
+                                        observed = o;
+                                        replan = true;
+                                        break;
+                                    }
+                                    Err(p) => out.problems.push(p),
+                                }
+                            }
+                            Err(CreateError::Duplicate) => out.problems.push(Problem::pending(
+                                "CloudBusy",
+                                format!(
                                 "{table} reports {cidr} as existing but does not list it; retrying"
                             ),
-                            RETRY_PENDING,
-                        )),
-                        Err(CreateError::Problem(p)) => {
-                            out.routes.push(RouteStatus {
-                                table_id: table.to_string(),
-                                cidr: cidr.clone(),
-                                entry_id: String::new(),
-                                status: "Missing".into(),
-                                owner: "self".into(),
-                            });
-                            out.problems.push(p);
+                                RETRY_PENDING,
+                            )),
+                            Err(CreateError::Problem(p)) => {
+                                out.routes.push(RouteStatus {
+                                    table_id: table.to_string(),
+                                    cidr: cidr.clone(),
+                                    entry_id: String::new(),
+                                    status: "Missing".into(),
+                                    owner: "self".into(),
+                                });
+                                out.problems.push(p);
+                            }
+                            Err(CreateError::Wait(w)) => {
+                                out.created += 1;
+                                self.wait_failed(st, out, table, subnet, w);
+                            }
                         }
-                        Err(CreateError::Wait(w)) => {
-                            out.created += 1;
-                            self.wait_failed(st, out, table, subnet, w);
-                        }
-                    },
+                    }
                     Action::Await { entry_id, .. } => {
                         match self
                             .wait_available(calls, table, &cidr, Some(&entry_id))
@@ -736,13 +735,14 @@ impl RouteReconciler {
                 continue;
             }
             for (entry_id, old) in deferred {
-                if desired_ok {
-                    self.delete_stale(calls, out, table, &entry_id, &old).await;
-                } else if let Some(e) = observed
+                let entry = observed
                     .entries
                     .iter()
-                    .find(|e| e.route_entry_id == entry_id)
-                {
+                    .find(|e| e.route_entry_id == entry_id);
+                // Only Available entries can be deleted; a pending old route waits for a later pass.
+                if desired_ok && entry.is_some_and(|e| e.is_available()) {
+                    self.delete_stale(calls, out, table, &entry_id, &old).await;
+                } else if let Some(e) = entry {
                     out.routes.push(status_of(e, "self".into()));
                 }
             }
@@ -971,7 +971,10 @@ impl RouteReconciler {
                     continue;
                 }
             };
-            for e in entries.into_iter().filter(|e| self.marker.owns(e)) {
+            for e in entries
+                .into_iter()
+                .filter(|e| self.marker.owns(e) && !e.status.eq_ignore_ascii_case("Deleting"))
+            {
                 let mut entry = e;
                 if !entry.is_available() {
                     match self

@@ -668,3 +668,37 @@ async fn report_serialises_for_status() {
     assert!(text.contains("crossdock_route_ready 1"));
     assert!(text.contains("crossdock_route_created_total 1"));
 }
+
+#[tokio::test]
+async fn an_old_route_that_is_not_available_is_deleted_on_a_later_pass() {
+    let fake = Arc::new(FakeCloud::standard());
+    let old = fake.add_entry(
+        "vtb-sys",
+        "10.9.0.0/24",
+        ME,
+        "crossdock",
+        "crossdock:i-me",
+        "Modifying",
+    );
+    let (rec, _) = reconciler(&fake, cfg());
+    let r = rec.sync(Some(net(SUBNET))).await;
+    assert!(r.is_ready(), "{}", r.route.message);
+    assert_eq!(
+        r.writes, 1,
+        "only the create: the old entry cannot be deleted while Modifying"
+    );
+    assert!(r
+        .routes
+        .iter()
+        .any(|s| s.entry_id == old && s.status == "Modifying"));
+    fake.with(|s| {
+        s.entries
+            .iter_mut()
+            .filter(|e| e.route_entry_id == old)
+            .for_each(|e| e.status = "Available".into())
+    });
+    let r = rec.sync(Some(net(SUBNET))).await;
+    assert_eq!(r.writes, 1);
+    assert_eq!(fake.entries_in("vtb-sys").len(), 1);
+    assert_eq!(fake.writes().last().unwrap().0, Op::Delete);
+}
