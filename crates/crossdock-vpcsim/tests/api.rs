@@ -340,18 +340,13 @@ async fn one_route_write_at_a_time_per_vpc() {
         ("NextHopId", h2.instance_id.as_str()),
     ];
     let a = lab.admin_call("CreateRouteEntry", &pa);
-    let b = async {
-        tokio::time::sleep(Duration::from_millis(100)).await; // let `a` be first in flight
-        lab.admin_call(
-            "CreateRouteEntry",
-            &[
-                ("RouteTableId", &table),
-                ("DestinationCidrBlock", "10.3.0.0/24"),
-                ("NextHopId", &h2.instance_id),
-            ],
-        )
-        .await
-    };
+    let pb = [
+        ("RouteTableId", table.as_str()),
+        ("DestinationCidrBlock", "10.3.0.0/24"),
+        ("NextHopId", h2.instance_id.as_str()),
+    ];
+    // both are sent at once; whichever starts first holds the VPC for 300 ms
+    let b = lab.admin_call("CreateRouteEntry", &pb);
     let (a, b) = tokio::join!(a, b);
     let mut codes = vec![a.code().to_string(), b.code().to_string()];
     codes.sort();
