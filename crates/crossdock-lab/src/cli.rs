@@ -5,7 +5,7 @@
 //! them again through `lab.json`, pid files and the lab's naming patterns.
 
 use crate::dockerd::DockerVersion;
-use crate::lab::{self, Lab, LabOptions, LabState};
+use crate::lab::{self, InputError, Lab, LabOptions, LabState};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use crossdock_vpcsim::admin::{ErrorFault, Faults, Settings};
@@ -172,7 +172,11 @@ pub fn run(args: LabArgs) -> u8 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("crossdock lab: {e:#}");
-            1
+            if e.chain().any(|c| c.is::<InputError>()) {
+                2
+            } else {
+                1
+            }
         }
     }
 }
@@ -307,7 +311,7 @@ fn cmd_agent(name: &str, host: &str, action: AgentAction) -> Result<u8> {
     match action {
         AgentAction::Start => {
             let pid = lab::agent_start_detached(lab.state(), &host)?;
-            println!("agent of {host} running (pid {pid})");
+            report_agent(&lab, &host, pid);
         }
         AgentAction::Stop => {
             lab.agent_stop(&host)?;
@@ -320,10 +324,23 @@ fn cmd_agent(name: &str, host: &str, action: AgentAction) -> Result<u8> {
         AgentAction::Restart => {
             lab.agent_stop(&host)?;
             let pid = lab::agent_start_detached(lab.state(), &host)?;
-            println!("agent of {host} restarted (pid {pid})");
+            report_agent(&lab, &host, pid);
         }
     }
     Ok(0)
+}
+
+/// Waits (bounded) until a just-started agent answers or exits, and says which.
+fn report_agent(lab: &Lab, host: &str, pid: u32) {
+    let mut health = lab.agent_health(host);
+    lab::wait_for(Duration::from_secs(10), || {
+        health = lab.agent_health(host);
+        (health.0 != "starting").then_some(())
+    });
+    println!("agent of {host} (pid {pid}): {}", health.0);
+    if health.0 != "ready" {
+        println!("  {}", one_line(&health.1));
+    }
 }
 
 /// Applies a fault command to the fault set and limits; returns whether each changed.
@@ -353,7 +370,10 @@ pub fn apply_fault(
             after_commit,
         } => {
             if !(0.0..=1.0).contains(rate) {
-                bail!("the error rate must be between 0 and 1 (got {rate})");
+                return Err(InputError(format!(
+                    "the error rate must be between 0 and 1 (got {rate})"
+                ))
+                .into());
             }
             if *rate == 0.0 {
                 faults.errors.remove(action);

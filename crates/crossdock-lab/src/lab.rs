@@ -88,13 +88,23 @@ impl Default for LabOptions {
             static_hosts: 0,
             docker: DockerVersion::V20,
             agents: true,
-            crossdock_bin: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("crossdock")),
+            crossdock_bin: default_crossdock_bin(),
             source_dest_check: true,
             emulator_settings: None,
             agent_config: None,
             agent_wait: Duration::from_secs(20),
         }
     }
+}
+
+/// This executable when it is `crossdock` (the CLI); in a test binary, the `crossdock` that
+/// [`crate::testing::crossdock_bin`] finds (`CROSSDOCK_BIN`, or next to the test's `deps/` directory).
+pub fn default_crossdock_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("crossdock"));
+    if exe.file_name().is_some_and(|n| n == "crossdock") {
+        return exe;
+    }
+    crate::testing::crossdock_bin().unwrap_or(exe)
 }
 
 /// One simulated ECS host, as recorded in `lab.json`.
@@ -233,6 +243,11 @@ pub struct RouteStatus {
     pub route_entry_name: String,
 }
 
+/// A mistake in what was asked for (exit code 2), as opposed to a failure while doing it (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
+
 /// The directory of lab `name`.
 pub fn lab_dir(name: &str) -> PathBuf {
     Path::new(LAB_ROOT).join(name)
@@ -270,7 +285,10 @@ pub fn validate_name(name: &str) -> Result<()> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
-        bail!("lab name {name:?} is invalid: use 1 to 20 lower-case letters, digits and '-' (not first)");
+        return Err(InputError(format!(
+            "lab name {name:?} is invalid: use 1 to 20 lower-case letters, digits and '-' (not first)"
+        ))
+        .into());
     }
     Ok(())
 }
@@ -359,11 +377,11 @@ impl Lab {
     pub fn up(opts: LabOptions) -> Result<Lab> {
         validate_name(&opts.name)?;
         if opts.hosts + opts.static_hosts == 0 || opts.hosts + opts.static_hosts > MAX_HOSTS {
-            bail!(
+            return Err(InputError(format!(
                 "a lab has 1 to {MAX_HOSTS} hosts (asked for {} with Docker and {} static)",
-                opts.hosts,
-                opts.static_hosts
-            );
+                opts.hosts, opts.static_hosts
+            ))
+            .into());
         }
         if !crate::is_root() {
             bail!("crossdock lab needs root (network namespaces, dockerd): run it with sudo");
@@ -697,7 +715,7 @@ impl Lab {
             .iter()
             .find(|h| h.name == name || h.netns == name)
             .ok_or_else(|| {
-                anyhow!(
+                anyhow::Error::from(InputError(format!(
                     "lab {} has no host {name} (it has {})",
                     self.state.name,
                     self.state
@@ -706,7 +724,7 @@ impl Lab {
                         .map(|h| h.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
-                )
+                )))
             })
     }
 
@@ -1058,7 +1076,7 @@ fn find_host<'a>(state: &'a LabState, name: &str) -> Result<&'a HostState> {
         .iter()
         .find(|h| h.name == name || h.netns == name)
         .ok_or_else(|| {
-            anyhow!(
+            anyhow::Error::from(InputError(format!(
                 "lab {} has no host {name} (it has {})",
                 state.name,
                 state
@@ -1067,7 +1085,7 @@ fn find_host<'a>(state: &'a LabState, name: &str) -> Result<&'a HostState> {
                     .map(|h| h.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            )
+            )))
         })
 }
 
