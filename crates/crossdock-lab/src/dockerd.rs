@@ -301,6 +301,15 @@ impl Dockerd {
             armed: true,
         };
         match daemon.wait_ready(log_offset) {
+            Ok(version)
+                if daemon.spec.version == DockerVersion::V28 && !is_at_least_28_2(&version) =>
+            {
+                let _ = daemon.stop();
+                bail!(
+                    "{} is Docker {version}, older than 28.2 (the release with the raw-table drop the Docker 28 tests are about): run scripts/install-deps to fetch a newer one",
+                    DockerVersion::V28.dockerd().display()
+                )
+            }
             Ok(version) => {
                 daemon.version = version;
                 Ok(daemon)
@@ -572,6 +581,16 @@ pub fn inspect_container(docker_host: &str, name: &str) -> Result<ContainerInfo>
     Ok(ContainerInfo { id, ip, pid })
 }
 
+/// True for `28.2` and later (`28.5.2+dfsg4`, `29.0.0`, ...).
+pub fn is_at_least_28_2(version: &str) -> bool {
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= (28, 2)
+}
+
 /// The `Version` field of `GET /version`.
 fn version_of(socket: &Path) -> Result<String> {
     let response = http::get(socket, "/version", Duration::from_secs(10))?;
@@ -667,6 +686,16 @@ mod tests {
             serde_json::to_string(&DockerVersion::V28).unwrap(),
             "\"28\""
         );
+    }
+
+    #[test]
+    fn docker_28_must_be_at_least_28_2() {
+        assert!(is_at_least_28_2("28.5.2+dfsg4"));
+        assert!(is_at_least_28_2("28.2.0"));
+        assert!(is_at_least_28_2("29.0.1"));
+        assert!(!is_at_least_28_2("28.1.1"));
+        assert!(!is_at_least_28_2("20.10.24+dfsg1"));
+        assert!(!is_at_least_28_2(""));
     }
 
     #[test]

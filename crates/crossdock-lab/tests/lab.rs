@@ -142,6 +142,22 @@ fn up_then_down_leaves_nothing_behind_even_after_a_crash() {
         .unwrap();
     assert!(c.ip.starts_with("10.0.0."));
 
+    // The emulator restarts from its state file: same VPC, same instances.
+    let mut lab = lab;
+    let vpc = lab.state().vpc_id.clone();
+    lab.emulator_stop().unwrap();
+    assert_eq!(lab.status().emulator, "stopped");
+    lab.emulator_start().unwrap();
+    let status = lab.status();
+    assert_eq!(status.emulator, "running");
+    assert_eq!(status.vpc_id, vpc);
+    let instances = lab
+        .admin_sync(|c| async move { c.instances().await })
+        .unwrap();
+    assert!(instances
+        .iter()
+        .any(|i| i.instance_id == lab.host(2).instance_id));
+
     // "Crash": the builder goes away without taking the lab down; `down` by name still removes it all.
     let state = lab.keep();
     assert!(Lab::load(&name).is_ok());
