@@ -575,4 +575,85 @@ mod tests {
         assert!(!c.use_nonce("b", 120, 100));
         assert!(c.seen.len() <= 2);
     }
+
+    #[test]
+    fn the_data_plane_follows_the_vswitchs_table() {
+        use crate::model::{Bootstrap, EntryType, Instance, RouteEntry, RouteTable};
+        let mut s = State::bootstrap(&Bootstrap::default());
+        let vsw = s.vswitches[0].vswitch_id.clone();
+        s.instances.push(Instance {
+            instance_id: "i-1".into(),
+            hostname: "h1".into(),
+            private_ip: "192.168.1.11".parse().unwrap(),
+            port: Some("p-h1".into()),
+            vswitch_id: vsw.clone(),
+            zone_id: "z".into(),
+            eni_id: "eni-1".into(),
+            mac: "00:16:3e:00:00:01".into(),
+            source_dest_check: true,
+            ram_role: None,
+            created_at_ms: 0,
+        });
+        let entry = |table: &str, dst: &str, status: RouteStatus, hop: &str| RouteEntry {
+            route_entry_id: format!("rte-{dst}"),
+            route_table_id: table.into(),
+            destination_cidr_block: dst.parse().unwrap(),
+            entry_type: EntryType::Custom,
+            status,
+            next_hop_type: "Instance".into(),
+            next_hop_id: hop.into(),
+            route_entry_name: String::new(),
+            description: String::new(),
+            status_until_ms: None,
+            seq: 0,
+            created_at_ms: 0,
+            modified_at_ms: 0,
+        };
+        let system = s.system_table_id().to_string();
+        s.entries
+            .push(entry(&system, "10.1.0.0/24", RouteStatus::Available, "i-1"));
+        s.entries
+            .push(entry(&system, "10.2.0.0/24", RouteStatus::Pending, "i-1"));
+        s.entries.push(entry(
+            &system,
+            "10.3.0.0/24",
+            RouteStatus::Available,
+            "i-gone",
+        ));
+        let d = desired_of(&s);
+        assert_eq!(
+            d.routes.len(),
+            1,
+            "only Available entries with a live next hop"
+        );
+        assert_eq!(
+            d.routes[&"10.1.0.0/24".parse().unwrap()],
+            "192.168.1.11".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(d.ports.len(), 1);
+        // associate the vSwitch with a custom table: its entries rule, the system table's do not
+        s.route_tables.push(RouteTable {
+            route_table_id: "vtb-custom".into(),
+            route_table_name: String::new(),
+            route_table_type: "Custom".into(),
+            vswitch_ids: vec![vsw.clone()],
+            created_at_ms: 0,
+        });
+        s.entries.push(entry(
+            "vtb-custom",
+            "10.9.0.0/24",
+            RouteStatus::Available,
+            "i-1",
+        ));
+        let d = desired_of(&s);
+        assert_eq!(
+            d.routes.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
+            vec!["10.9.0.0/24"]
+        );
+        assert!(s.vswitches_of_table(s.table(&system).unwrap()).is_empty());
+        assert_eq!(
+            s.vswitches_of_table(s.table("vtb-custom").unwrap()),
+            vec![vsw]
+        );
+    }
 }
