@@ -287,6 +287,34 @@ impl std::fmt::Debug for RouteReconciler {
     }
 }
 
+impl RouteReport {
+    /// The report to show while [`crate::connect`] fails (metadata service not up yet, unusable
+    /// configuration): the route condition says why and what to do, and asks for a retry.
+    pub fn connect_failed(e: &CloudError) -> RouteReport {
+        let mut p = Problem::from_error("resolve this instance's identity and credentials", e);
+        if let CloudError::Metadata {
+            transient: true, ..
+        } = e
+        {
+            p = Problem::pending("MetadataUnavailable", p.message, RETRY_PENDING);
+        } else if let CloudError::Config { .. } = e {
+            p.reason = "ConfigInvalid";
+        }
+        let credentials = p.credentials.clone().unwrap_or_else(|| {
+            Condition::new(State::Pending, "NotFetchedYet", "no cloud connection yet")
+        });
+        RouteReport {
+            route: Condition::new(p.state, p.reason, p.message),
+            credentials,
+            routes: Vec::new(),
+            source_dest_check: SourceDestCheck::Unknown,
+            reads: 0,
+            writes: 0,
+            retry_after: Some(p.retry_after.unwrap_or(RETRY_BUSY).min(RETRY_BUSY)),
+        }
+    }
+}
+
 fn status_of(e: &RouteEntry, owner: String) -> RouteStatus {
     RouteStatus {
         table_id: e.route_table_id.clone(),

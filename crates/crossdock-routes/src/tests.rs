@@ -702,3 +702,30 @@ async fn an_old_route_that_is_not_available_is_deleted_on_a_later_pass() {
     assert_eq!(fake.entries_in("vtb-sys").len(), 1);
     assert_eq!(fake.writes().last().unwrap().0, Op::Delete);
 }
+
+#[test]
+fn connect_failures_become_a_report() {
+    let e = crossdock_alibaba::Error::Metadata {
+        path: "/latest/meta-data/instance-id".into(),
+        message: "connection failed".into(),
+        transient: true,
+    };
+    let r = RouteReport::connect_failed(&e);
+    assert_eq!(
+        (r.route.state, r.route.reason.as_str()),
+        (State::Pending, "MetadataUnavailable")
+    );
+    assert!(r.route.message.contains("instance-id"));
+    assert_eq!(r.retry_after, Some(Duration::from_secs(5)));
+    let e = crossdock_alibaba::Error::Config {
+        field: "cloud.vpc_endpoint".into(),
+        message: "not a URL".into(),
+        fix: "set it to http(s)://host".into(),
+    };
+    let r = RouteReport::connect_failed(&e);
+    assert_eq!(
+        (r.route.state, r.route.reason.as_str()),
+        (State::Failed, "ConfigInvalid")
+    );
+    assert!(r.route.message.contains("cloud.vpc_endpoint"));
+}
