@@ -220,7 +220,7 @@ pub fn wait_routes(lab: &Lab, timeout: Duration, out: &mut dyn Write) -> (bool, 
 /// A table of hosts, subnets, routes and agents.
 pub fn table(status: &LabStatus) -> String {
     let mut s = format!(
-        "{:<4} {:<15} {:<22} {:<14} {:<10} {:<10}\n",
+        "{:<4} {:<15} {:<24} {:<14} {:<10} {:<10}\n",
         "HOST", "PRIVATE IP", "INSTANCE", "SUBNET", "ROUTE", "AGENT"
     );
     for h in &status.hosts {
@@ -237,7 +237,7 @@ pub fn table(status: &LabStatus) -> String {
             })
             .unwrap_or_else(|| "none".into());
         s.push_str(&format!(
-            "{:<4} {:<15} {:<22} {:<14} {:<10} {:<10}\n",
+            "{:<4} {:<15} {:<24} {:<14} {:<10} {:<10}\n",
             h.name, h.private_ip, h.instance_id, h.subnet, route, h.agent
         ));
     }
@@ -267,6 +267,26 @@ pub fn run(
             "\nthe lab stays up: `crossdock lab status --name {name}`, `crossdock lab exec --name {name} h1 -- docker ps`, `crossdock lab down --name {name}`"
         )?;
     } else {
+        if result.is_err() {
+            // The lab (and its logs) is about to go: show what the agents said.
+            for h in lab.hosts() {
+                let log = std::fs::read_to_string(h.agent_log()).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                writeln!(
+                    out,
+                    "--- {} agent log ({}), last lines:",
+                    h.name,
+                    h.agent_log().display()
+                )?;
+                for l in &lines[lines.len().saturating_sub(8)..] {
+                    writeln!(out, "    {l}")?;
+                }
+            }
+            writeln!(
+                out,
+                "(run with --keep to leave the lab up for a closer look)"
+            )?;
+        }
         drop(lab);
         writeln!(out, "lab removed")?;
     }

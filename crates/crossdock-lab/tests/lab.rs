@@ -398,3 +398,74 @@ fn the_source_destination_check_drops_container_traffic_until_turned_off() {
     )
     .unwrap();
 }
+
+/// The issue's end-to-end statement: with the agents running, containers on different hosts talk by
+/// their own IPs (the agents register the routes, turn the ENI check off and open the hosts); with the
+/// agents stopped and the routes removed, they do not.
+fn agents_make_containers_talk(docker: DockerVersion) {
+    let name = unique_lab_name();
+    let mut opts = options(&name, docker);
+    opts.agents = true;
+    opts.emulator_settings = Some(crossdock_vpcsim::admin::Settings {
+        pending_ms: 500,
+        ..Default::default()
+    });
+    let started = Instant::now();
+    let mut lab = Lab::up(opts).unwrap();
+    let c1 = lab
+        .run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"])
+        .unwrap();
+    let c2 = lab
+        .run_container(2, "c2", &[BUSYBOX_IMAGE, "sleep", "3600"])
+        .unwrap();
+    demo::start_receiver(&lab, 2, "c2").unwrap();
+    for h in ["h1", "h2"] {
+        lab.wait_agent_ready(h, Duration::from_secs(60)).unwrap();
+    }
+    let mut log = Vec::new();
+    let (routed, status) = demo::wait_routes(&lab, Duration::from_secs(60), &mut log);
+    assert!(routed, "routes not Available: {}", demo::table(&status));
+    assert!(
+        demo::ping(&lab, 1, "c1", &c2.ip).unwrap(),
+        "ping failed with the agents running"
+    );
+    let seen = demo::tcp_exchange(&lab, 1, "c1", 2, "c2", &c2.ip).unwrap();
+    assert_eq!(seen.as_deref(), Some(c1.ip.as_str()));
+    eprintln!(
+        "docker {docker}: agents converged in {:?}",
+        started.elapsed()
+    );
+
+    for h in ["h1", "h2"] {
+        lab.agent_stop(h).unwrap();
+    }
+    let routes = lab.status().routes;
+    for r in routes {
+        let id = r.route_entry_id;
+        lab.admin_sync(move |c| async move { c.delete_route(&id).await })
+            .unwrap();
+    }
+    wait_applied(&lab, 0);
+    assert!(
+        !demo::ping_once(&lab, 1, "c1", &c2.ip).unwrap(),
+        "ping worked with the agents stopped and no routes"
+    );
+}
+
+#[test]
+#[ignore = "needs the agent (issue 2): run with --ignored once `crossdock agent` works"]
+fn agents_make_containers_talk_docker_20() {
+    if !root_or_skip() {
+        return;
+    }
+    agents_make_containers_talk(DockerVersion::V20);
+}
+
+#[test]
+#[ignore = "needs the agent (issue 2): run with --ignored once `crossdock agent` works"]
+fn agents_make_containers_talk_docker_28() {
+    if !root_or_skip() {
+        return;
+    }
+    agents_make_containers_talk(DockerVersion::V28);
+}
