@@ -426,3 +426,403 @@ impl AgentProbe for RealAgent {
         }
     }
 }
+
+/// Docker through `crossdock-docker`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealDocker;
+
+#[async_trait]
+impl DockerProbe for RealDocker {
+    async fn docker(&self, cfg: &Config) -> Fact<DockerFacts> {
+        Err(Unavailable::new(
+            format!(
+                "Docker at {} was not inspected: this build has no Docker inspection yet (crossdock-docker)",
+                cfg.docker.host
+            ),
+            "check `docker network inspect` by hand",
+        ))
+    }
+}
+
+/// The cloud through `crossdock-alibaba`, with the tables `crossdock-routes` would use.
+#[derive(Debug, Clone)]
+pub struct RealCloud {
+    /// The credential environment (`ALIBABA_CLOUD_*`).
+    pub env: crossdock_alibaba::EnvVars,
+    pub route_quota: u32,
+    /// `false` (`--no-cloud`): nothing is asked and every cloud fact says so.
+    pub enabled: bool,
+}
+
+/// A cloud error as a fact: the message without the fix, and the fix.
+pub fn cloud_unavailable(e: &crossdock_alibaba::Error) -> Unavailable {
+    let message = match e {
+        crossdock_alibaba::Error::Api(a) => format!(
+            "{} {}: {} ({})",
+            a.product.name(),
+            a.action,
+            a.code,
+            a.message.trim()
+        ),
+        other => {
+            let text = other.to_string();
+            text.split(" — fix:")
+                .next()
+                .unwrap_or(&text)
+                .trim()
+                .to_string()
+        }
+    };
+    Unavailable::new(message, e.fix())
+}
+
+/// What a call says about the permission for its action: allowed when it succeeded, when a dry run
+/// passed (`DryRunOperation`), or when the API refused it for a reason that comes after
+/// authorisation (a duplicate, a bad parameter, another route write in flight); refused on a
+/// permission or credential error; undetermined (an error) when the service could not be asked
+/// (transport, throttling, 5xx).
+pub fn permission_from<T>(r: &Result<T, crossdock_alibaba::Error>) -> Fact<()> {
+    use crossdock_alibaba::Error;
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("DryRunOperation") => Ok(()),
+        Err(e) if e.denied_action().is_some() || e.is_credentials_problem() => {
+            Err(cloud_unavailable(e))
+        }
+        Err(Error::Api(a))
+            if !(a.code.starts_with("Throttling")
+                || a.http_status >= 500
+                || a.http_status == 429
+                || ["ServiceUnavailable", "InternalError", "UnknownError"]
+                    .contains(&a.code.as_str())) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(cloud_unavailable(e)),
+    }
+}
+
+fn masked(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() <= 8 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+fn skipped_cloud(reason: &Unavailable, quota: u32) -> CloudFacts {
+    CloudFacts {
+        metadata: Err(reason.clone()),
+        credentials: Err(reason.clone()),
+        permissions: Vec::new(),
+        route_tables: Err(reason.clone()),
+        routes: Err(reason.clone()),
+        cidrs: Err(reason.clone()),
+        cidrs_source: String::new(),
+        source_dest_check: Err(reason.clone()),
+        route_quota: quota,
+    }
+}
+
+#[async_trait]
+impl CloudProbe for RealCloud {
+    async fn cloud(&self, cfg: &Config, subnet: Option<Ipv4Net>) -> CloudFacts {
+        use crate::checks::ACTIONS;
+        use crate::facts::{CredentialFacts, MetadataFacts, PermissionFact, ProbeMethod};
+        use crossdock_alibaba::{ConnectOptions, Product, RetryPolicy, RouteEntryFilter};
+        if !self.enabled {
+            return skipped_cloud(
+                &Unavailable::new(
+                    "not asked (--no-cloud)",
+                    "run doctor without --no-cloud to check the cloud side",
+                ),
+                self.route_quota,
+            );
+        }
+        let c = &cfg.cloud;
+        let opts = ConnectOptions {
+            env: self.env.clone(),
+            retry: RetryPolicy {
+                max_attempts: 2,
+                ..RetryPolicy::default()
+            },
+            timeout: Duration::from_secs(10),
+            ..ConnectOptions::default()
+        };
+        let conn = match crossdock_alibaba::connect_with(c, opts).await {
+            Ok(conn) => conn,
+            Err(e) => return skipped_cloud(&cloud_unavailable(&e), self.route_quota),
+        };
+        let id = &conn.identity;
+        let md = conn.metadata.clone();
+        let token_mode = match md.as_ref().map(|m| m.mode()) {
+            None => "not used: identity from the configuration".to_string(),
+            Some(crossdock_alibaba::TokenMode::Auto) => "token if offered".to_string(),
+            Some(crossdock_alibaba::TokenMode::Required) => "token required".to_string(),
+            Some(crossdock_alibaba::TokenMode::Disabled) => "plain, no token".to_string(),
+        };
+        let metadata = Ok(MetadataFacts {
+            url: if c.metadata_url.is_empty() {
+                "(none)".into()
+            } else {
+                c.metadata_url.clone()
+            },
+            token_mode,
+            instance_id: id.instance_id.clone(),
+            region_id: id.region_id.clone(),
+            vpc_id: id.vpc_id.clone(),
+            vswitch_id: id.vswitch_id.clone(),
+            private_ip: id.private_ip.clone(),
+            eni_id: id.eni_id.clone(),
+        });
+
+        // The credentials, fetched the way the client fetches them, to show source and expiry.
+        let provider = crossdock_alibaba::CredentialsProvider::from_config(
+            c,
+            &self.env,
+            md.clone(),
+            crossdock_alibaba::system_clock(),
+        );
+        let creds = match provider {
+            Ok(p) => p.get().await.map_err(|e| cloud_unavailable(&e)),
+            Err(e) => Err(cloud_unavailable(&e)),
+        };
+
+        let client = &conn.client;
+        let tables = client.describe_route_table_list(&id.vpc_id).await;
+        let vswitches = client.describe_vswitches(&id.vpc_id).await;
+        let credentials = creds.map(|cr| CredentialFacts {
+            source: match &cr.source {
+                crossdock_alibaba::CredentialSource::RamRole(r) => format!("ram role {r}"),
+                other => other.to_string(),
+            },
+            access_key_id: masked(&cr.access_key_id),
+            expiration: cr.expiration,
+            accepted: match &tables {
+                Err(e) if e.is_credentials_problem() => Err(cloud_unavailable(e)),
+                Err(e) if e.class() == crossdock_alibaba::ErrorClass::Retryable => {
+                    Err(cloud_unavailable(e))
+                }
+                _ => Ok(()),
+            },
+        });
+
+        let mut permissions = vec![
+            PermissionFact {
+                action: "DescribeRouteTableList".into(),
+                method: ProbeMethod::Read,
+                result: permission_from(&tables),
+            },
+            PermissionFact {
+                action: "DescribeVSwitches".into(),
+                method: ProbeMethod::Read,
+                result: permission_from(&vswitches),
+            },
+        ];
+
+        // The VPC's and vSwitches' CIDRs: from the API, else from the metadata service.
+        let vpc_cidr = match &md {
+            Some(m) => m
+                .get("vpc-cidr-block", "doctor")
+                .await
+                .ok()
+                .and_then(|s| s.parse::<Ipv4Net>().ok()),
+            None => None,
+        };
+        let (cidrs, cidrs_source) = match &vswitches {
+            Ok(v) => (
+                Ok(crossdock_routes::plan::NetworkCidrs {
+                    vpc: vpc_cidr.into_iter().collect(),
+                    vswitches: v
+                        .iter()
+                        .filter_map(|s| {
+                            s.cidr_block
+                                .parse::<Ipv4Net>()
+                                .ok()
+                                .map(|n| (s.vswitch_id.clone(), n))
+                        })
+                        .collect(),
+                }),
+                "the API (DescribeVSwitches) and the metadata service".to_string(),
+            ),
+            Err(e) => match &md {
+                Some(m) => {
+                    let own = m
+                        .get("vswitch-cidr-block", "doctor")
+                        .await
+                        .ok()
+                        .and_then(|s| s.parse::<Ipv4Net>().ok());
+                    (
+                        Ok(crossdock_routes::plan::NetworkCidrs {
+                            vpc: vpc_cidr.into_iter().collect(),
+                            vswitches: own
+                                .map(|n| (id.vswitch_id.clone(), n))
+                                .into_iter()
+                                .collect(),
+                        }),
+                        "the metadata service only (DescribeVSwitches failed: other vSwitches unknown)"
+                            .to_string(),
+                    )
+                }
+                None => (Err(cloud_unavailable(e)), String::new()),
+            },
+        };
+
+        let route_tables = match (&tables, &vswitches) {
+            (Ok(t), v) => crossdock_routes::plan::choose_tables(
+                &c.route_table_ids,
+                &id.vswitch_id,
+                v.as_deref().unwrap_or(&[]),
+                t,
+            )
+            .map_err(|m| {
+                Unavailable::new(
+                    m,
+                    "set cloud.route_table_ids to the table(s) to register in",
+                )
+            }),
+            (Err(_), _) if !c.route_table_ids.is_empty() => Ok(c.route_table_ids.clone()),
+            (Err(e), _) => Err(cloud_unavailable(e)),
+        };
+
+        let mut routes_result: Result<Vec<crossdock_alibaba::RouteEntry>, Unavailable> =
+            Ok(Vec::new());
+        let mut list_permission: Fact<()> = Ok(());
+        if let Ok(ts) = &route_tables {
+            for t in ts {
+                let r = client
+                    .describe_route_entry_list(t, &RouteEntryFilter::default())
+                    .await;
+                list_permission = list_permission.and(permission_from(&r));
+                match r {
+                    Ok(mut entries) => {
+                        if let Ok(all) = &mut routes_result {
+                            all.append(&mut entries);
+                        }
+                    }
+                    Err(e) => routes_result = Err(cloud_unavailable(&e)),
+                }
+            }
+        } else {
+            routes_result = Err(Unavailable::new(
+                "no route table to list",
+                "see cloud.route-table",
+            ));
+        }
+        permissions.push(PermissionFact {
+            action: "DescribeRouteEntryList".into(),
+            method: ProbeMethod::Read,
+            result: if route_tables.is_ok() {
+                list_permission
+            } else {
+                Err(Unavailable::new(
+                    "not probed: no route table known",
+                    "see cloud.route-table",
+                ))
+            },
+        });
+
+        // CreateRouteEntry as a dry run: checked and validated, never executed.
+        let dst = subnet
+            .or_else(|| cfg.cluster_cidrs.first().copied())
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        let create = match route_tables.as_ref().ok().and_then(|t| t.first()) {
+            Some(t) => permission_from(
+                &client
+                    .call(
+                        Product::Vpc,
+                        "CreateRouteEntry",
+                        &[
+                            ("RouteTableId", t.clone()),
+                            ("DestinationCidrBlock", dst),
+                            ("NextHopType", "Instance".into()),
+                            ("NextHopId", id.instance_id.clone()),
+                            ("RouteEntryName", c.route_name.clone()),
+                            ("Description", format!("crossdock:{}", id.instance_id)),
+                            ("DryRun", "true".into()),
+                        ],
+                    )
+                    .await,
+            ),
+            None => Err(Unavailable::new(
+                "not probed: no route table known",
+                "see cloud.route-table",
+            )),
+        };
+        permissions.push(PermissionFact {
+            action: "CreateRouteEntry".into(),
+            method: ProbeMethod::DryRun,
+            result: create,
+        });
+        permissions.push(PermissionFact {
+            action: "DeleteRouteEntry".into(),
+            method: ProbeMethod::NotProbed,
+            result: Ok(()),
+        });
+
+        let eni = client.describe_network_interface(&id.eni_id).await;
+        permissions.push(PermissionFact {
+            action: "DescribeNetworkInterfaces".into(),
+            method: ProbeMethod::Read,
+            result: permission_from(&eni),
+        });
+        let source_dest_check = match &eni {
+            Ok(n) => n.source_dest_check.ok_or_else(|| {
+                Unavailable::new(
+                    format!("{} does not report SourceDestCheck", id.eni_id),
+                    "check the ENI in the ECS console",
+                )
+            }),
+            Err(e) => Err(cloud_unavailable(e)),
+        };
+        // ModifyNetworkInterfaceAttribute as a dry run that would set the value it already has, so
+        // that even an API ignoring DryRun changes nothing.
+        let modify = match &source_dest_check {
+            Ok(current) => PermissionFact {
+                action: "ModifyNetworkInterfaceAttribute".into(),
+                method: ProbeMethod::DryRun,
+                result: permission_from(
+                    &client
+                        .call(
+                            Product::Ecs,
+                            "ModifyNetworkInterfaceAttribute",
+                            &[
+                                ("NetworkInterfaceId", id.eni_id.clone()),
+                                ("SourceDestCheck", current.to_string()),
+                                ("DryRun", "true".into()),
+                            ],
+                        )
+                        .await,
+                ),
+            },
+            Err(_) => PermissionFact {
+                action: "ModifyNetworkInterfaceAttribute".into(),
+                method: ProbeMethod::NotProbed,
+                result: Ok(()),
+            },
+        };
+        permissions.push(modify);
+        // Report in the order the checks are defined.
+        permissions.sort_by_key(|p| {
+            ACTIONS
+                .iter()
+                .position(|(_, a, _)| *a == p.action)
+                .unwrap_or(usize::MAX)
+        });
+
+        CloudFacts {
+            metadata,
+            credentials,
+            permissions,
+            route_tables,
+            routes: routes_result,
+            cidrs,
+            cidrs_source,
+            source_dest_check,
+            route_quota: self.route_quota,
+        }
+    }
+}

@@ -73,6 +73,7 @@ pub fn table(report: &Report, colour: bool, width: usize) -> String {
     let id_w = report
         .checks
         .iter()
+        .filter(|c| c.blocked_by.is_none())
         .map(|c| c.id.len())
         .max()
         .unwrap_or(10)
@@ -81,6 +82,10 @@ pub fn table(report: &Report, colour: bool, width: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{:<4}  {:<id_w$}  EVIDENCE", "", "CHECK");
     for c in &report.checks {
+        if c.status == Status::Skip && c.blocked_by.is_some() {
+            // Shown once, under the failure that held it back.
+            continue;
+        }
         let lines = wrap(&c.evidence, width.saturating_sub(indent));
         let mut first = true;
         for l in lines {
@@ -108,6 +113,22 @@ pub fn table(report: &Report, colour: bool, width: usize) -> String {
                         let _ = writeln!(out, "{:indent$}     {l}", "");
                     }
                 }
+            }
+        }
+        let held: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|h| h.blocked_by.as_deref() == Some(c.id.as_str()))
+            .map(|h| h.id.as_str())
+            .collect();
+        if !held.is_empty() {
+            let text = format!(
+                "not checked because of this failure ({}): {}",
+                held.len(),
+                held.join(", ")
+            );
+            for l in wrap(&text, width.saturating_sub(indent)) {
+                let _ = writeln!(out, "{:indent$}{}", "", paint(&l, "2", colour));
             }
         }
     }
@@ -182,6 +203,20 @@ mod tests {
         assert!(lines[4].starts_with("WARN  c.three"));
         assert_eq!(lines[5].trim(), "fix: maybe that");
         assert!(lines[6].starts_with("skip  d.four"));
+        // A check held back by a failure is listed once, under that failure.
+        let mut held = check("e.five", Status::Skip, None);
+        held.blocked_by = Some("b.two".into());
+        let r2 = Report::new(
+            vec![check("b.two", Status::Fail, Some("do this")), held],
+            None,
+        );
+        let t2 = table(&r2, false, 0);
+        let l2: Vec<&str> = t2.lines().collect();
+        assert_eq!(
+            l2[3].trim(),
+            "not checked because of this failure (1): e.five"
+        );
+        assert!(!t2.contains("skip  e.five"));
         assert!(t.contains("1 ok, 1 warning(s), 1 failure(s), 1 skipped (exit 2)"));
         let coloured = table(&r, true, 0);
         assert!(coloured.contains("\x1b[31;1mFAIL\x1b[0m"));
