@@ -1,0 +1,842 @@
+//! The control-plane benchmarks, against the emulator made as slow as the targets say (every API call
+//! 200 ms, a new route `Pending` for 1 s, one route write at a time per VPC and none while an entry is
+//! `Pending`, a per-account throttle of 20 calls/s):
+//!
+//! - C1: agents start on two hosts whose containers cannot reach each other yet; the time until the first
+//!   request/response between the containers passes (a fresh lab each repetition: new instances have
+//!   no route and the ENI source/destination check on, as on Alibaba);
+//! - C2: N hosts without Docker (the agent's static-subnet mode, one namespace and private IP each, so
+//!   the metadata service tells them apart as it does real instances) start their real agent processes
+//!   at once; the time until every route is `Available` against the serial limit N × (write latency +
+//!   Pending time), the API calls per host by action (failed calls and reads included), routes lost and
+//!   duplicated;
+//! - C3: steady state: calls over a period once every route is in place.
+
+use crate::calls::{control_plane_settings, CallStats, Collector};
+use crate::proc::{run_checked, LineChild, Ns};
+use crate::report::{num, Figure, Target};
+use crate::rr::{unix_ms, ProbeResult};
+use crate::stats::summarize;
+use anyhow::{anyhow, bail, Context, Result};
+use crossdock_lab::lab::{admin_call, LabState};
+use crossdock_lab::{Lab, LabOptions};
+use crossdock_vpcsim::admin::Faults;
+use crossdock_vpcsim::model::{EntryType, RouteStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The emulator's timings the targets are stated for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Timings {
+    pub api_latency_ms: u64,
+    pub pending_ms: u64,
+    pub account_qps: u32,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            api_latency_ms: 200,
+            pending_ms: 1000,
+            account_qps: 20,
+        }
+    }
+}
+
+impl Timings {
+    /// N × (write latency + Pending time), in seconds.
+    pub fn serial_limit_secs(&self, n: usize) -> f64 {
+        n as f64 * (self.api_latency_ms + self.pending_ms) as f64 / 1000.0
+    }
+
+    fn faults(&self) -> Faults {
+        Faults {
+            latency_ms: BTreeMap::from([("*".to_string(), self.api_latency_ms)]),
+            ..Faults::default()
+        }
+    }
+
+    /// Applies the settings and the latency to a running emulator.
+    pub fn apply(&self, admin_socket: &std::path::Path) -> Result<()> {
+        let settings = control_plane_settings(self.pending_ms, self.account_qps);
+        admin_call(admin_socket, move |c| async move {
+            c.set_settings(&settings).await
+        })?;
+        let faults = self.faults();
+        admin_call(
+            admin_socket,
+            move |c| async move { c.set_faults(&faults).await },
+        )?;
+        Ok(())
+    }
+}
+
+/// Where the binaries are.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    pub crossdock: PathBuf,
+    pub bench: PathBuf,
+}
+
+// ---------------------------------------------------------------- C1
+
+/// One C1 repetition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct C1Sample {
+    pub rep: usize,
+    /// Agent start → first answered request between the containers.
+    pub seconds: Option<f64>,
+    /// Agent start → both routes `Available` in the emulator.
+    pub routes_available_s: Option<f64>,
+    pub probe_attempts: u64,
+    pub error: Option<String>,
+}
+
+/// C1 over `reps` fresh labs.
+pub fn c1(
+    reps: usize,
+    timings: &Timings,
+    bins: &Bins,
+    check: &dyn Fn() -> Result<()>,
+) -> Vec<C1Sample> {
+    (0..reps)
+        .map(|rep| {
+            if let Err(e) = check() {
+                return C1Sample {
+                    rep,
+                    seconds: None,
+                    routes_available_s: None,
+                    probe_attempts: 0,
+                    error: Some(format!("{e:#}")),
+                };
+            }
+            let s = c1_once(rep, timings, bins).unwrap_or_else(|e| C1Sample {
+                rep,
+                seconds: None,
+                routes_available_s: None,
+                probe_attempts: 0,
+                error: Some(format!("{e:#}")),
+            });
+            eprintln!(
+                "  C1 #{}: first packet after {} s, routes Available after {} s{}",
+                rep + 1,
+                s.seconds.map(num).unwrap_or("-".into()),
+                s.routes_available_s.map(num).unwrap_or("-".into()),
+                s.error
+                    .as_ref()
+                    .map(|e| format!("  ERROR {e}"))
+                    .unwrap_or_default()
+            );
+            s
+        })
+        .collect()
+}
+
+fn c1_once(rep: usize, timings: &Timings, bins: &Bins) -> Result<C1Sample> {
+    let mut lab = Lab::up(LabOptions {
+        name: "bench-c1".into(),
+        hosts: 2,
+        agents: false,
+        crossdock_bin: bins.crossdock.clone(),
+        source_dest_check: true,
+        emulator_settings: Some(control_plane_settings(
+            timings.pending_ms,
+            timings.account_qps,
+        )),
+        ..LabOptions::default()
+    })
+    .context("building the C1 lab")?;
+    timings.apply(&lab.state().admin_socket)?;
+    let image = crossdock_lab::dockerd::BUSYBOX_IMAGE;
+    let c1 = lab.run_container(1, "c1-a", &[image, "sleep", "1000000"])?;
+    let c2 = lab.run_container(2, "c1-b", &[image, "sleep", "1000000"])?;
+    let bench = bins.bench.display().to_string();
+    let server = LineChild::spawn(
+        Ns::Pid(c2.pid).command(&[&bench, "rr-server", "--port", "7003"]),
+        "rr-server",
+    )?;
+    server.next_line(Duration::from_secs(10))?;
+    let probe = LineChild::spawn(
+        Ns::Pid(c1.pid).command(&[
+            &bench,
+            "probe",
+            "--to",
+            &format!("{}:7003", c2.ip),
+            "--timeout-ms",
+            "60000",
+            "--interval-ms",
+            "20",
+        ]),
+        "probe",
+    )?;
+    // The probe says when it starts probing; only then do the agents start.
+    probe.next_line(Duration::from_secs(10))?;
+    let t0 = unix_ms();
+    lab.agent_start("h1")?;
+    lab.agent_start("h2")?;
+    let line = probe.next_line(Duration::from_secs(65))?;
+    let result: ProbeResult = serde_json::from_str(&line)
+        .map_err(|e| anyhow!("the probe's answer {line:?} is not a result: {e}"))?;
+    let state = lab.admin_sync(|c| async move { c.state().await })?;
+    let expected: Vec<(String, String)> = lab
+        .hosts()
+        .iter()
+        .map(|h| (h.subnet.clone(), h.instance_id.clone()))
+        .collect();
+    let last_available = check_table(&state.entries, &expected).last_available_ms;
+    lab.down()?;
+    Ok(C1Sample {
+        rep,
+        seconds: Some((result.success_unix_ms - t0) as f64 / 1000.0),
+        routes_available_s: last_available.map(|t| (t - t0) as f64 / 1000.0),
+        probe_attempts: result.attempts,
+        error: None,
+    })
+}
+
+pub fn c1_figures(samples: &[C1Sample]) -> Vec<Figure> {
+    let v: Vec<f64> = samples.iter().filter_map(|s| s.seconds).collect();
+    let s = summarize(&v);
+    let failed = samples.iter().filter(|s| s.seconds.is_none()).count();
+    let routes: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s.routes_available_s)
+        .collect();
+    let detail =
+        match s {
+            Some(s) => format!(
+            "median of {} fresh labs, range {}–{} s; both routes Available after {} s (median){}",
+            s.n,
+            num(s.min),
+            num(s.max),
+            summarize(&routes).map(|r| num(r.median)).unwrap_or("n/a".into()),
+            if failed > 0 { format!("; {failed} repetitions failed") } else { String::new() }
+        ),
+            None => samples
+                .iter()
+                .find_map(|s| s.error.clone())
+                .unwrap_or_else(|| "not run".into()),
+        };
+    vec![Figure::new(
+        "C1",
+        "agent start → first packet between containers on two hosts",
+        s.map(|s| s.median),
+        "s",
+        Target::AtMost(2.5),
+    )
+    .detail(detail)]
+}
+
+// ---------------------------------------------------------------- C2
+
+/// One C2 storm.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct C2Result {
+    pub hosts: usize,
+    /// Agent processes actually started.
+    pub agents_started: usize,
+    /// Seconds to start them all (their clock starts with the first).
+    pub spawn_s: f64,
+    pub serial_limit_s: f64,
+    /// Start → the last route `Available`; `None` if not every route got there in time.
+    pub converged_s: Option<f64>,
+    /// Start → every agent reports its route condition ready.
+    pub agents_ready_s: Option<f64>,
+    pub available: usize,
+    /// Hosts whose route is not there (or not theirs) at the end.
+    pub lost: usize,
+    /// Extra entries: more than one per destination or per host.
+    pub duplicates: usize,
+    /// Calls from start until every agent was ready (or the deadline).
+    pub calls: CallStats,
+    /// Agent processes' resident memory at convergence, summed, MiB.
+    pub agents_rss_mib: f64,
+    /// Routes Available over time: (seconds since start, count).
+    pub progress: Vec<(f64, usize)>,
+    pub error: Option<String>,
+}
+
+impl C2Result {
+    pub fn ratio(&self) -> Option<f64> {
+        self.converged_s.map(|c| c / self.serial_limit_s)
+    }
+}
+
+/// C2 for each size.
+pub fn c2(
+    sizes: &[usize],
+    timings: &Timings,
+    bins: &Bins,
+    check: &dyn Fn() -> Result<()>,
+) -> Vec<C2Result> {
+    sizes
+        .iter()
+        .map(|&n| {
+            let mut r = C2Result {
+                hosts: n,
+                serial_limit_s: timings.serial_limit_secs(n),
+                ..C2Result::default()
+            };
+            if let Err(e) = check().and_then(|()| c2_once(n, timings, bins, &mut r, check)) {
+                r.error = Some(format!("{e:#}"));
+            }
+            eprintln!(
+                "  C2 N={n}: all Available after {} s (serial limit {} s, ratio {}), {} calls/host (max {}), {} available, {} lost, {} duplicates{}",
+                r.converged_s.map(num).unwrap_or("-".into()),
+                num(r.serial_limit_s),
+                r.ratio().map(num).unwrap_or("-".into()),
+                num(r.calls.per_host_mean()),
+                r.calls.per_host_max(),
+                r.available,
+                r.lost,
+                r.duplicates,
+                r.error.as_ref().map(|e| format!("  ERROR {e}")).unwrap_or_default()
+            );
+            r
+        })
+        .collect()
+}
+
+/// What the table says about the storm's routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TableCheck {
+    pub available: usize,
+    pub lost: usize,
+    pub duplicates: usize,
+    /// When the last expected route became Available (ms since the epoch), if all are.
+    pub last_available_ms: Option<i64>,
+}
+
+/// Compares the table's custom entries with the expected `(subnet, instance)` pairs.
+pub fn check_table(
+    entries: &[crossdock_vpcsim::model::RouteEntry],
+    expected: &[(String, String)],
+) -> TableCheck {
+    let custom: Vec<_> = entries
+        .iter()
+        .filter(|e| e.entry_type == EntryType::Custom)
+        .collect();
+    let mut by_dst: HashMap<String, usize> = HashMap::new();
+    let mut by_hop: HashMap<&str, usize> = HashMap::new();
+    for e in &custom {
+        *by_dst
+            .entry(e.destination_cidr_block.to_string())
+            .or_default() += 1;
+        *by_hop.entry(e.next_hop_id.as_str()).or_default() += 1;
+    }
+    let duplicates = by_dst.values().map(|c| c - 1).sum::<usize>()
+        + by_hop.values().map(|c| c - 1).sum::<usize>();
+    let mut t = TableCheck {
+        duplicates,
+        ..TableCheck::default()
+    };
+    let mut last = Some(0i64);
+    for (subnet, instance) in expected {
+        match custom
+            .iter()
+            .find(|e| e.destination_cidr_block.to_string() == *subnet && e.next_hop_id == *instance)
+        {
+            Some(e) if e.status == RouteStatus::Available => {
+                t.available += 1;
+                last = last.map(|l| l.max(e.modified_at_ms));
+            }
+            Some(_) => last = None,
+            None => {
+                t.lost += 1;
+                last = None;
+            }
+        }
+    }
+    t.last_available_ms = last.filter(|_| !expected.is_empty());
+    t
+}
+
+/// The route condition of an agent, from its health socket's `/status`.
+fn agent_route_ready(socket: &std::path::Path) -> bool {
+    crossdock_lab::http::get(socket, "/status", Duration::from_secs(2))
+        .ok()
+        .filter(|r| r.is_success())
+        .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+        .is_some_and(|v| v["conditions"]["route"]["state"] == "ready")
+}
+
+fn c2_once(
+    n: usize,
+    timings: &Timings,
+    bins: &Bins,
+    r: &mut C2Result,
+    check: &dyn Fn() -> Result<()>,
+) -> Result<()> {
+    let mut lab = Lab::up(LabOptions {
+        name: "bench-c2".into(),
+        hosts: 0,
+        static_hosts: n,
+        agents: false,
+        crossdock_bin: bins.crossdock.clone(),
+        source_dest_check: true,
+        emulator_settings: Some(control_plane_settings(
+            timings.pending_ms,
+            timings.account_qps,
+        )),
+        ..LabOptions::default()
+    })
+    .with_context(|| format!("building the C2 lab with {n} hosts"))?;
+    let admin = lab.state().admin_socket.clone();
+    timings.apply(&admin)?;
+    let expected: Vec<(String, String)> = lab
+        .hosts()
+        .iter()
+        .map(|h| (h.subnet.clone(), h.instance_id.clone()))
+        .collect();
+    let instances: Vec<String> = expected.iter().map(|e| e.1.clone()).collect();
+    let mut collector = Collector::from_now(&admin)?;
+    let names: Vec<String> = lab.hosts().iter().map(|h| h.name.clone()).collect();
+    let t0 = unix_ms();
+    let started = Instant::now();
+    for name in &names {
+        lab.agent_start(name)?;
+        r.agents_started += 1;
+    }
+    r.spawn_s = started.elapsed().as_secs_f64();
+    let deadline = Duration::from_secs_f64(2.0 * r.serial_limit_s + 60.0);
+    let mut last_poll = Instant::now();
+    let mut check_result;
+    loop {
+        check()?;
+        let state = lab.admin_sync(|c| async move { c.state().await })?;
+        check_result = check_table(&state.entries, &expected);
+        r.progress
+            .push(((unix_ms() - t0) as f64 / 1000.0, check_result.available));
+        if check_result.last_available_ms.is_some() || started.elapsed() > deadline {
+            break;
+        }
+        if last_poll.elapsed() > Duration::from_secs(2) {
+            collector.poll()?;
+            last_poll = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    r.converged_s = check_result
+        .last_available_ms
+        .map(|t| (t - t0) as f64 / 1000.0);
+    r.agents_rss_mib = lab
+        .hosts()
+        .iter()
+        .filter_map(crossdock_lab::lab::agent_pid)
+        .filter_map(|pid| crate::procstat::read(pid).ok())
+        .map(|x| x.rss_kib as f64 / 1024.0)
+        .sum();
+    // Every agent's own view: its route condition turns ready once it saw the route Available.
+    let sockets: Vec<PathBuf> = lab.hosts().iter().map(|h| h.agent_socket.clone()).collect();
+    let mut ready = vec![false; sockets.len()];
+    let ready_deadline =
+        Instant::now() + Duration::from_secs(if r.converged_s.is_some() { 90 } else { 5 });
+    while Instant::now() < ready_deadline {
+        check()?;
+        for (i, s) in sockets.iter().enumerate() {
+            if !ready[i] {
+                ready[i] = agent_route_ready(s);
+            }
+        }
+        if ready.iter().all(|x| *x) {
+            r.agents_ready_s = Some((unix_ms() - t0) as f64 / 1000.0);
+            break;
+        }
+        collector.poll()?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    collector.poll()?;
+    let end = unix_ms();
+    let state = lab.admin_sync(|c| async move { c.state().await })?;
+    let final_check = check_table(&state.entries, &expected);
+    r.available = final_check.available;
+    r.lost = final_check.lost;
+    r.duplicates = final_check.duplicates;
+    r.calls = CallStats::of(&collector.records, &instances, t0, end + 1);
+    lab.down()?;
+    if r.converged_s.is_none() {
+        bail!(
+            "{} of {n} routes Available after {:.0} s (the deadline, 2 × the serial limit + 60 s)",
+            check_result.available,
+            deadline.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+pub fn c2_figures(results: &[C2Result]) -> Vec<Figure> {
+    let mut out = Vec::new();
+    for r in results {
+        let id = "C2";
+        out.push(
+            Figure::new(
+                id,
+                &format!("N={}: time to all routes Available / serial limit", r.hosts),
+                r.ratio(),
+                "×",
+                Target::AtMost(1.3),
+            )
+            .detail(match (&r.converged_s, &r.error) {
+                (Some(c), _) => format!(
+                    "{} s against {} s = {} × (200 ms + 1 s); all agents ready after {} s",
+                    num(*c),
+                    num(r.serial_limit_s),
+                    r.hosts,
+                    r.agents_ready_s.map(num).unwrap_or("n/a".into())
+                ),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "not converged".into(),
+            }),
+        );
+        let by_action: Vec<String> = r
+            .calls
+            .by_action_per_host()
+            .iter()
+            .map(|(a, c)| format!("{a} {}", num(*c)))
+            .collect();
+        let codes: Vec<String> = r
+            .calls
+            .by_code
+            .iter()
+            .map(|(c, k)| format!("{c} {k}"))
+            .collect();
+        out.push(
+            Figure::new(
+                id,
+                &format!("N={}: API calls per host (mean)", r.hosts),
+                (r.calls.total > 0).then(|| r.calls.per_host_mean()),
+                "",
+                Target::AtMost(4.0),
+            )
+            .detail(format!(
+                "max {} per host; by action per host: {}; failed calls: {}",
+                r.calls.per_host_max(),
+                if by_action.is_empty() {
+                    "none".into()
+                } else {
+                    by_action.join(", ")
+                },
+                if codes.is_empty() {
+                    "none".into()
+                } else {
+                    codes.join(", ")
+                }
+            )),
+        );
+        out.push(
+            Figure::new(
+                id,
+                &format!("N={}: routes lost", r.hosts),
+                (r.agents_started > 0).then_some(r.lost as f64),
+                "",
+                Target::AtMost(0.0),
+            )
+            .detail(format!(
+                "{} of {} Available at the end",
+                r.available, r.hosts
+            )),
+        );
+        out.push(Figure::new(
+            id,
+            &format!("N={}: duplicate routes", r.hosts),
+            (r.agents_started > 0).then_some(r.duplicates as f64),
+            "",
+            Target::AtMost(0.0),
+        ));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- C3
+
+/// Steady state over a period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct C3Result {
+    pub seconds: f64,
+    pub hosts: usize,
+    /// The agents' `[cloud] resync_interval_secs`.
+    pub resync_secs: u64,
+    pub calls: CallStats,
+    pub reads_per_host_per_resync: f64,
+    pub error: Option<String>,
+}
+
+/// The `[cloud] resync_interval_secs` of a host's agent configuration.
+pub fn cloud_resync_secs(state: &LabState) -> Result<u64> {
+    let h = state
+        .hosts
+        .first()
+        .ok_or_else(|| anyhow!("the lab has no hosts"))?;
+    let cfg = crossdock_config::load(&h.agent_config)
+        .map_err(|e| anyhow!("{}: {e}", h.agent_config.display()))?;
+    Ok(cfg.cloud.resync_interval_secs)
+}
+
+/// Counts the calls of `state`'s agents over `period` (they must be running and in sync).
+pub fn c3(
+    state: &LabState,
+    timings: &Timings,
+    period: Duration,
+    check: &dyn Fn() -> Result<()>,
+) -> C3Result {
+    let mut r = C3Result {
+        hosts: state.hosts.len(),
+        ..C3Result::default()
+    };
+    if let Err(e) = c3_inner(state, timings, period, check, &mut r) {
+        r.error = Some(format!("{e:#}"));
+    }
+    r
+}
+
+fn c3_inner(
+    state: &LabState,
+    timings: &Timings,
+    period: Duration,
+    check: &dyn Fn() -> Result<()>,
+    r: &mut C3Result,
+) -> Result<()> {
+    r.resync_secs = cloud_resync_secs(state)?;
+    timings.apply(&state.admin_socket)?;
+    let instances: Vec<String> = state.hosts.iter().map(|h| h.instance_id.clone()).collect();
+    let mut collector = Collector::from_now(&state.admin_socket)?;
+    let t0 = unix_ms();
+    let started = Instant::now();
+    let mut last_poll = Instant::now();
+    while started.elapsed() < period {
+        check()?;
+        std::thread::sleep(
+            Duration::from_millis(500).min(period.saturating_sub(started.elapsed())),
+        );
+        if last_poll.elapsed() >= Duration::from_secs(10) {
+            collector.poll()?;
+            last_poll = Instant::now();
+        }
+    }
+    collector.poll()?;
+    let end = unix_ms();
+    r.seconds = (end - t0) as f64 / 1000.0;
+    r.calls = CallStats::of(&collector.records, &instances, t0, end + 1);
+    let periods = r.seconds / r.resync_secs.max(1) as f64;
+    r.reads_per_host_per_resync = r.calls.reads as f64 / r.hosts.max(1) as f64 / periods;
+    Ok(())
+}
+
+pub fn c3_figures(r: &C3Result) -> Vec<Figure> {
+    let by_action: Vec<String> = r
+        .calls
+        .by_action
+        .iter()
+        .map(|(a, c)| format!("{a} {c}"))
+        .collect();
+    let ok = r.error.is_none();
+    vec![
+        Figure::new(
+            "C3",
+            "steady state: write calls",
+            ok.then_some(r.calls.writes as f64),
+            "",
+            Target::AtMost(0.0),
+        )
+        .detail(format!(
+            "{} hosts over {} s{}",
+            r.hosts,
+            num(r.seconds),
+            r.error
+                .as_ref()
+                .map(|e| format!("; ERROR {e}"))
+                .unwrap_or_default()
+        )),
+        Figure::new(
+            "C3",
+            "steady state: read calls per host per resync period",
+            ok.then_some(r.reads_per_host_per_resync),
+            "",
+            Target::AtMost(1.0),
+        )
+        .detail(format!(
+            "{} reads, resync period {} s; calls by action: {}",
+            r.calls.reads,
+            r.resync_secs,
+            if by_action.is_empty() {
+                "none".into()
+            } else {
+                by_action.join(", ")
+            }
+        )),
+    ]
+}
+
+/// Runs `crossdock --version`, to name the build measured.
+pub fn crossdock_version(bin: &std::path::Path) -> String {
+    let mut c = std::process::Command::new(bin);
+    c.arg("--version");
+    run_checked(c, "crossdock --version")
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|e| format!("unknown ({e:#})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossdock_vpcsim::model::RouteEntry;
+
+    fn entry(dst: &str, hop: &str, status: RouteStatus, at: i64) -> RouteEntry {
+        RouteEntry {
+            route_entry_id: format!("rte-{dst}-{hop}"),
+            route_table_id: "vtb-1".into(),
+            destination_cidr_block: dst.parse().unwrap(),
+            entry_type: EntryType::Custom,
+            status,
+            next_hop_type: "Instance".into(),
+            next_hop_id: hop.into(),
+            route_entry_name: "crossdock".into(),
+            description: String::new(),
+            status_until_ms: None,
+            seq: 0,
+            created_at_ms: at - 1000,
+            modified_at_ms: at,
+        }
+    }
+
+    fn expected() -> Vec<(String, String)> {
+        vec![
+            ("10.0.0.0/24".into(), "i-1".into()),
+            ("10.1.0.0/24".into(), "i-2".into()),
+        ]
+    }
+
+    #[test]
+    fn the_serial_limit_is_n_times_write_latency_plus_pending() {
+        let t = Timings::default();
+        assert_eq!(t.serial_limit_secs(50), 60.0);
+        assert_eq!(t.serial_limit_secs(200), 240.0);
+    }
+
+    #[test]
+    fn a_complete_table_converges_at_its_last_available_route() {
+        let entries = vec![
+            entry("10.0.0.0/24", "i-1", RouteStatus::Available, 5_000),
+            entry("10.1.0.0/24", "i-2", RouteStatus::Available, 7_000),
+        ];
+        let c = check_table(&entries, &expected());
+        assert_eq!((c.available, c.lost, c.duplicates), (2, 0, 0));
+        assert_eq!(c.last_available_ms, Some(7_000));
+    }
+
+    #[test]
+    fn pending_lost_and_duplicate_routes_are_told_apart() {
+        let entries = vec![
+            entry("10.0.0.0/24", "i-1", RouteStatus::Pending, 5_000),
+            entry("10.5.0.0/24", "i-1", RouteStatus::Available, 5_000),
+        ];
+        let c = check_table(&entries, &expected());
+        assert_eq!(c.available, 0);
+        assert_eq!(c.lost, 1, "i-2 has no route");
+        assert_eq!(c.duplicates, 1, "i-1 has two");
+        assert_eq!(c.last_available_ms, None);
+        // A route to the right subnet but another instance does not count as the host's.
+        let entries = vec![
+            entry("10.0.0.0/24", "i-1", RouteStatus::Available, 1),
+            entry("10.1.0.0/24", "i-9", RouteStatus::Available, 1),
+        ];
+        let c = check_table(&entries, &expected());
+        assert_eq!((c.available, c.lost), (1, 1));
+    }
+
+    #[test]
+    fn c2_figures_report_ratio_calls_lost_and_duplicates() {
+        let r = C2Result {
+            hosts: 50,
+            agents_started: 50,
+            serial_limit_s: 60.0,
+            converged_s: Some(72.0),
+            available: 50,
+            calls: CallStats {
+                total: 150,
+                reads: 100,
+                writes: 50,
+                per_host: (0..50).map(|i| (format!("i-{i}"), 3)).collect(),
+                by_action: BTreeMap::from([
+                    ("CreateRouteEntry".to_string(), 50),
+                    ("DescribeRouteEntryList".to_string(), 100),
+                ]),
+                ..CallStats::default()
+            },
+            ..C2Result::default()
+        };
+        let f = c2_figures(&[r]);
+        assert_eq!(f.len(), 4);
+        assert!((f[0].value.unwrap() - 1.2).abs() < 1e-9);
+        assert_eq!(f[0].met(), Some(true));
+        assert_eq!(f[1].value, Some(3.0));
+        assert!(
+            f[1].detail.contains("CreateRouteEntry 1.00"),
+            "{}",
+            f[1].detail
+        );
+        assert_eq!(f[2].value, Some(0.0));
+        assert_eq!(f[2].met(), Some(true));
+        let failed = C2Result {
+            hosts: 200,
+            serial_limit_s: 240.0,
+            error: Some("boom".into()),
+            ..C2Result::default()
+        };
+        let f = c2_figures(&[failed]);
+        assert_eq!(f[0].verdict(), "NOT MEASURED");
+        assert_eq!(f[0].detail, "boom");
+        assert_eq!(
+            f[2].value, None,
+            "no agents started: nothing is known about lost routes"
+        );
+    }
+
+    #[test]
+    fn c1_figure_is_the_median_with_failures_named() {
+        let s = |rep, v: Option<f64>| C1Sample {
+            rep,
+            seconds: v,
+            routes_available_s: v.map(|x| x - 0.5),
+            probe_attempts: 10,
+            error: v.is_none().then(|| "x".to_string()),
+        };
+        let f = c1_figures(&[
+            s(0, Some(2.0)),
+            s(1, Some(3.0)),
+            s(2, Some(2.2)),
+            s(3, None),
+        ]);
+        assert_eq!(f[0].value, Some(2.2));
+        assert_eq!(f[0].met(), Some(true));
+        assert!(
+            f[0].detail.contains("1 repetitions failed"),
+            "{}",
+            f[0].detail
+        );
+        let f = c1_figures(&[s(0, None)]);
+        assert_eq!(f[0].verdict(), "NOT MEASURED");
+    }
+
+    #[test]
+    fn c3_figures_divide_reads_by_hosts_and_periods() {
+        let r = C3Result {
+            seconds: 600.0,
+            hosts: 2,
+            resync_secs: 60,
+            calls: CallStats {
+                reads: 20,
+                ..CallStats::default()
+            },
+            reads_per_host_per_resync: 1.0,
+            error: None,
+        };
+        let f = c3_figures(&r);
+        assert_eq!(f[0].value, Some(0.0));
+        assert_eq!(f[0].met(), Some(true));
+        assert_eq!(f[1].value, Some(1.0));
+        assert_eq!(f[1].met(), Some(true));
+    }
+}

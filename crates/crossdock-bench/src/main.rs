@@ -1,0 +1,92 @@
+//! `crossdock-bench`: runs the benchmarks (see `scripts/bench` and docs/performance.md). Its hidden
+//! subcommands are the tools it runs inside the lab's namespaces: the RR server and client and the
+//! start-up probe.
+
+use clap::{Parser, Subcommand};
+use crossdock_bench::rr;
+use crossdock_bench::run::{self, Options};
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crossdock-bench",
+    about = "crossdock's benchmarks: data path, control plane, footprint (needs root; run scripts/bench)",
+    long_about = "Runs every benchmark in labs of its own (network namespaces, real dockerds, the VPC \
+emulator, the real agent), prints every figure with its target and whether it is met, and writes \
+results.md, results.json and PNG plots to the output directory.\n\nExit codes: 0 the run completed (the \
+verdicts are in the table); 1 a runtime failure; 2 bad input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    tool: Option<Tool>,
+    #[command(flatten)]
+    opts: Options,
+}
+
+#[derive(Debug, Subcommand)]
+enum Tool {
+    /// Echo server for the RR benchmark and the probe (prints JSON lines: ready, then one per peer).
+    #[command(hide = true)]
+    RrServer {
+        #[arg(long)]
+        port: u16,
+        /// Exit after this many connections (0 = serve forever).
+        #[arg(long, default_value_t = 0)]
+        max_conns: usize,
+    },
+    /// Request/response client (prints one JSON result).
+    #[command(hide = true)]
+    RrClient {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1)]
+        size: usize,
+    },
+    /// Probes until one byte comes back (prints a start line, then one JSON result).
+    #[command(hide = true)]
+    Probe {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+        #[arg(long, default_value_t = 20)]
+        interval_ms: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.tool {
+        Some(Tool::RrServer { port, max_conns }) => TcpListener::bind(("0.0.0.0", port))
+            .map_err(|e| anyhow::anyhow!("cannot listen on port {port}: {e}"))
+            .and_then(|l| rr::serve(l, &mut std::io::stdout(), max_conns)),
+        Some(Tool::RrClient { to, seconds, size }) => {
+            rr::client(to, Duration::from_secs(seconds), size).map(|r| {
+                println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            })
+        }
+        Some(Tool::Probe {
+            to,
+            timeout_ms,
+            interval_ms,
+        }) => rr::probe(
+            to,
+            Duration::from_millis(timeout_ms),
+            Duration::from_millis(interval_ms),
+            |t| println!("{{\"probing_since_unix_ms\":{t}}}"),
+        )
+        .map(|r| println!("{}", serde_json::to_string(&r).unwrap_or_default())),
+        None => return ExitCode::from(run::main(cli.opts)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crossdock-bench: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,901 @@
+//! The whole run: which parts, in which order, with which settings; the report it writes.
+//!
+//! Order (the full run fits in 20 minutes on 2 cores because the 10-minute steady-state window runs in
+//! the background while the start-up and storm benchmarks use their own labs):
+//! 1. the data-path lab (`bench-dp`: two Docker 20.10 hosts, agents running) and the data path;
+//! 2. F1 churn on it;
+//! 3. C3 and F1 idle on it, in the background;
+//! 4. C1 (fresh `bench-c1` labs) and C2 (a `bench-c2` lab per size), in the foreground;
+//! 5. the report: a table on stdout, `results.md`, `results.json`, PNG plots.
+
+use crate::control::{self, Bins, C1Sample, C2Result, C3Result, Timings};
+use crate::datapath::{self, Metric, Variant};
+use crate::footprint::{self, Phase, Sampler};
+use crate::plot::{self, Bar};
+use crate::report::{self, num, Figure};
+use crate::stats::summarize;
+use crate::{check_interrupted, procstat};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use crossdock_lab::{DockerVersion, Lab, LabOptions};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The labs this benchmark makes (removed first if a previous run left them).
+pub const LAB_NAMES: [&str; 3] = ["bench-dp", "bench-c1", "bench-c2"];
+
+/// The parts of a run.
+pub const PARTS: [&str; 5] = ["datapath", "c1", "c2", "c3", "f1"];
+
+/// `crossdock-bench` options.
+#[derive(Debug, Clone, Args)]
+pub struct Options {
+    /// Shorter periods and smaller storms, for development (about 5 minutes).
+    #[arg(long)]
+    pub quick: bool,
+    /// Run only these parts (comma-separated): datapath, c1, c2, c3, f1.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Where results.md, results.json and the plots go.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+    /// The crossdock binary (default: the one next to this binary).
+    #[arg(long)]
+    pub crossdock_bin: Option<PathBuf>,
+    /// Data-path rounds (every variant once per round). Default 5 (quick: 2).
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Seconds per iperf3 run. Default 3 (quick: 2).
+    #[arg(long)]
+    pub iperf_secs: Option<u64>,
+    /// Seconds per RR run. Default 2 (quick: 1).
+    #[arg(long)]
+    pub rr_secs: Option<u64>,
+    /// C1 repetitions (fresh labs). Default 5 (quick: 2).
+    #[arg(long)]
+    pub c1_reps: Option<usize>,
+    /// C2 storm sizes. Default 50,100,200 (quick: 10,20).
+    #[arg(long, value_delimiter = ',')]
+    pub c2_sizes: Vec<usize>,
+    /// C3 steady-state period in seconds. Default 600 (quick: 60).
+    #[arg(long)]
+    pub c3_secs: Option<u64>,
+    /// F1 idle period in seconds (inside the C3 window). Default 300 (quick: 60).
+    #[arg(long)]
+    pub idle_secs: Option<u64>,
+    /// F1 churn period in seconds. Default 60 (quick: 15).
+    #[arg(long)]
+    pub churn_secs: Option<u64>,
+}
+
+/// The settings a run used (resolved defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub quick: bool,
+    pub parts: Vec<String>,
+    pub datapath: datapath::Config,
+    pub timings: Timings,
+    pub c1_reps: usize,
+    pub c2_sizes: Vec<usize>,
+    pub c3_secs: u64,
+    pub idle_secs: u64,
+    pub churn_secs: u64,
+}
+
+impl Options {
+    pub fn resolve(&self, bench_exe: PathBuf) -> Result<Settings> {
+        let q = self.quick;
+        let parts: Vec<String> = if self.only.is_empty() {
+            PARTS.iter().map(|s| s.to_string()).collect()
+        } else {
+            self.only
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect()
+        };
+        if let Some(bad) = parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
+            bail!("--only: unknown part {bad:?} (parts: {})", PARTS.join(", "));
+        }
+        let settings = Settings {
+            quick: q,
+            parts,
+            datapath: datapath::Config {
+                rounds: self.rounds.unwrap_or(if q { 2 } else { 5 }),
+                iperf_secs: self.iperf_secs.unwrap_or(if q { 2 } else { 3 }),
+                rr_secs: self.rr_secs.unwrap_or(if q { 1 } else { 2 }),
+                rr_size: 1,
+                bench_exe,
+            },
+            timings: Timings::default(),
+            c1_reps: self.c1_reps.unwrap_or(if q { 2 } else { 5 }),
+            c2_sizes: if self.c2_sizes.is_empty() {
+                if q {
+                    vec![10, 20]
+                } else {
+                    vec![50, 100, 200]
+                }
+            } else {
+                self.c2_sizes.clone()
+            },
+            c3_secs: self.c3_secs.unwrap_or(if q { 60 } else { 600 }),
+            idle_secs: self.idle_secs.unwrap_or(if q { 60 } else { 300 }),
+            churn_secs: self.churn_secs.unwrap_or(if q { 15 } else { 60 }),
+        };
+        if settings.datapath.rounds == 0 || settings.c1_reps == 0 {
+            bail!("--rounds and --c1-reps must be at least 1");
+        }
+        if let Some(n) = settings
+            .c2_sizes
+            .iter()
+            .find(|n| **n == 0 || **n > crossdock_lab::lab::MAX_HOSTS)
+        {
+            bail!(
+                "--c2-sizes: {n} is not 1..={} (the lab's limit)",
+                crossdock_lab::lab::MAX_HOSTS
+            );
+        }
+        Ok(settings)
+    }
+}
+
+/// What a run found (results.json).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub crossdock_version: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_s: f64,
+    pub machine: Machine,
+    pub settings: Settings,
+    pub figures: Vec<Figure>,
+    pub datapath: Option<datapath::Results>,
+    pub c1: Vec<C1Sample>,
+    pub c2: Vec<C2Result>,
+    pub c3: Option<C3Result>,
+    pub f1_idle: Option<Phase>,
+    pub f1_churn: Option<Phase>,
+    pub notes: Vec<String>,
+    pub plots: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub kernel: String,
+    pub memory_mib: u64,
+    pub docker: String,
+    pub iperf3: String,
+}
+
+fn first_line_of(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| {
+            let s = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&s)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|_| "not installed".into())
+}
+
+fn machine() -> Machine {
+    let memory_mib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|r| {
+                    r.split_whitespace()
+                        .next()
+                        .and_then(|k| k.parse::<u64>().ok())
+                })
+        })
+        .unwrap_or(0)
+        / 1024;
+    Machine {
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        kernel: first_line_of("uname", &["-r"]),
+        memory_mib,
+        docker: first_line_of(
+            &DockerVersion::V20.dockerd().display().to_string(),
+            &["--version"],
+        ),
+        iperf3: first_line_of("iperf3", &["--version"]),
+    }
+}
+
+/// Fails with the fix when a tool the benchmark runs is missing.
+fn check_tools() -> Result<()> {
+    if !crossdock_lab::is_root() {
+        bail!("the benchmarks need root (network namespaces, dockerd, iptables): run scripts/bench as root");
+    }
+    for tool in [
+        "iperf3",
+        "nsenter",
+        "ss",
+        "iptables",
+        "iptables-save",
+        "ip",
+        "bridge",
+        "getconf",
+    ] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false);
+        if !found {
+            bail!("{tool} is not installed: run scripts/install-deps");
+        }
+    }
+    Ok(())
+}
+
+fn crossdock_bin(opts: &Options, bench_exe: &Path) -> Result<PathBuf> {
+    let p = match &opts.crossdock_bin {
+        Some(p) => p.clone(),
+        None => bench_exe
+            .parent()
+            .map(|d| d.join("crossdock"))
+            .ok_or_else(|| anyhow!("cannot tell where this binary is"))?,
+    };
+    if !p.is_file() {
+        bail!(
+            "the crossdock binary {} does not exist: build it (cargo build --release --bin crossdock) or pass --crossdock-bin",
+            p.display()
+        );
+    }
+    p.canonicalize()
+        .with_context(|| format!("cannot resolve {}", p.display()))
+}
+
+/// `crossdock-bench` with options; returns the exit code.
+pub fn main(opts: Options) -> u8 {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("crossdock-bench: cannot find its own binary: {e}");
+            return 1;
+        }
+    };
+    let settings = match opts.resolve(exe.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("crossdock-bench: {e:#}");
+            return 2;
+        }
+    };
+    let bins = match check_tools().and_then(|()| crossdock_bin(&opts, &exe)) {
+        Ok(c) => Bins {
+            crossdock: c,
+            bench: exe,
+        },
+        Err(e) => {
+            eprintln!("crossdock-bench: {e:#}");
+            return 2;
+        }
+    };
+    if let Err(e) = crate::install_signal_handlers() {
+        eprintln!("crossdock-bench: cannot install signal handlers: {e}");
+        return 1;
+    }
+    match run(&settings, &bins, &opts.out) {
+        Ok(report) => {
+            println!("\n{}", report::text_table(&report.figures));
+            println!(
+                "{} figures, {} met, {} not met or not measured; {:.1} min. Written: {}",
+                report.figures.iter().filter(|f| f.met().is_some()).count(),
+                report
+                    .figures
+                    .iter()
+                    .filter(|f| f.met() == Some(true))
+                    .count(),
+                report
+                    .figures
+                    .iter()
+                    .filter(|f| f.met() == Some(false))
+                    .count(),
+                report.duration_s / 60.0,
+                opts.out.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("crossdock-bench: {e:#}");
+            1
+        }
+    }
+}
+
+fn wants(s: &Settings, part: &str) -> bool {
+    s.parts.iter().any(|p| p == part)
+}
+
+/// Runs the selected parts and writes the report.
+pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    for name in LAB_NAMES {
+        crossdock_lab::down(name).with_context(|| format!("removing the leftover lab {name}"))?;
+    }
+    let mut report = Report {
+        crossdock_version: control::crossdock_version(&bins.crossdock),
+        started_at,
+        finished_at: String::new(),
+        duration_s: 0.0,
+        machine: machine(),
+        settings: s.clone(),
+        figures: Vec::new(),
+        datapath: None,
+        c1: Vec::new(),
+        c2: Vec::new(),
+        c3: None,
+        f1_idle: None,
+        f1_churn: None,
+        notes: Vec::new(),
+        plots: Vec::new(),
+    };
+    let check = || check_interrupted();
+    let needs_dp_lab = ["datapath", "c3", "f1"].iter().any(|p| wants(s, p));
+    let mut dp_lab = if needs_dp_lab {
+        eprintln!("== the data-path lab (2 hosts, Docker 20.10, agents)");
+        let lab = Lab::up(LabOptions {
+            name: "bench-dp".into(),
+            hosts: 2,
+            docker: DockerVersion::V20,
+            agents: true,
+            crossdock_bin: bins.crossdock.clone(),
+            // The agents turn the check off as their first act; the lab starts with it off so the
+            // variants without agents route as well.
+            source_dest_check: false,
+            agent_wait: Duration::from_secs(60),
+            ..LabOptions::default()
+        })
+        .context("building the data-path lab")?;
+        for h in ["h1", "h2"] {
+            if let Err(e) = lab.wait_agent_ready(h, Duration::from_secs(90)) {
+                report.notes.push(format!("data-path lab: {e:#}"));
+            }
+        }
+        Some(lab)
+    } else {
+        None
+    };
+
+    if wants(s, "datapath") {
+        eprintln!("== data path: {} rounds of (a)–(e)", s.datapath.rounds);
+        let lab = dp_lab.as_mut().expect("built above");
+        match datapath::run(lab, &s.datapath, &check) {
+            Ok(r) => report.datapath = Some(r),
+            Err(e) => {
+                check()?;
+                report.notes.push(format!("data path: {e:#}"));
+            }
+        }
+    }
+
+    if wants(s, "f1") {
+        eprintln!("== F1: agents during container churn ({} s)", s.churn_secs);
+        let lab = dp_lab.as_ref().expect("built above");
+        report.f1_churn = Some(footprint::churn(
+            lab,
+            Duration::from_secs(s.churn_secs),
+            &check,
+        ));
+        check()?;
+    }
+
+    // C3 and F1 idle in the background on the data-path lab.
+    let background = if wants(s, "c3") || wants(s, "f1") {
+        let lab = dp_lab.as_ref().expect("built above");
+        let state = lab.state().clone();
+        let period = Duration::from_secs(if wants(s, "c3") {
+            s.c3_secs.max(s.idle_secs)
+        } else {
+            s.idle_secs
+        });
+        let idle = s.idle_secs;
+        let timings = s.timings.clone();
+        eprintln!(
+            "== C3 steady state ({} s) and F1 idle ({} s) on the data-path lab, in the background",
+            period.as_secs(),
+            idle
+        );
+        Some(std::thread::spawn(move || {
+            let sampler = Sampler::start(footprint::agent_pids(&state), Duration::from_secs(1));
+            let c3 = control::c3(&state, &timings, period, &check_interrupted);
+            let mut series = sampler.stop();
+            for s in &mut series {
+                s.samples.retain(|(t, _)| *t <= idle as f64 + 0.5);
+            }
+            let phase = Phase {
+                name: "idle".into(),
+                series,
+                ticks_per_sec: procstat::clock_ticks(),
+                ..Phase::default()
+            };
+            (c3, phase)
+        }))
+    } else {
+        None
+    };
+
+    let foreground = (|| -> Result<()> {
+        if wants(s, "c1") {
+            eprintln!(
+                "== C1: agent start → first packet ({} fresh labs)",
+                s.c1_reps
+            );
+            report.c1 = control::c1(s.c1_reps, &s.timings, bins, &check);
+            check()?;
+        }
+        if wants(s, "c2") {
+            eprintln!("== C2: boot storms of {:?} hosts", s.c2_sizes);
+            report.c2 = control::c2(&s.c2_sizes, &s.timings, bins, &check);
+            check()?;
+        }
+        Ok(())
+    })();
+
+    if let Some(h) = background {
+        if foreground.is_ok() {
+            eprintln!("== waiting for the steady-state window to end");
+        }
+        match h.join() {
+            Ok((c3, idle)) => {
+                if wants(s, "c3") {
+                    report.c3 = Some(c3);
+                }
+                if wants(s, "f1") {
+                    report.f1_idle = Some(idle);
+                }
+            }
+            Err(_) => report.notes.push("the steady-state thread panicked".into()),
+        }
+    }
+    if let Some(mut lab) = dp_lab.take() {
+        lab.down().context("removing the data-path lab")?;
+    }
+    foreground?;
+
+    report.figures = figures(&report);
+    report.finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    report.duration_s = started.elapsed().as_secs_f64();
+    match plots(&report, out) {
+        Ok(p) => report.plots = p,
+        Err(e) => report.notes.push(format!("plots: {e:#}")),
+    }
+    write(&report, out)?;
+    Ok(report)
+}
+
+/// Every figure of the report, in the issue's order.
+pub fn figures(r: &Report) -> Vec<Figure> {
+    let mut f = Vec::new();
+    if let Some(d) = &r.datapath {
+        f.extend(datapath::figures(d));
+    }
+    if wants(&r.settings, "c1") {
+        f.extend(control::c1_figures(&r.c1));
+    }
+    f.extend(control::c2_figures(&r.c2));
+    if let Some(c3) = &r.c3 {
+        f.extend(control::c3_figures(c3));
+    }
+    f.extend(footprint::figures(r.f1_idle.as_ref(), r.f1_churn.as_ref()));
+    f
+}
+
+fn plots(r: &Report, out: &Path) -> Result<Vec<String>> {
+    plot::init_font()?;
+    let mut written = Vec::new();
+    if let Some(d) = &r.datapath {
+        let cats: Vec<String> = Variant::ALL
+            .iter()
+            .map(|v| format!("({}) {}", v.letter(), short(*v)))
+            .collect();
+        let bars = |m: Metric, scale: f64| -> Vec<Option<Bar>> {
+            Variant::ALL
+                .iter()
+                .map(|v| {
+                    datapath::variant_summary(&d.samples, *v, m).map(|s| Bar {
+                        value: s.median * scale,
+                        min: s.min * scale,
+                        max: s.max * scale,
+                    })
+                })
+                .collect()
+        };
+        let p = out.join("datapath-throughput.png");
+        plot::bar_chart(
+            &p,
+            "TCP throughput between containers on two hosts (median, min–max)",
+            "Gbit/s",
+            &cats,
+            &[
+                ("1 stream".into(), bars(Metric::Tcp1, 1.0)),
+                ("4 streams".into(), bars(Metric::Tcp4, 1.0)),
+            ],
+            &[],
+        )?;
+        written.push(p.display().to_string());
+        let lat: Vec<Option<Bar>> = Variant::ALL
+            .iter()
+            .map(|v| {
+                let vals: Vec<f64> = d
+                    .samples
+                    .iter()
+                    .filter(|s| s.variant == *v)
+                    .filter_map(|s| s.rr.as_ref().map(|r| r.p50_us))
+                    .collect();
+                summarize(&vals).map(|s| Bar {
+                    value: s.median,
+                    min: s.min,
+                    max: s.max,
+                })
+            })
+            .collect();
+        let p = out.join("datapath-latency.png");
+        plot::bar_chart(
+            &p,
+            "TCP request/response latency, 1 byte (p50; median, min–max over rounds)",
+            "µs",
+            &cats,
+            &[("p50 latency".into(), lat)],
+            &[],
+        )?;
+        written.push(p.display().to_string());
+    }
+    if !r.c2.is_empty() {
+        let cats: Vec<String> = r.c2.iter().map(|c| format!("N = {}", c.hosts)).collect();
+        let p = out.join("c2-convergence.png");
+        plot::bar_chart(
+            &p,
+            "C2: time until every route is Available",
+            "seconds",
+            &cats,
+            &[
+                (
+                    "measured".into(),
+                    r.c2.iter()
+                        .map(|c| c.converged_s.map(Bar::single))
+                        .collect(),
+                ),
+                (
+                    "serial limit N × 1.2 s".into(),
+                    r.c2.iter()
+                        .map(|c| Some(Bar::single(c.serial_limit_s)))
+                        .collect(),
+                ),
+                (
+                    "target 1.3 × serial".into(),
+                    r.c2.iter()
+                        .map(|c| Some(Bar::single(1.3 * c.serial_limit_s)))
+                        .collect(),
+                ),
+            ],
+            &[],
+        )?;
+        written.push(p.display().to_string());
+        let actions: BTreeSet<String> =
+            r.c2.iter()
+                .flat_map(|c| c.calls.by_action.keys().cloned())
+                .collect();
+        let series: Vec<(String, Vec<Option<Bar>>)> = actions
+            .iter()
+            .map(|a| {
+                (
+                    a.clone(),
+                    r.c2.iter()
+                        .map(|c| c.calls.by_action_per_host().get(a).map(|v| Bar::single(*v)))
+                        .collect(),
+                )
+            })
+            .collect();
+        let p = out.join("c2-calls.png");
+        plot::bar_chart(
+            &p,
+            "C2: API calls per host by action (failed calls included)",
+            "calls per host",
+            &cats,
+            &series,
+            &[(4.0, "target: 4 calls per host in total".into())],
+        )?;
+        written.push(p.display().to_string());
+        let p = out.join("c2-progress.png");
+        let lines: Vec<(String, Vec<(f64, f64)>)> =
+            r.c2.iter()
+                .map(|c| {
+                    (
+                        format!("N = {}", c.hosts),
+                        c.progress.iter().map(|(t, n)| (*t, *n as f64)).collect(),
+                    )
+                })
+                .collect();
+        plot::line_chart(
+            &p,
+            "C2: routes Available over time",
+            "seconds since the agents started",
+            "routes Available",
+            &lines,
+            &[],
+        )?;
+        written.push(p.display().to_string());
+    }
+    let mut rss = Vec::new();
+    for phase in [&r.f1_idle, &r.f1_churn].into_iter().flatten() {
+        for s in &phase.series {
+            rss.push((
+                format!("{} {}", s.label, phase.name),
+                s.samples
+                    .iter()
+                    .map(|(t, x)| (*t, x.rss_kib as f64 / 1024.0))
+                    .collect::<Vec<_>>(),
+            ));
+        }
+    }
+    if !rss.is_empty() {
+        let p = out.join("f1-rss.png");
+        plot::line_chart(
+            &p,
+            "F1: agent resident memory",
+            "seconds into the phase",
+            "MiB",
+            &rss,
+            &[(20.0, "target 20 MB".into())],
+        )?;
+        written.push(p.display().to_string());
+    }
+    Ok(written)
+}
+
+fn short(v: Variant) -> &'static str {
+    match v {
+        Variant::HostToHost => "host↔host",
+        Variant::Crossdock => "crossdock",
+        Variant::OpenFirewall => "rules off + FWD ACCEPT",
+        Variant::SwarmOverlay => "swarm overlay",
+        Variant::Vxlan => "VXLAN (flannel)",
+    }
+}
+
+/// The markdown report.
+pub fn markdown(r: &Report) -> String {
+    let mut m = String::new();
+    m.push_str(&format!(
+        "# crossdock benchmark results\n\n{} → {} ({:.1} min{}), {}; {} cores, {} MiB, kernel {}; {}; {}.\n\n",
+        r.started_at,
+        r.finished_at,
+        r.duration_s / 60.0,
+        if r.settings.quick { ", --quick" } else { "" },
+        r.crossdock_version,
+        r.machine.cores,
+        r.machine.memory_mib,
+        r.machine.kernel,
+        r.machine.docker,
+        r.machine.iperf3
+    ));
+    m.push_str("## Figures and targets\n\n");
+    m.push_str(&report::markdown_table(&r.figures));
+    if let Some(d) = &r.datapath {
+        m.push_str(&format!(
+            "\n## Data path by variant\n\nMedian [min–max] over {} rounds; iperf3 {} s per run, RR {} s with {}-byte messages.\n\n",
+            r.settings.datapath.rounds, r.settings.datapath.iperf_secs, r.settings.datapath.rr_secs, r.settings.datapath.rr_size
+        ));
+        m.push_str(&datapath::variant_table(d));
+        if let Some(e) = &d.swarm_error {
+            m.push_str(&format!("\nSwarm overlay: {e}\n"));
+        }
+        m.push_str(&format!(
+            "\nFORWARD policy as Docker left it: {}. ",
+            d.forward_policy.join(", ")
+        ));
+        m.push_str(&format!(
+            "iptables-save lines naming crossdock in h1: {}.\n",
+            d.crossdock_rule_lines
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let errors: Vec<String> = d
+            .samples
+            .iter()
+            .filter(|s| !s.errors.is_empty())
+            .map(|s| {
+                format!(
+                    "- round {} {}: {}",
+                    s.round + 1,
+                    s.variant.title(),
+                    s.errors.join("; ")
+                )
+            })
+            .collect();
+        if !errors.is_empty() {
+            m.push_str(&format!("\nErrors:\n{}\n", errors.join("\n")));
+        }
+        for n in &d.notes {
+            m.push_str(&format!("\n- {n}"));
+        }
+        m.push('\n');
+    }
+    if !r.c1.is_empty() {
+        m.push_str("\n## C1: agent start → first packet\n\n| rep | first packet s | both routes Available s | probes | error |\n|---|---|---|---|---|\n");
+        for c in &r.c1 {
+            m.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                c.rep + 1,
+                c.seconds.map(num).unwrap_or("n/a".into()),
+                c.routes_available_s.map(num).unwrap_or("n/a".into()),
+                c.probe_attempts,
+                c.error.clone().unwrap_or_default().replace('|', "\\|")
+            ));
+        }
+    }
+    if !r.c2.is_empty() {
+        m.push_str("\n## C2: boot storms\n\n| N | agents started (spawn s) | all Available s | serial limit s | ratio | agents ready s | calls/host mean (max) | reads | writes | failed by code | lost | duplicates | agents' RSS total MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for c in &r.c2 {
+            m.push_str(&format!(
+                "| {} | {} ({}) | {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |\n",
+                c.hosts,
+                c.agents_started,
+                num(c.spawn_s),
+                c.converged_s.map(num).unwrap_or("n/a".into()),
+                num(c.serial_limit_s),
+                c.ratio().map(num).unwrap_or("n/a".into()),
+                c.agents_ready_s.map(num).unwrap_or("n/a".into()),
+                num(c.calls.per_host_mean()),
+                c.calls.per_host_max(),
+                c.calls.reads,
+                c.calls.writes,
+                if c.calls.by_code.is_empty() {
+                    "none".into()
+                } else {
+                    c.calls
+                        .by_code
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                c.lost,
+                c.duplicates,
+                num(c.agents_rss_mib)
+            ));
+        }
+        for c in r.c2.iter().filter(|c| c.error.is_some()) {
+            m.push_str(&format!(
+                "\nN={}: {}\n",
+                c.hosts,
+                c.error.clone().unwrap_or_default()
+            ));
+        }
+    }
+    if !r.notes.is_empty() {
+        m.push_str("\n## Notes\n\n");
+        for n in &r.notes {
+            m.push_str(&format!("- {n}\n"));
+        }
+    }
+    if !r.plots.is_empty() {
+        m.push_str("\n## Plots\n\n");
+        for p in &r.plots {
+            let name = Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            m.push_str(&format!("![{name}]({name})\n"));
+        }
+    }
+    m
+}
+
+fn write(r: &Report, out: &Path) -> Result<()> {
+    let json = out.join("results.json");
+    std::fs::write(&json, serde_json::to_vec_pretty(r)?)
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    let md = out.join("results.md");
+    std::fs::write(&md, markdown(r)).with_context(|| format!("cannot write {}", md.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(flatten)]
+        o: Options,
+    }
+
+    fn opts(args: &[&str]) -> Options {
+        T::parse_from(std::iter::once("x").chain(args.iter().copied())).o
+    }
+
+    #[test]
+    fn quick_and_full_defaults() {
+        let full = opts(&[]).resolve("b".into()).unwrap();
+        assert_eq!(full.datapath.rounds, 5);
+        assert_eq!(full.c2_sizes, vec![50, 100, 200]);
+        assert_eq!(full.c3_secs, 600);
+        assert_eq!(full.idle_secs, 300);
+        assert_eq!(full.parts.len(), 5);
+        let quick = opts(&["--quick", "--only", "c2,datapath", "--c2-sizes", "5"])
+            .resolve("b".into())
+            .unwrap();
+        assert_eq!(quick.datapath.rounds, 2);
+        assert_eq!(quick.c2_sizes, vec![5]);
+        assert_eq!(quick.parts, vec!["c2", "datapath"]);
+        assert_eq!(quick.c3_secs, 60);
+    }
+
+    #[test]
+    fn bad_options_are_refused_with_the_valid_choices() {
+        let e = opts(&["--only", "warp"])
+            .resolve("b".into())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("datapath, c1, c2, c3, f1"), "{e}");
+        assert!(opts(&["--c2-sizes", "500"]).resolve("b".into()).is_err());
+        assert!(opts(&["--rounds", "0"]).resolve("b".into()).is_err());
+    }
+
+    #[test]
+    fn the_markdown_report_has_the_figures_and_the_storm_table() {
+        let settings = opts(&["--quick"]).resolve("b".into()).unwrap();
+        let mut r = Report {
+            crossdock_version: "crossdock 0.1.0".into(),
+            started_at: "t0".into(),
+            finished_at: "t1".into(),
+            duration_s: 60.0,
+            machine: Machine {
+                cores: 2,
+                kernel: "6".into(),
+                memory_mib: 1,
+                docker: "d".into(),
+                iperf3: "i".into(),
+            },
+            settings,
+            figures: vec![],
+            datapath: None,
+            c1: vec![],
+            c2: vec![C2Result {
+                hosts: 10,
+                agents_started: 10,
+                serial_limit_s: 12.0,
+                converged_s: Some(14.0),
+                available: 10,
+                ..C2Result::default()
+            }],
+            c3: None,
+            f1_idle: None,
+            f1_churn: None,
+            notes: vec!["something".into()],
+            plots: vec!["/x/c2-calls.png".into()],
+        };
+        r.figures = figures(&r);
+        let md = markdown(&r);
+        assert!(md.contains("| C2 | N=10: time to all routes Available / serial limit | 1.17 × | ≤ 1.30 × | met |"), "{md}");
+        assert!(md.contains("| 10 | 10 ("), "{md}");
+        assert!(md.contains("- something"));
+        assert!(md.contains("![c2-calls.png](c2-calls.png)"));
+        assert!(
+            md.contains("C1 | agent start"),
+            "c1 was asked for and is reported as not measured: {md}"
+        );
+    }
+}
