@@ -2,7 +2,7 @@
 # Installs, upgrades, boots and removes the crossdock .deb in a throwaway root; tests/packaging.rs
 # runs it (as root) and asserts on what it records.
 #
-#   tests/packaging/throwaway-root.sh DEB RESULTS_DIR
+#   tests/packaging/throwaway-root.sh DEB RESULTS_DIR [probe|agent]
 #
 # The throwaway root is an overlay whose lower layer is this machine's own root file system and whose
 # upper layer is a tmpfs, all inside a private mount namespace: dpkg and the maintainer scripts see a
@@ -14,9 +14,13 @@
 #   1. `dpkg --root` install (maintainer scripts run chrooted, as in an image build: no systemd).
 #   2. `systemd-analyze verify` of the installed unit, inside the root.
 #   3. Upgrade to a repacked copy with a higher version, after a local edit of the conffile.
-#   4. Boot the root with systemd-nspawn (own network namespace) and start the installed unit with
-#      tests/packaging/sandbox-probe.py as its main process: the probe checks the sandbox from inside;
-#      a check unit records what systemd and the kernel say, reloads, stops and exits the container.
+#   4. Boot the root with systemd-nspawn (own network namespace) and start the installed unit.
+#      probe (default): with tests/packaging/sandbox-probe.py as its main process, which checks the
+#        sandbox from inside; a check unit records what systemd and the kernel say, reloads, stops and
+#        exits the container.
+#      agent: with the installed crossdock binary and a configuration (static subnet, provider none,
+#        a veth as the external interface); the check unit asks for `crossdock status` as a member of
+#        the crossdock group and as a stranger, reloads, restarts and stops it.
 #   5. Remove, then purge, and list whatever is left that belongs to crossdock.
 set -euo pipefail
 
@@ -26,6 +30,8 @@ fi
 
 deb=$(readlink -f "${1:?usage: throwaway-root.sh DEB RESULTS_DIR}")
 res=$(readlink -f "${2:?usage: throwaway-root.sh DEB RESULTS_DIR}")
+mode=${3:-probe}
+case "$mode" in probe|agent) ;; *) echo "throwaway-root.sh: mode must be probe or agent" >&2; exit 2 ;; esac
 here=$(dirname "$(readlink -f "$0")")
 mkdir -p "$res"
 
@@ -80,7 +86,7 @@ step upgrade dpkg --root="$R" -i "$work/upgrade.deb"
 step upgraded-status query
 step upgraded-config tail -n 1 "$R/etc/crossdock/agent.toml"
 
-# 4. Boot the root and start the installed unit around the probe.
+# 4. Boot the root and start the installed unit (around the probe, or the real agent).
 api_umounts
 if command -v systemd-nspawn >/dev/null; then
   sd=$R/etc/systemd/system
@@ -98,21 +104,9 @@ EOT
 [Service]
 ExecStart=/bin/true
 EOT
-  mkdir -p "$sd/crossdock-agent.service.d"
-  cat >"$sd/crossdock-agent.service.d/50-probe.conf" <<'EOT'
-# Test wiring only: the probe replaces the agent binary; everything else is the installed unit.
-[Unit]
-Wants=cdtest-docker.socket
-After=cdtest-docker.socket
-[Service]
-ExecStart=
-ExecStart=/usr/local/libexec/cdtest-probe
-StandardOutput=append:/results/probe.log
-StandardError=append:/results/probe.log
-EOT
   # systemd-nspawn itself mounts /proc/sys read-only and /proc/sys/net writable, which is what the unit
   # asks for: undo that split before the unit starts, so that what the probe sees is the unit's own
-  # doing, as on a host. (Only the probe and the check run after this; systemd-sysctl ran before.)
+  # doing, as on a host. (Only the unit and the check run after this; systemd-sysctl ran before.)
   cat >"$sd/cdtest-unsplit-proc.service" <<'EOT'
 [Unit]
 Before=crossdock-agent.service
@@ -132,15 +126,28 @@ EOT
   chmod 0755 "$R/usr/local/libexec/cdtest-unsplit-proc"
   cat >"$sd/cdtest-check.service" <<'EOT'
 [Unit]
-Wants=cdtest-unsplit-proc.service crossdock-agent.service
-After=cdtest-unsplit-proc.service crossdock-agent.service
+Wants=cdtest-unsplit-proc.service cdtest-net.service crossdock-agent.service
+After=cdtest-unsplit-proc.service cdtest-net.service crossdock-agent.service
 [Service]
 Type=oneshot
 StandardOutput=append:/results/check.log
 StandardError=append:/results/check.log
 ExecStart=/usr/local/libexec/cdtest-check
 EOT
-  cat >"$R/usr/local/libexec/cdtest-check" <<'EOT'
+  if [ "$mode" = probe ]; then
+    mkdir -p "$sd/crossdock-agent.service.d"
+    cat >"$sd/crossdock-agent.service.d/50-probe.conf" <<'EOT'
+# Test wiring only: the probe replaces the agent binary; everything else is the installed unit.
+[Unit]
+Wants=cdtest-docker.socket
+After=cdtest-docker.socket
+[Service]
+ExecStart=
+ExecStart=/usr/local/libexec/cdtest-probe
+StandardOutput=append:/results/probe.log
+StandardError=append:/results/probe.log
+EOT
+    cat >"$R/usr/local/libexec/cdtest-check" <<'EOT'
 #!/bin/sh
 # Runs after crossdock-agent.service has reported ready (or failed); records, reloads, stops, exits.
 r=/results
@@ -158,6 +165,50 @@ systemctl show crossdock-agent -p ActiveState -p Result >$r/state-stopped
 echo done >$r/check-done
 systemctl exit 0
 EOT
+  else
+    # The real agent: a configuration for this container, an external interface, an operator account.
+    cat >"$R/etc/crossdock/agent.toml" <<'EOT'
+cluster_cidrs = ["10.250.0.0/16"]
+[docker]
+static_subnet = "10.250.1.0/24"
+EOT
+    chroot "$R" useradd --system --no-create-home --groups crossdock cdtest
+    cat >"$sd/cdtest-net.service" <<'EOT'
+[Unit]
+Before=crossdock-agent.service
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/ip link add eth0 type veth peer name eth0peer
+ExecStart=/usr/sbin/ip address add 192.168.1.10/24 dev eth0
+ExecStart=/usr/sbin/ip link set eth0peer up
+ExecStart=/usr/sbin/ip link set eth0 up
+ExecStart=/usr/sbin/ip route add default via 192.168.1.1 dev eth0 onlink
+EOT
+    cat >"$R/usr/local/libexec/cdtest-check" <<'EOT'
+#!/bin/sh
+# Runs after crossdock-agent.service has reported ready (or failed); records, reloads, restarts,
+# stops, exits.
+r=/results
+props="-p ActiveState -p SubState -p Result -p NRestarts -p WatchdogUSec -p StatusText -p NotifyAccess -p Type"
+systemctl show crossdock-agent $props >$r/state-started
+cat /proc/sys/net/ipv4/ip_forward >$r/ip-forward
+cat /proc/sys/net/ipv4/conf/eth0/forwarding >$r/eth0-forwarding
+stat -c '%n %a %U %G %F' /run/crossdock /run/crossdock/agent.sock >$r/socket-stat 2>&1
+runuser -u cdtest -- crossdock status >$r/status-member.out 2>&1; echo $? >$r/status-member.rc
+runuser -u nobody -- crossdock status >$r/status-stranger.out 2>&1; echo $? >$r/status-stranger.rc
+systemctl reload crossdock-agent; echo $? >$r/reload.rc
+systemctl show crossdock-agent -p ActiveState -p NRestarts >$r/state-reloaded
+crossdock status >$r/status-reloaded.out 2>&1; echo $? >$r/status-reloaded.rc
+systemctl restart crossdock-agent; echo $? >$r/restart.rc
+systemctl show crossdock-agent -p ActiveState -p SubState >$r/state-restarted
+systemctl stop crossdock-agent
+systemctl show crossdock-agent -p ActiveState -p Result >$r/state-stopped
+journalctl -u crossdock-agent --no-pager >$r/agent-journal 2>&1
+echo done >$r/check-done
+systemctl exit 0
+EOT
+  fi
   chmod 0755 "$R/usr/local/libexec/cdtest-check"
   systemd-id128 new >"$R/etc/machine-id"
   step boot timeout 180 systemd-nspawn --quiet --register=no --keep-unit --link-journal=no \
