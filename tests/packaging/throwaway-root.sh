@@ -68,6 +68,7 @@ api_mounts
 step install dpkg --root="$R" -i "$deb"
 step installed-status query
 step installed-files dpkg --root="$R" -L crossdock
+# shellcheck disable=SC2016 # ${Conffiles} is dpkg-query's format, not a shell expansion
 step installed-conffiles dpkg-query --root="$R" -W -f='${Conffiles}\n' crossdock
 step installed-group chroot "$R" getent group crossdock
 step installed-config-mode stat -c '%a %U %G' "$R/etc/crossdock/agent.toml"
