@@ -326,6 +326,11 @@ fn agent_status(f: &Facts) -> Outcome {
 }
 
 fn docker_reachable(f: &Facts) -> Outcome {
+    if let Some(s) = f.static_subnet() {
+        return Outcome::ok(format!(
+            "not used: docker.static_subnet = {s} is served without Docker"
+        ));
+    }
     match &f.docker {
         Ok(d) => Outcome::ok(format!(
             "Docker {} (API {}) at {}",
@@ -344,6 +349,9 @@ pub fn docker_major_minor(v: &str) -> Option<(u32, u32)> {
 }
 
 fn docker_version(f: &Facts) -> Outcome {
+    if f.static_subnet().is_some() {
+        return Outcome::skip("no Docker (docker.static_subnet)");
+    }
     let Ok(d) = &f.docker else {
         return Outcome::skip("Docker not reachable");
     };
@@ -373,6 +381,11 @@ fn docker_version(f: &Facts) -> Outcome {
 }
 
 fn docker_network(f: &Facts) -> Outcome {
+    if let Some(s) = f.static_subnet() {
+        return Outcome::ok(format!(
+            "static subnet {s} (docker.static_subnet): no bridge, so no firewall rules are kept"
+        ));
+    }
     let Ok(d) = &f.docker else {
         return Outcome::skip("Docker not reachable");
     };

@@ -991,3 +991,33 @@ fn without_a_cloud_provider_the_cloud_checks_are_skipped_without_blame() {
     }
     assert_eq!(crate::model::Summary::of(&checks).exit_code(), 0);
 }
+
+#[test]
+fn a_static_subnet_host_is_checked_without_docker() {
+    let mut f = healthy();
+    f.config.config = crossdock_config::parse(
+        "cluster_cidrs = [\"10.0.0.0/8\"]\n[docker]\nstatic_subnet = \"10.1.0.0/24\"\n[cloud]\nprovider = \"alibaba\"\n",
+    );
+    f.docker = Err(Unavailable::new("not asked: docker.static_subnet", "-"));
+    f.host.bridge = None;
+    f.host.sysctls.remove("net/ipv4/conf/docker0/forwarding");
+    let checks = run(&f);
+    for id in [
+        "docker.reachable",
+        "docker.network",
+        "subnet.cluster-range",
+        "forwarding.ip-forward",
+        "cloud.route",
+        "cloud.route-conflicts",
+        "subnet.vpc-overlap",
+    ] {
+        let c = get(&checks, id);
+        assert_eq!(c.status, Status::Ok, "{id}: {}", c.evidence);
+    }
+    for c in &checks {
+        assert_ne!(c.status, Status::Fail, "{}: {}", c.id, c.evidence);
+        assert_eq!(c.blocked_by, None, "{}", c.id);
+    }
+    assert!(get(&checks, "docker.network").evidence.contains("static subnet 10.1.0.0/24"));
+    assert_eq!(get(&checks, "firewall.forward-chain").status, Status::Skip);
+}

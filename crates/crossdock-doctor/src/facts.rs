@@ -237,9 +237,16 @@ impl Facts {
         self.docker.as_ref().ok()?.network.as_ref().ok()
     }
 
-    /// The served subnet.
+    /// The served subnet: the Docker network's, or `docker.static_subnet`.
     pub fn subnet(&self) -> Option<Ipv4Net> {
-        self.network()?.subnet
+        self.network()
+            .and_then(|n| n.subnet)
+            .or_else(|| self.static_subnet())
+    }
+
+    /// `docker.static_subnet`, when the host serves a fixed subnet without Docker.
+    pub fn static_subnet(&self) -> Option<Ipv4Net> {
+        self.cfg()?.docker.static_subnet
     }
 
     /// A sysctl value by `/proc/sys` path.

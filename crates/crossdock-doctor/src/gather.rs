@@ -94,6 +94,10 @@ pub async fn gather(
 ) -> Facts {
     let cfg = config.config.as_ref().ok().cloned();
     let docker = match &cfg {
+        Some(c) if c.docker.static_subnet.is_some() => Err(Unavailable::new(
+            "not asked: docker.static_subnet serves a fixed subnet without Docker",
+            "nothing to do",
+        )),
         Some(c) => src.docker.docker(c).await,
         None => Err(Unavailable::new(
             "not asked: the configuration did not load",
@@ -101,7 +105,9 @@ pub async fn gather(
         )),
     };
     let network = docker.as_ref().ok().and_then(|d| d.network.as_ref().ok());
-    let subnet = network.and_then(|n| n.subnet);
+    let subnet = network
+        .and_then(|n| n.subnet)
+        .or_else(|| cfg.as_ref().and_then(|c| c.docker.static_subnet));
     let bridge_name = network.map(|n| n.bridge.clone());
 
     // The external interface: configured, else the default route's.
@@ -427,20 +433,85 @@ impl AgentProbe for RealAgent {
     }
 }
 
-/// Docker through `crossdock-docker`.
+/// Docker through `crossdock-docker`: its connection and its reading of the served network (subnet,
+/// gateway, bridge device), plus what doctor reports beside it from the same network document
+/// (driver options such as the gateway mode, the attached containers' addresses).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RealDocker;
+
+/// A crossdock-docker error as a fact: its text up to `(fix: ...)`, and the fix.
+pub fn docker_unavailable(e: &crossdock_docker::DockerError) -> Unavailable {
+    let text = e.to_string();
+    match text.split_once(" (fix: ") {
+        Some((message, fix)) => Unavailable::new(message, fix.trim_end_matches(')')),
+        None => Unavailable::new(
+            text,
+            "check `docker network inspect` for the served network",
+        ),
+    }
+}
 
 #[async_trait]
 impl DockerProbe for RealDocker {
     async fn docker(&self, cfg: &Config) -> Fact<DockerFacts> {
-        Err(Unavailable::new(
-            format!(
-                "Docker at {} was not inspected: this build has no Docker inspection yet (crossdock-docker)",
-                cfg.docker.host
-            ),
-            "check `docker network inspect` by hand",
-        ))
+        use crossdock_docker::{served_network, BollardDocker, DockerError};
+        let d = BollardDocker::new(cfg.docker_socket());
+        let (client, version) = d.connect_once().await.map_err(|e| docker_unavailable(&e))?;
+        let api_version = client
+            .version()
+            .await
+            .ok()
+            .and_then(|v| v.api_version)
+            .unwrap_or_default();
+        let name = cfg.docker.network.as_str();
+        let network = match client
+            .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+        {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(docker_unavailable(&DockerError::NetworkNotFound {
+                name: name.into(),
+            })),
+            Err(e) => Err(docker_unavailable(&DockerError::Api {
+                call: format!("GET /networks/{name}"),
+                message: e.to_string(),
+            })),
+            Ok(net) => {
+                let options: BTreeMap<String, String> =
+                    net.options.clone().unwrap_or_default().into_iter().collect();
+                let mut containers: Vec<Ipv4Addr> = net
+                    .containers
+                    .clone()
+                    .unwrap_or_default()
+                    .values()
+                    .filter_map(|c| {
+                        let a = c.ipv4_address.as_deref()?;
+                        a.split('/').next()?.parse().ok()
+                    })
+                    .collect();
+                containers.sort();
+                match served_network(name, &net, &version) {
+                    Ok(s) => Ok(crate::facts::NetworkFacts {
+                        name: s.name,
+                        id: s.id,
+                        driver: "bridge".into(),
+                        subnet: Some(s.subnet),
+                        gateway: s.gateway,
+                        bridge: s.bridge,
+                        options,
+                        containers,
+                    }),
+                    Err(e) => Err(docker_unavailable(&e)),
+                }
+            }
+        };
+        Ok(DockerFacts {
+            endpoint: cfg.docker.host.clone(),
+            version,
+            api_version,
+            network,
+        })
     }
 }
 
