@@ -176,7 +176,22 @@ fn c1_once(rep: usize, timings: &Timings, bins: &Bins) -> Result<C1Sample> {
     let t0 = unix_ms();
     lab.agent_start("h1")?;
     lab.agent_start("h2")?;
-    let line = probe.next_line(Duration::from_secs(65))?;
+    let deadline = Instant::now() + Duration::from_secs(65);
+    let line = loop {
+        match probe.next_line(Duration::from_secs(1)) {
+            Ok(l) => break l,
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => {
+                if let Some(dead) = lab
+                    .hosts()
+                    .iter()
+                    .find(|h| crossdock_lab::lab::agent_pid(h).is_none())
+                {
+                    bail!("{}", agent_exited(dead));
+                }
+            }
+        }
+    };
     let result: ProbeResult = serde_json::from_str(&line)
         .map_err(|e| anyhow!("the probe's answer {line:?} is not a result: {e}"))?;
     let state = lab.admin_sync(|c| async move { c.state().await })?;
@@ -353,6 +368,18 @@ pub fn check_table(
     t
 }
 
+/// "the agent of h3 exited; its log ends: ..."
+pub fn agent_exited(host: &crossdock_lab::HostState) -> String {
+    let log = std::fs::read_to_string(host.agent_log()).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(3).collect();
+    format!(
+        "the agent of {} exited; the end of {}: {}",
+        host.name,
+        host.agent_log().display(),
+        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    )
+}
+
 /// The route condition of an agent, from its health socket's `/status`.
 fn agent_route_ready(socket: &std::path::Path) -> bool {
     crossdock_lab::http::get(socket, "/status", Duration::from_secs(2))
@@ -415,6 +442,14 @@ fn c2_once(
         if last_poll.elapsed() > Duration::from_secs(2) {
             collector.poll()?;
             last_poll = Instant::now();
+            let alive = lab
+                .hosts()
+                .iter()
+                .filter(|h| crossdock_lab::lab::agent_pid(h).is_some())
+                .count();
+            if alive == 0 {
+                bail!("every agent exited; {}", agent_exited(&lab.hosts()[0]));
+            }
         }
         std::thread::sleep(Duration::from_millis(250));
     }

@@ -2,6 +2,10 @@
 //! between a container on lab host h1 and one on h2, for five ways of connecting them:
 //!
 //! - (a) host↔host: the hosts' own addresses, the floor every container path pays on top of;
+//! - (a2) host↔host forced through the vRouter (a /32 route via the gateway on each side): in the lab
+//!   the routed variants cross the vRouter namespace, one more software forwarding step on the same
+//!   CPUs, while (a), (d) and (e) are only switched by the vSwitch bridge; (a2) shows what that step
+//!   costs by itself (context, no target);
 //! - (b) crossdock: containers on Docker's bridge, routed through the VPC route table by the agents;
 //! - (c) the same route with crossdock's rules removed (agents stopped, `crossdock agent --cleanup`)
 //!   and the firewall opened as the manual recipe does (`iptables -P FORWARD ACCEPT`, Docker's NAT kept);
@@ -38,6 +42,7 @@ const PROBE_PORT: u16 = 7002;
 #[serde(rename_all = "snake_case")]
 pub enum Variant {
     HostToHost,
+    HostViaRouter,
     Crossdock,
     OpenFirewall,
     SwarmOverlay,
@@ -45,8 +50,9 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
         Variant::HostToHost,
+        Variant::HostViaRouter,
         Variant::Crossdock,
         Variant::OpenFirewall,
         Variant::SwarmOverlay,
@@ -56,6 +62,7 @@ impl Variant {
     pub fn letter(self) -> &'static str {
         match self {
             Variant::HostToHost => "a",
+            Variant::HostViaRouter => "a2",
             Variant::Crossdock => "b",
             Variant::OpenFirewall => "c",
             Variant::SwarmOverlay => "d",
@@ -66,6 +73,7 @@ impl Variant {
     pub fn label(self) -> &'static str {
         match self {
             Variant::HostToHost => "host↔host",
+            Variant::HostViaRouter => "host↔host through the vRouter",
             Variant::Crossdock => "crossdock routed",
             Variant::OpenFirewall => "routed, crossdock rules removed, FORWARD ACCEPT",
             Variant::SwarmOverlay => "Docker swarm overlay",
@@ -78,14 +86,28 @@ impl Variant {
         format!("({}) {}", self.letter(), self.label())
     }
 
-    /// The order of round `r`: a, b, d, c, e then e, c, d, a, b, ... (one agent stop and one start per
-    /// two rounds; every variant moves between early and late in a round).
-    pub fn order(round: usize) -> [Variant; 5] {
+    /// The order of round `r`: a, a2, b, d, c, e then e, c, d, a2, a, b, ... (one agent stop and one
+    /// start per two rounds; every variant moves between early and late in a round).
+    pub fn order(round: usize) -> [Variant; 6] {
         use Variant::*;
         if round % 2 == 0 {
-            [HostToHost, Crossdock, SwarmOverlay, OpenFirewall, Vxlan]
+            [
+                HostToHost,
+                HostViaRouter,
+                Crossdock,
+                SwarmOverlay,
+                OpenFirewall,
+                Vxlan,
+            ]
         } else {
-            [Vxlan, OpenFirewall, SwarmOverlay, HostToHost, Crossdock]
+            [
+                Vxlan,
+                OpenFirewall,
+                SwarmOverlay,
+                HostViaRouter,
+                HostToHost,
+                Crossdock,
+            ]
         }
     }
 }
@@ -178,6 +200,7 @@ struct Path {
 struct Mode {
     agents: bool,
     vxlan: bool,
+    host_routes: bool,
 }
 
 /// Runs the data-path benchmark in `lab` (two hosts with Docker, agents running).
@@ -238,6 +261,7 @@ impl<'a> Bench<'a> {
             mode: Mode {
                 agents,
                 vxlan: false,
+                host_routes: false,
             },
             manual_routes: Vec::new(),
             results,
@@ -245,7 +269,7 @@ impl<'a> Bench<'a> {
     }
 
     fn note(&mut self, n: impl Into<String>) {
-        let n = n.into();
+        let n = n.into().split_whitespace().collect::<Vec<_>>().join(" ");
         eprintln!("  note: {n}");
         self.results.notes.push(n);
     }
@@ -309,14 +333,18 @@ impl<'a> Bench<'a> {
 
     /// Puts the lab into the state `variant` needs and returns its endpoints.
     fn prepare(&mut self, variant: Variant) -> Result<Path> {
+        if variant != Variant::HostViaRouter {
+            self.set_host_routes(false)?;
+        }
         let containers = Path {
             client: Ns::Pid(self.c[0].pid),
             server: Ns::Pid(self.c[1].pid),
             server_ip: self.c[1].ip.clone(),
         };
         match variant {
-            Variant::HostToHost => {
+            Variant::HostToHost | Variant::HostViaRouter => {
                 self.set_vxlan(false)?;
+                self.set_host_routes(variant == Variant::HostViaRouter)?;
                 Ok(Path {
                     client: Ns::Path(self.lab.host(1).netns_path()),
                     server: Ns::Path(self.lab.host(2).netns_path()),
@@ -416,8 +444,8 @@ impl<'a> Bench<'a> {
             self.lab.agent_start("h1")?;
             self.lab.agent_start("h2")?;
             self.mode.agents = true;
-            for h in ["h1", "h2"] {
-                self.lab.wait_agent_ready(h, Duration::from_secs(90))?;
+            for i in 1..=2 {
+                wait_agent_ready(self.lab, i, Duration::from_secs(90))?;
             }
             let n = self.crossdock_lines(1);
             self.results
@@ -431,9 +459,14 @@ impl<'a> Bench<'a> {
             self.mode.agents = false;
             for i in 1..=2 {
                 let config = self.lab.host(i).agent_config.display().to_string();
-                self.lab
+                // What matters is that none of crossdock's rules are left (checked below); a failing
+                // clean-up is reported but only fatal if it leaves rules behind.
+                if let Err(e) = self
+                    .lab
                     .exec(i, &[&bin, "agent", "--cleanup", "--config", &config])
-                    .with_context(|| format!("removing crossdock's rules on h{i}"))?;
+                {
+                    self.note(format!("`crossdock agent --cleanup` on h{i}: {e:#}"));
+                }
                 self.lab
                     .exec(i, &["iptables", "-w", "5", "-P", "FORWARD", "ACCEPT"])?;
             }
@@ -484,6 +517,25 @@ impl<'a> Bench<'a> {
         for id in std::mem::take(&mut self.manual_routes) {
             self.lab
                 .admin_sync(move |c| async move { c.delete_route(&id).await })?;
+        }
+        Ok(())
+    }
+
+    /// /32 routes between the hosts via the vRouter (variant a2), or not.
+    fn set_host_routes(&mut self, on: bool) -> Result<()> {
+        if self.mode.host_routes == on {
+            return Ok(());
+        }
+        self.mode.host_routes = on;
+        let gateway = crossdock_lab::lab::GATEWAY;
+        for (me, peer) in [(1, 2), (2, 1)] {
+            let dst = format!("{}/32", self.lab.host(peer).private_ip);
+            let ns = Ns::Path(self.lab.host(me).netns_path());
+            if on {
+                ns.run(&["ip", "route", "replace", &dst, "via", gateway])?;
+            } else {
+                ns.run(&["ip", "route", "del", &dst, "via", gateway])?;
+            }
         }
         Ok(())
     }
@@ -543,6 +595,9 @@ impl<'a> Bench<'a> {
 
     /// Leaves the lab as the agents expect it (agents running, no overlay, no hand-made routes).
     fn restore(&mut self) {
+        if let Err(e) = self.set_host_routes(false) {
+            self.note(format!("{e:#}"));
+        }
         if let Err(e) = self.set_vxlan(false) {
             self.note(format!("{e:#}"));
         }
@@ -551,6 +606,39 @@ impl<'a> Bench<'a> {
                 "restarting the agents after the data-path benchmark: {e:#}"
             ));
         }
+    }
+}
+
+/// Waits until host `index`'s agent reports ready; fails at once if the agent process exits, quoting the
+/// end of its log.
+pub fn wait_agent_ready(lab: &Lab, index: usize, timeout: Duration) -> Result<()> {
+    let host = lab.host(index).clone();
+    let mut last = (String::new(), String::new());
+    let outcome = poll(timeout, Duration::from_millis(200), || {
+        last = crossdock_lab::lab::agent_health(&host);
+        if last.0 == "ready" {
+            return Some(Ok(()));
+        }
+        if crossdock_lab::lab::agent_pid(&host).is_none() {
+            let log = std::fs::read_to_string(host.agent_log()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            return Some(Err(anyhow!(
+                "the agent of {} exited; the end of {}: {}",
+                host.name,
+                host.agent_log().display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            )));
+        }
+        None
+    });
+    match outcome {
+        Some(r) => r,
+        None => bail!(
+            "the agent of {} is not ready after {timeout:?}: {} {}",
+            host.name,
+            last.0,
+            last.1
+        ),
     }
 }
 
@@ -724,6 +812,33 @@ pub fn figures(results: &Results) -> Vec<Figure> {
             );
         }
     }
+    // Context for D3: both sides of this ratio cross the vRouter namespace.
+    for m in Metric::ALL {
+        let s = ratio(
+            &results.samples,
+            Variant::Crossdock,
+            Variant::HostViaRouter,
+            m,
+        );
+        out.push(
+            Figure::new(
+                "D3'",
+                &format!("(b)/(a2) {} (context)", m.label()),
+                s.map(|s| s.median),
+                "",
+                Target::None,
+            )
+            .detail(match s {
+                Some(s) => format!(
+                    "median of {} per-round ratios, range {}–{}; host↔host through the same vRouter hop",
+                    s.n,
+                    num(s.min),
+                    num(s.max)
+                ),
+                None => "not measured".into(),
+            }),
+        );
+    }
     out
 }
 
@@ -853,7 +968,8 @@ mod tests {
             ..Default::default()
         };
         let f = figures(&results);
-        assert_eq!(f.len(), 9);
+        assert_eq!(f.len(), 12);
+        assert!(f[9..].iter().all(|f| f.id == "D3'" && f.met().is_none()));
         let d1 = f
             .iter()
             .find(|f| f.id == "D1" && f.name.contains("1 stream"))

@@ -78,7 +78,7 @@ pub fn bar_chart(
     hlines: &[(f64, String)],
 ) -> Result<()> {
     init_font()?;
-    let root = BitMapBackend::new(path, (1100, 600)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1300, 620)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let n = categories.len().max(1) as f64;
     let top = series
@@ -195,7 +195,7 @@ pub fn line_chart(
     hlines: &[(f64, String)],
 ) -> Result<()> {
     init_font()?;
-    let root = BitMapBackend::new(path, (1100, 600)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1300, 620)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let xmax = series
         .iter()

@@ -364,8 +364,9 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
             ..LabOptions::default()
         })
         .context("building the data-path lab")?;
-        for h in ["h1", "h2"] {
-            if let Err(e) = lab.wait_agent_ready(h, Duration::from_secs(90)) {
+        for i in 1..=2 {
+            if let Err(e) = datapath::wait_agent_ready(&lab, i, Duration::from_secs(90)) {
+                eprintln!("  note: {e:#}");
                 report.notes.push(format!("data-path lab: {e:#}"));
             }
         }
@@ -664,6 +665,7 @@ fn plots(r: &Report, out: &Path) -> Result<Vec<String>> {
 fn short(v: Variant) -> &'static str {
     match v {
         Variant::HostToHost => "host↔host",
+        Variant::HostViaRouter => "host↔host via vRouter",
         Variant::Crossdock => "crossdock",
         Variant::OpenFirewall => "rules off + FWD ACCEPT",
         Variant::SwarmOverlay => "swarm overlay",
