@@ -1,14 +1,34 @@
-//! Command-line entry points of the agent crate: `crossdock agent`, `status`, `deregister`.
-//! (Skeleton: filled in by the agent work.)
+//! Command-line entry points of the agent crate: `crossdock agent` (the daemon, `--check-config`,
+//! `--cleanup`), `crossdock status`, `crossdock deregister`.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 bad input or configuration.
 
+use crate::daemon::{self, Exit};
+use crate::routes::{self, RouteSync};
 use clap::Args;
+use crossdock_config::Config;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// `crossdock agent`
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// Configuration file.
-    #[arg(long, short = 'c', default_value = "/etc/crossdock/agent.toml", env = "CROSSDOCK_CONFIG")]
+    #[arg(
+        long,
+        short = 'c',
+        default_value = "/etc/crossdock/agent.toml",
+        env = "CROSSDOCK_CONFIG"
+    )]
     pub config: std::path::PathBuf,
+    /// Validate the configuration (and, if Docker answers, the served network and its subnet), print
+    /// the effective configuration as TOML and exit: 0 valid, 2 invalid.
+    #[arg(long, conflicts_with = "cleanup")]
+    pub check_config: bool,
+    /// Remove every iptables rule and chain crossdock owns, and nothing else, then exit. Stop the
+    /// agent first, or it puts them back.
+    #[arg(long)]
+    pub cleanup: bool,
 }
 
 /// `crossdock status`
@@ -17,25 +37,369 @@ pub struct StatusArgs {
     /// Print the raw JSON of the agent's /status.
     #[arg(long)]
     pub json: bool,
+    /// The agent's health socket.
+    #[arg(
+        long,
+        env = "CROSSDOCK_SOCKET",
+        default_value = "/run/crossdock/agent.sock"
+    )]
+    pub socket: PathBuf,
 }
 
 /// `crossdock deregister`
 #[derive(Debug, Args)]
 pub struct DeregisterArgs {
     /// Configuration file.
-    #[arg(long, short = 'c', default_value = "/etc/crossdock/agent.toml", env = "CROSSDOCK_CONFIG")]
+    #[arg(
+        long,
+        short = 'c',
+        default_value = "/etc/crossdock/agent.toml",
+        env = "CROSSDOCK_CONFIG"
+    )]
     pub config: std::path::PathBuf,
 }
 
-pub fn run_agent(_args: AgentArgs) -> u8 {
-    eprintln!("crossdock agent: not built yet");
-    1
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, u8> {
+    let mut b = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    b.enable_all().build().map_err(|e| {
+        eprintln!("crossdock: cannot start the async runtime: {e}");
+        1
+    })
 }
-pub fn run_status(_args: StatusArgs) -> u8 {
-    eprintln!("crossdock status: not built yet");
-    1
+
+fn load_or_report(path: &Path) -> Result<Config, u8> {
+    crossdock_config::load(path).map_err(|e| {
+        eprintln!("crossdock: {}: {e}", path.display());
+        2
+    })
 }
+
+pub fn run_agent(args: AgentArgs) -> u8 {
+    if args.cleanup {
+        return run_cleanup(&args.config);
+    }
+    let cfg = match load_or_report(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if args.check_config {
+        return check_config(&args.config, cfg);
+    }
+    let log = crate::logging::init(cfg.log_format, &cfg.log_level);
+    let rt = match runtime(2) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let exit = rt.block_on(async {
+        let routes: Arc<dyn RouteSync> = routes::for_config(&cfg);
+        daemon::run(args.config.clone(), cfg, log, routes).await
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    match exit {
+        Exit::Clean => 0,
+        Exit::Config(e) => {
+            eprintln!("crossdock: {}: {e}", args.config.display());
+            2
+        }
+        Exit::Runtime(m) => {
+            eprintln!("crossdock: {m}");
+            1
+        }
+    }
+}
+
+/// `--check-config`: the file, then (best effort, bounded) what Docker says about the network.
+fn check_config(path: &Path, cfg: Config) -> u8 {
+    print!("{}", cfg.to_toml());
+    if cfg.docker.static_subnet.is_some() {
+        eprintln!(
+            "crossdock: {}: valid (static_subnet mode: Docker not consulted)",
+            path.display()
+        );
+        return 0;
+    }
+    let rt = match runtime(1) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let result = rt.block_on(async {
+        use crossdock_docker::DockerSource;
+        let docker = crossdock_docker::BollardDocker::new(cfg.docker_socket());
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            docker.inspect_network(&cfg.docker.network),
+        )
+        .await
+    });
+    match result {
+        Ok(Ok(net)) => match crossdock_config::check_subnet(net.subnet, &cfg) {
+            Ok(()) => {
+                eprintln!(
+                    "crossdock: {}: valid; Docker network `{}` is {} on {}",
+                    path.display(),
+                    net.name,
+                    net.subnet,
+                    net.bridge
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("crossdock: {}: {e}", path.display());
+                2
+            }
+        },
+        Ok(Err(e @ crossdock_docker::DockerError::NetworkNotFound { .. })) => {
+            let ce = crossdock_config::ConfigError::new(
+                "docker.network",
+                format!("Docker has no network named `{}`", cfg.docker.network),
+                "create it, or name an existing bridge network (`docker network ls`)",
+            );
+            tracing::debug!(error = %e, "network lookup");
+            eprintln!("crossdock: {}: {ce}", path.display());
+            2
+        }
+        Ok(Err(e)) => {
+            eprintln!(
+                "crossdock: {}: valid; the served network was not checked: {e}",
+                path.display()
+            );
+            0
+        }
+        Err(_) => {
+            eprintln!(
+                "crossdock: {}: valid; the served network was not checked: Docker did not answer within 5 s",
+                path.display()
+            );
+            0
+        }
+    }
+}
+
+fn run_cleanup(path: &Path) -> u8 {
+    let (lock_wait, socket) = match crossdock_config::load(path) {
+        Ok(c) => (c.firewall.lock_wait_secs, Some(c.health_socket)),
+        Err(e) => {
+            eprintln!(
+                "crossdock: {}: {e}; cleaning up with the default iptables lock wait",
+                path.display()
+            );
+            (5, None)
+        }
+    };
+    let rt = match runtime(1) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        if let Some(sock) = socket.filter(|s| s.exists()) {
+            if crossdock_unixhttp::request(&sock, "GET", "/healthz", None, None)
+                .await
+                .is_ok()
+            {
+                eprintln!(
+                    "crossdock: warning: the agent is still running (it answers on {}) and will put its rules back; stop it first",
+                    sock.display()
+                );
+            }
+        }
+        let fw = crossdock_hostnet::Iptables::new(lock_wait);
+        match crossdock_hostnet::cleanup(&fw).await {
+            Ok(ch) => {
+                for line in &ch.log {
+                    println!("{line}");
+                }
+                println!(
+                    "removed {} rules and {} chains",
+                    ch.rules_removed, ch.chains_removed
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("crossdock: cleanup failed: {e}");
+                1
+            }
+        }
+    })
+}
+
+pub fn run_status(args: StatusArgs) -> u8 {
+    let rt = match runtime(1) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let resp = rt.block_on(crossdock_unixhttp::request(
+        &args.socket,
+        "GET",
+        "/status",
+        None,
+        None,
+    ));
+    let resp = match resp {
+        Ok(r) if r.is_success() => r,
+        Ok(r) => {
+            eprintln!(
+                "crossdock: the agent on {} answered HTTP {}: {}",
+                args.socket.display(),
+                r.status,
+                r.text().trim()
+            );
+            return 1;
+        }
+        Err(e) => {
+            eprintln!(
+                "crossdock: {e} (fix: start the agent, `systemctl status crossdock`, or point --socket / CROSSDOCK_SOCKET at its health socket)"
+            );
+            return 1;
+        }
+    };
+    let v: serde_json::Value = match serde_json::from_slice(&resp.body) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("crossdock: the agent's /status is not JSON: {e}");
+            return 1;
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print!("{}", render_status(&v));
+    }
+    let healthy = v["conditions"].as_object().is_some_and(|m| {
+        m.values()
+            .all(|c| matches!(c["state"].as_str(), Some("ready" | "disabled")))
+    });
+    if healthy {
+        0
+    } else {
+        1
+    }
+}
+
+fn s(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::String(s) if s.is_empty() => "-".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The human view of `/status`.
+pub fn render_status(v: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "crossdock agent {} (pid {}), started {}, config {}",
+        s(&v["version"]),
+        s(&v["pid"]),
+        s(&v["started_at"]),
+        s(&v["config_path"])
+    );
+    let _ = writeln!(
+        out,
+        "subnet {} on {}, Docker {}, external interface {}, instance {}",
+        s(&v["subnet"]),
+        s(&v["bridge"]),
+        s(&v["docker_version"]),
+        s(&v["external_interface"]),
+        s(&v["instance_id"])
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<12} {:<9} {:<22} {:<21} MESSAGE",
+        "CONDITION", "STATE", "REASON", "SINCE"
+    );
+    if let Some(conds) = v["conditions"].as_object() {
+        for name in crate::state::CONDITIONS {
+            let c = &conds.get(name).cloned().unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{:<12} {:<9} {:<22} {:<21} {}",
+                name,
+                s(&c["state"]),
+                s(&c["reason"]),
+                s(&c["last_change"]),
+                s(&c["message"])
+            );
+            if let Some(err) = c["last_error"].as_str() {
+                if c["state"] != "failed" {
+                    let _ = writeln!(out, "{:<12} {:<9} last error: {err}", "", "");
+                }
+            }
+        }
+    }
+    if let Some(routes) = v["routes"].as_array().filter(|r| !r.is_empty()) {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<26} {:<18} {:<26} {:<10} OWNER",
+            "ROUTE TABLE", "DESTINATION", "ENTRY", "STATUS"
+        );
+        for r in routes {
+            let _ = writeln!(
+                out,
+                "{:<26} {:<18} {:<26} {:<10} {}",
+                s(&r["table_id"]),
+                s(&r["cidr"]),
+                s(&r["entry_id"]),
+                s(&r["status"]),
+                s(&r["owner"])
+            );
+        }
+    }
+    let c = &v["counters"];
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "reconciles {} ({} with errors); last pass {} changes in {} ms at {}; rules +{} -{}; sysctl writes {}; Docker events {}",
+        s(&c["reconciles"]),
+        s(&c["reconcile_errors"]),
+        s(&c["last_reconcile_changes"]),
+        s(&c["last_reconcile_duration_ms"]),
+        s(&c["last_reconcile_at"]),
+        s(&c["rules_added"]),
+        s(&c["rules_removed"]),
+        s(&c["sysctl_changes"]),
+        s(&c["docker_events"]),
+    );
+    out
+}
+
 pub fn run_deregister(_args: DeregisterArgs) -> u8 {
     eprintln!("crossdock deregister: not built yet");
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_table_shows_every_condition_and_the_network() {
+        let mut st = crate::state::AgentState::new("/etc/crossdock/agent.toml".into());
+        st.subnet = Some("10.1.0.0/24".parse().unwrap());
+        st.bridge = Some("docker0".into());
+        st.set(
+            "firewall",
+            crate::state::Update::failed("IptablesFailed", "lock held"),
+        );
+        let text = render_status(&st.status_json());
+        assert!(text.contains("subnet 10.1.0.0/24 on docker0"), "{text}");
+        for n in crate::state::CONDITIONS {
+            assert!(
+                text.lines().any(|l| l.starts_with(n)),
+                "{n} missing:\n{text}"
+            );
+        }
+        assert!(text.contains("IptablesFailed"));
+        assert!(text.contains("reconciles 0"));
+    }
 }

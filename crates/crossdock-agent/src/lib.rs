@@ -1,2 +1,15 @@
 //! The per-host agent: host and route reconcilers, health socket, metrics, signals.
+//!
+//! Data flow: [`crossdock_docker`] says which subnet and bridge this host serves and when Docker
+//! changed something; [`host::run_pass`] turns that plus the configuration into kernel state through
+//! [`crossdock_hostnet`] (sysctls, iptables); the learned subnet goes to the route side
+//! ([`routes::RouteSync`]) which keeps the VPC route; everything found lands in [`state::AgentState`],
+//! served by [`health`] on a unix socket and shown by `crossdock status`. [`daemon`] drives it all.
 pub mod cli;
+pub mod daemon;
+pub mod health;
+pub mod host;
+pub mod logging;
+pub mod metrics;
+pub mod routes;
+pub mod state;

@@ -423,8 +423,12 @@ fn translate_toml_error(text: &str, e: serde_path_to_error::Error<toml::de::Erro
             format!("use one of: {allowed}"),
         );
     }
-    if msg.starts_with("invalid type") {
-        let expected = msg.rsplit("expected ").next().unwrap_or("another type");
+    if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
+        let expected = match msg.rsplit("expected ").next().unwrap_or("another type") {
+            "u64" | "u32" => "a whole number (0 or more)",
+            "a sequence" => "a list, e.g. [\"10.0.0.0/8\"]",
+            other => other,
+        };
         return ConfigError::new(
             join(None),
             format!("{msg}{at}"),

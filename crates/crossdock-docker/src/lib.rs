@@ -61,6 +61,8 @@ pub enum DockerEvent {
     ContainerStart {
         container: String,
     },
+    /// The watcher reached the daemon for the first time (at boot it may come up after the agent).
+    Connected,
     /// The event stream ended (daemon stopped or restarting); the watcher is reconnecting.
     Disconnected {
         reason: String,
@@ -358,8 +360,8 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The watcher loop: connect (with backoff), subscribe, forward events; when the stream ends, say
-/// so, reconnect, and send [`DockerEvent::Reconnected`]. Subscriptions start `since` the moment just
+/// The watcher loop: connect (with backoff), subscribe, send [`DockerEvent::Connected`], forward
+/// events; when the stream ends, say so, reconnect, and send [`DockerEvent::Reconnected`]. Subscriptions start `since` the moment just
 /// before the daemon was found answering, so an event racing the subscription is replayed, not lost.
 async fn watch_events(socket: PathBuf, tx: mpsc::Sender<DockerEvent>) {
     let mut first = true;
@@ -399,7 +401,12 @@ async fn watch_events(socket: PathBuf, tx: mpsc::Sender<DockerEvent>) {
             until: None,
             filters: Some(filters),
         }));
-        if !first && tx.send(DockerEvent::Reconnected).await.is_err() {
+        let hello = if first {
+            DockerEvent::Connected
+        } else {
+            DockerEvent::Reconnected
+        };
+        if tx.send(hello).await.is_err() {
             return;
         }
         first = false;

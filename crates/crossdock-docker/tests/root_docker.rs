@@ -48,6 +48,10 @@ async fn run(version: DockerVersion) {
     let watcher = docker.watch(tx);
 
     let mut dockerd = blocking(move || Dockerd::start(spec).unwrap()).await;
+    expect_event(&mut rx, "connected", |e| {
+        matches!(e, DockerEvent::Connected)
+    })
+    .await;
     let net = docker.inspect_network("bridge").await.unwrap();
     assert_eq!(net.subnet.to_string(), "10.7.1.0/24");
     assert_eq!(net.bridge, "docker0");

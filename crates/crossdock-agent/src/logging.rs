@@ -1,0 +1,36 @@
+//! Logging to stderr (journald picks it up), as text or one JSON object per line, with the filter
+//! reloadable on SIGHUP. Nothing secret is ever logged: the configuration is not logged as a whole
+//! and its one secret ([`crossdock_config::Secret`]) prints redacted.
+
+use crossdock_config::LogFormat;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
+
+/// Changes the log filter of the running process.
+#[derive(Debug, Clone)]
+pub struct LogHandle(Option<reload::Handle<EnvFilter, Registry>>);
+
+impl LogHandle {
+    /// Applies a new `log_level` directive (already validated by the config).
+    pub fn set_level(&self, level: &str) {
+        if let (Some(h), Ok(f)) = (&self.0, EnvFilter::try_new(level)) {
+            let _ = h.reload(f);
+        }
+    }
+}
+
+/// Installs the global subscriber; a second call (tests) leaves the first in place.
+pub fn init(format: LogFormat, level: &str) -> LogHandle {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let base = fmt::layer().with_writer(std::io::stderr).with_target(false);
+    let ok = match format {
+        LogFormat::Text => Registry::default().with(filter).with(base).try_init(),
+        LogFormat::Json => Registry::default()
+            .with(filter)
+            .with(base.json().flatten_event(true))
+            .try_init(),
+    };
+    LogHandle(ok.is_ok().then_some(handle))
+}

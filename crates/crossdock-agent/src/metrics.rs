@@ -1,0 +1,221 @@
+//! The agent's own counters, rendered as Prometheus text (`/metrics`) and as the `counters` object of
+//! `/status`. Hand-written: a handful of counters and one histogram do not justify a metrics stack.
+
+use crate::state::Conditions;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Upper bounds of the reconcile duration histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Counters since the agent started.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Host reconcile passes by (trigger, result).
+    pub reconciles: BTreeMap<(String, &'static str), u64>,
+    /// Histogram of pass durations: counts per bucket (cumulative at render), sum, count.
+    pub duration_buckets: [u64; BUCKETS.len()],
+    pub duration_sum: f64,
+    pub duration_count: u64,
+    /// Errors by kind (`iptables_lock`, `docker_unavailable`, ...).
+    pub errors: BTreeMap<String, u64>,
+    pub rules_added: u64,
+    pub rules_removed: u64,
+    pub chains_created: u64,
+    pub chains_removed: u64,
+    pub sysctl_changes: u64,
+    /// Writes (rules, chains, sysctls) made by the most recent pass.
+    pub last_changes: u64,
+    pub last_duration: Duration,
+    pub last_reconcile_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub docker_events: u64,
+    pub config_reloads: u64,
+    pub config_reload_errors: u64,
+}
+
+impl Metrics {
+    /// Records one finished pass.
+    pub fn record_pass(&mut self, trigger: &str, ok: bool, took: Duration, changes: u64) {
+        let result = if ok { "ok" } else { "error" };
+        *self
+            .reconciles
+            .entry((trigger.to_string(), result))
+            .or_default() += 1;
+        let secs = took.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.duration_buckets[i] += 1;
+        }
+        self.duration_sum += secs;
+        self.duration_count += 1;
+        self.last_changes = changes;
+        self.last_duration = took;
+        self.last_reconcile_at = Some(chrono::Utc::now());
+    }
+
+    pub fn record_error(&mut self, kind: &str) {
+        *self.errors.entry(kind.to_string()).or_default() += 1;
+    }
+
+    pub fn reconcile_total(&self) -> u64 {
+        self.reconciles.values().sum()
+    }
+
+    pub fn reconcile_errors(&self) -> u64 {
+        self.reconciles
+            .iter()
+            .filter(|((_, r), _)| *r == "error")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The `counters` object of `/status`.
+    pub fn counters_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "reconciles": self.reconcile_total(),
+            "reconcile_errors": self.reconcile_errors(),
+            "last_reconcile_changes": self.last_changes,
+            "last_reconcile_duration_ms": self.last_duration.as_millis() as u64,
+            "last_reconcile_at": self.last_reconcile_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            "rules_added": self.rules_added,
+            "rules_removed": self.rules_removed,
+            "chains_created": self.chains_created,
+            "chains_removed": self.chains_removed,
+            "sysctl_changes": self.sysctl_changes,
+            "docker_events": self.docker_events,
+            "config_reloads": self.config_reloads,
+            "config_reload_errors": self.config_reload_errors,
+            "errors": self.errors,
+        })
+    }
+
+    /// Prometheus text exposition format (0.0.4).
+    pub fn render(&self, conditions: &Conditions, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_reconcile_total Host reconcile passes, by trigger and result.\n# TYPE crossdock_reconcile_total counter"
+        );
+        for ((trigger, result), n) in &self.reconciles {
+            let _ = writeln!(
+                out,
+                "crossdock_reconcile_total{{trigger=\"{trigger}\",result=\"{result}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_reconcile_duration_seconds Duration of host reconcile passes.\n# TYPE crossdock_reconcile_duration_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (b, n) in BUCKETS.iter().zip(self.duration_buckets) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "crossdock_reconcile_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "crossdock_reconcile_duration_seconds_bucket{{le=\"+Inf\"}} {}\ncrossdock_reconcile_duration_seconds_sum {}\ncrossdock_reconcile_duration_seconds_count {}",
+            self.duration_count, self.duration_sum, self.duration_count
+        );
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_errors_total Errors, by kind.\n# TYPE crossdock_errors_total counter"
+        );
+        for (kind, n) in &self.errors {
+            let _ = writeln!(out, "crossdock_errors_total{{kind=\"{kind}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_rule_changes_total iptables writes made by the agent, by operation.\n# TYPE crossdock_rule_changes_total counter"
+        );
+        for (op, n) in [
+            ("rule_added", self.rules_added),
+            ("rule_removed", self.rules_removed),
+            ("chain_created", self.chains_created),
+            ("chain_removed", self.chains_removed),
+        ] {
+            let _ = writeln!(out, "crossdock_rule_changes_total{{op=\"{op}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_sysctl_changes_total Sysctl writes made by the agent.\n# TYPE crossdock_sysctl_changes_total counter\ncrossdock_sysctl_changes_total {}",
+            self.sysctl_changes
+        );
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_last_reconcile_changes Writes made by the most recent host reconcile pass.\n# TYPE crossdock_last_reconcile_changes gauge\ncrossdock_last_reconcile_changes {}",
+            self.last_changes
+        );
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_docker_events_total Docker events received.\n# TYPE crossdock_docker_events_total counter\ncrossdock_docker_events_total {}",
+            self.docker_events
+        );
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_config_reloads_total Configuration reloads (SIGHUP), by result.\n# TYPE crossdock_config_reloads_total counter\ncrossdock_config_reloads_total{{result=\"ok\"}} {}\ncrossdock_config_reloads_total{{result=\"error\"}} {}",
+            self.config_reloads, self.config_reload_errors
+        );
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_condition Current state of each condition (1 for the current state).\n# TYPE crossdock_condition gauge"
+        );
+        for (name, c) in conditions.iter() {
+            for st in ["ready", "pending", "failed", "disabled"] {
+                let v = u8::from(c.state.as_str() == st);
+                let _ = writeln!(
+                    out,
+                    "crossdock_condition{{condition=\"{name}\",state=\"{st}\"}} {v}"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_a_cumulative_histogram() {
+        let mut m = Metrics::default();
+        m.record_pass("start", true, Duration::from_millis(30), 9);
+        m.record_pass("resync", true, Duration::from_millis(5), 0);
+        m.record_pass("resync", false, Duration::from_secs(20), 0);
+        m.record_error("iptables_lock");
+        m.rules_added = 9;
+        let mut out = String::new();
+        m.render(&Conditions::new(chrono::Utc::now()), &mut out);
+        assert!(out.contains("crossdock_reconcile_total{trigger=\"resync\",result=\"ok\"} 1"));
+        assert!(out.contains("crossdock_reconcile_total{trigger=\"resync\",result=\"error\"} 1"));
+        assert!(out.contains("crossdock_reconcile_duration_seconds_bucket{le=\"0.01\"} 1"));
+        assert!(out.contains("crossdock_reconcile_duration_seconds_bucket{le=\"0.05\"} 2"));
+        assert!(out.contains("crossdock_reconcile_duration_seconds_bucket{le=\"10\"} 2"));
+        assert!(out.contains("crossdock_reconcile_duration_seconds_bucket{le=\"+Inf\"} 3"));
+        assert!(out.contains("crossdock_reconcile_duration_seconds_count 3"));
+        assert!(out.contains("crossdock_errors_total{kind=\"iptables_lock\"} 1"));
+        assert!(out.contains("crossdock_rule_changes_total{op=\"rule_added\"} 9"));
+        assert!(out.contains("crossdock_last_reconcile_changes 0"));
+        assert!(out.contains("crossdock_condition{condition=\"docker\",state=\"pending\"} 1"));
+        // Every sample line belongs to a declared metric family.
+        let families: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        for l in out.lines().filter(|l| !l.starts_with('#')) {
+            let name = l.split(['{', ' ']).next().unwrap();
+            assert!(
+                families
+                    .iter()
+                    .any(|f| name == *f || name.starts_with(&format!("{f}_"))),
+                "{l}"
+            );
+        }
+        let c = m.counters_json();
+        assert_eq!(c["reconciles"], 3);
+        assert_eq!(c["reconcile_errors"], 1);
+        assert_eq!(c["last_reconcile_changes"], 0);
+    }
+}

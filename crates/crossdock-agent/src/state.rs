@@ -1,0 +1,337 @@
+//! What the agent knows and reports: one condition per concern, the learned network, the routes and
+//! the counters, shared between the reconcile loop (writer) and the health server (reader).
+//!
+//! A condition's `last_change` moves only when its state or reason changes, so a resync that finds
+//! everything in place does not look like a change; `last_error` keeps the most recent error even
+//! after recovery, which is what someone looking at a flapping host wants to see.
+
+use crate::metrics::Metrics;
+use chrono::{DateTime, SecondsFormat, Utc};
+use ipnet::Ipv4Net;
+use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The concerns, in the order `/status` and `crossdock status` show them.
+pub const CONDITIONS: [&str; 6] = [
+    "docker",
+    "subnet",
+    "forwarding",
+    "firewall",
+    "route",
+    "credentials",
+];
+
+/// A condition's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Ready,
+    Pending,
+    Failed,
+    /// Not this agent's job in this configuration (e.g. routes managed outside crossdock).
+    Disabled,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Pending => "pending",
+            State::Failed => "failed",
+            State::Disabled => "disabled",
+        }
+    }
+}
+
+fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// One concern's condition, as served in `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Condition {
+    pub state: State,
+    /// CamelCase, stable for alerts.
+    pub reason: String,
+    /// One line for people.
+    pub message: String,
+    #[serde(serialize_with = "ser_time")]
+    pub last_change: DateTime<Utc>,
+    /// The most recent error, `null` if there never was one.
+    pub last_error: Option<String>,
+}
+
+/// A condition update: what a reconcile step found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    pub state: State,
+    pub reason: String,
+    pub message: String,
+    /// Set when the step failed: recorded as `last_error`.
+    pub error: Option<String>,
+}
+
+impl Update {
+    pub fn new(state: State, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            state,
+            reason: reason.into(),
+            message: message.into(),
+            error: None,
+        }
+    }
+    pub fn ready(reason: &str, message: impl Into<String>) -> Self {
+        Self::new(State::Ready, reason, message)
+    }
+    pub fn pending(reason: &str, message: impl Into<String>) -> Self {
+        Self::new(State::Pending, reason, message)
+    }
+    pub fn disabled(reason: &str, message: impl Into<String>) -> Self {
+        Self::new(State::Disabled, reason, message)
+    }
+    /// A failure: the message doubles as `last_error`.
+    pub fn failed(reason: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            state: State::Failed,
+            reason: reason.into(),
+            error: Some(message.clone()),
+            message,
+        }
+    }
+}
+
+/// Every condition, keyed by concern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conditions {
+    map: BTreeMap<&'static str, Condition>,
+}
+
+impl Conditions {
+    /// All pending "NotCheckedYet" at `now`.
+    pub fn new(now: DateTime<Utc>) -> Self {
+        let map = CONDITIONS
+            .iter()
+            .map(|n| {
+                (
+                    *n,
+                    Condition {
+                        state: State::Pending,
+                        reason: "NotCheckedYet".into(),
+                        message: "the agent has not checked this yet".into(),
+                        last_change: now,
+                        last_error: None,
+                    },
+                )
+            })
+            .collect();
+        Self { map }
+    }
+
+    /// Applies an update; returns true if the state or reason changed.
+    pub fn set(&mut self, name: &'static str, u: Update, now: DateTime<Utc>) -> bool {
+        let c = self
+            .map
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("unknown condition {name}"));
+        let changed = c.state != u.state || c.reason != u.reason;
+        if changed {
+            c.last_change = now;
+        }
+        c.state = u.state;
+        c.reason = u.reason;
+        c.message = u.message;
+        if let Some(e) = u.error {
+            c.last_error = Some(e);
+        }
+        changed
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Condition> {
+        self.map.get(name)
+    }
+
+    /// Conditions that are neither ready nor disabled, in display order.
+    pub fn unhealthy(&self) -> Vec<(&'static str, &Condition)> {
+        CONDITIONS
+            .iter()
+            .filter_map(|n| self.map.get_key_value(n))
+            .filter(|(_, c)| matches!(c.state, State::Pending | State::Failed))
+            .map(|(n, c)| (*n, c))
+            .collect()
+    }
+
+    /// In display order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Condition)> {
+        CONDITIONS
+            .iter()
+            .filter_map(|n| self.map.get_key_value(n).map(|(k, v)| (*k, v)))
+    }
+}
+
+impl Serialize for Conditions {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.map.len()))?;
+        for (k, v) in self.iter() {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// A VPC route as the route side reports it (`/status` `routes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteEntryStatus {
+    pub table_id: String,
+    pub cidr: String,
+    pub entry_id: String,
+    pub status: String,
+    pub owner: String,
+}
+
+/// Everything the agent reports.
+#[derive(Debug)]
+pub struct AgentState {
+    pub started_at: DateTime<Utc>,
+    pub pid: u32,
+    pub config_path: PathBuf,
+    pub instance_id: Option<String>,
+    pub subnet: Option<Ipv4Net>,
+    pub bridge: Option<String>,
+    pub docker_version: Option<String>,
+    pub external_interface: Option<String>,
+    pub conditions: Conditions,
+    pub routes: Vec<RouteEntryStatus>,
+    pub metrics: Metrics,
+}
+
+impl AgentState {
+    pub fn new(config_path: PathBuf) -> Self {
+        let now = Utc::now();
+        Self {
+            started_at: now,
+            pid: std::process::id(),
+            config_path,
+            instance_id: None,
+            subnet: None,
+            bridge: None,
+            docker_version: None,
+            external_interface: None,
+            conditions: Conditions::new(now),
+            routes: Vec::new(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Applies a condition update now, logging transitions.
+    pub fn set(&mut self, name: &'static str, u: Update) {
+        let (state, reason, message) = (u.state, u.reason.clone(), u.message.clone());
+        if self.conditions.set(name, u, Utc::now()) {
+            match state {
+                State::Failed => {
+                    tracing::error!(condition = name, reason, "{message}")
+                }
+                State::Pending => tracing::warn!(condition = name, reason, "{message}"),
+                _ => tracing::info!(
+                    condition = name,
+                    state = state.as_str(),
+                    reason,
+                    "{message}"
+                ),
+            }
+        }
+    }
+
+    /// The `/status` document (see docs/CONTRACTS.md).
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": self.pid,
+            "started_at": self.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "config_path": self.config_path.display().to_string(),
+            "instance_id": self.instance_id,
+            "subnet": self.subnet.map(|s| s.to_string()),
+            "bridge": self.bridge,
+            "docker_version": self.docker_version,
+            "external_interface": self.external_interface,
+            "conditions": self.conditions,
+            "routes": self.routes,
+            "counters": self.metrics.counters_json(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn last_change_moves_only_on_state_or_reason_change_and_errors_stick() {
+        let t0 = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let t1 = Utc.with_ymd_and_hms(2025, 1, 1, 0, 1, 0).unwrap();
+        let t2 = Utc.with_ymd_and_hms(2025, 1, 1, 0, 2, 0).unwrap();
+        let mut c = Conditions::new(t0);
+        assert!(c.set("firewall", Update::ready("InPlace", "9 rules"), t1));
+        assert!(!c.set(
+            "firewall",
+            Update::ready("InPlace", "9 rules, 0 changed"),
+            t2
+        ));
+        let f = c.get("firewall").unwrap();
+        assert_eq!(f.last_change, t1);
+        assert_eq!(f.message, "9 rules, 0 changed");
+        assert!(c.set("firewall", Update::failed("IptablesFailed", "lock"), t2));
+        assert!(c.set("firewall", Update::ready("InPlace", "ok"), t2));
+        assert_eq!(
+            c.get("firewall").unwrap().last_error.as_deref(),
+            Some("lock")
+        );
+    }
+
+    #[test]
+    fn unhealthy_lists_pending_and_failed_only() {
+        let now = Utc::now();
+        let mut c = Conditions::new(now);
+        for n in CONDITIONS {
+            c.set(n, Update::ready("Ok", "ok"), now);
+        }
+        c.set("route", Update::disabled("External", "x"), now);
+        assert!(c.unhealthy().is_empty());
+        c.set("forwarding", Update::failed("X", "y"), now);
+        assert_eq!(
+            c.unhealthy().iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            ["forwarding"]
+        );
+    }
+
+    #[test]
+    fn status_json_has_the_contract_fields() {
+        let s = AgentState::new("/etc/crossdock/agent.toml".into());
+        let v = s.status_json();
+        for k in [
+            "version",
+            "pid",
+            "started_at",
+            "config_path",
+            "instance_id",
+            "subnet",
+            "bridge",
+            "docker_version",
+            "conditions",
+            "routes",
+            "counters",
+        ] {
+            assert!(v.get(k).is_some(), "missing {k}: {v}");
+        }
+        for n in CONDITIONS {
+            let c = &v["conditions"][n];
+            for k in ["state", "reason", "message", "last_change", "last_error"] {
+                assert!(c.get(k).is_some(), "{n} lacks {k}: {c}");
+            }
+            assert_eq!(c["state"], "pending");
+        }
+    }
+}
