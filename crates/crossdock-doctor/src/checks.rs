@@ -803,21 +803,19 @@ fn forward_jump(f: &Facts) -> Outcome {
     };
     let trace = filter.trace("FORWARD", &pkt);
     let reached = trace.entered(hrules::FORWARD_CHAIN);
+    let path = format!(
+        "a packet {} -> {} (in {}, out {})",
+        pkt.src,
+        pkt.dst,
+        pkt.in_if.as_deref().unwrap_or("?"),
+        pkt.out_if.as_deref().unwrap_or("?"),
+    );
     match (pos, reached) {
-        (_, false) => Outcome::fail(
+        (None, _) => Outcome::fail(
             format!(
-                "a packet {} -> {} (in {}, out {}) never reaches {}: {}{}",
-                pkt.src,
-                pkt.dst,
-                pkt.in_if.as_deref().unwrap_or("?"),
-                pkt.out_if.as_deref().unwrap_or("?"),
+                "the jump from DOCKER-USER to {} is missing; {path} ends: {}",
                 hrules::FORWARD_CHAIN,
-                trace.describe(),
-                if pos.is_none() {
-                    "; the jump from DOCKER-USER is missing"
-                } else {
-                    ""
-                }
+                trace.describe()
             ),
             fix,
         ),
@@ -825,13 +823,26 @@ fn forward_jump(f: &Facts) -> Outcome {
             "DOCKER-USER #1 jumps to {} and FORWARD reaches it",
             hrules::FORWARD_CHAIN
         )),
-        (p, true) => Outcome::warn(
+        (Some(p), true) => Outcome::warn(
             format!(
                 "FORWARD reaches {} but the jump is DOCKER-USER #{} (rules above it decide first)",
                 hrules::FORWARD_CHAIN,
-                p.map_or("?".into(), |i| (i + 1).to_string())
+                p + 1
             ),
             fix,
+        ),
+        // Decided before DOCKER-USER: harmless if accepted (firewall.forward-policy judges how wide).
+        (Some(_), false) if trace.verdict == "ACCEPT" => Outcome::ok(format!(
+            "the jump is in place, but {path} is accepted before it: {}",
+            trace.describe()
+        )),
+        (Some(_), false) => Outcome::fail(
+            format!(
+                "{path} never reaches {}: {}",
+                hrules::FORWARD_CHAIN,
+                trace.describe()
+            ),
+            "remove or narrow the rule named above: it decides before DOCKER-USER, where crossdock admits cluster traffic",
         ),
     }
 }

@@ -614,9 +614,9 @@ fn jump_from_docker_user_missing_or_displaced() {
         &f,
         "firewall.forward-jump",
         Status::Fail,
-        "never reaches CROSSDOCK-FORWARD",
+        "jump from DOCKER-USER to CROSSDOCK-FORWARD is missing",
     );
-    assert!(c.evidence.contains("jump from DOCKER-USER is missing"));
+    assert!(c.evidence.contains("DROP by DOCKER #1"), "{}", c.evidence);
     assert!(c
         .fix
         .unwrap()
@@ -627,6 +627,15 @@ fn jump_from_docker_user_missing_or_displaced() {
         .rules
         .insert(0, rule("-s 192.168.9.0/24 -j DROP"));
     only(&f, "firewall.forward-jump", Status::Warn, "DOCKER-USER #2");
+
+    // Accepted before DOCKER-USER: the jump is not the problem (forward-policy judges the width).
+    let mut f = healthy();
+    chain(&mut f, "filter", "FORWARD")
+        .rules
+        .insert(0, rule("-s 10.0.0.0/8 -j ACCEPT"));
+    let c = get(&run(&f), "firewall.forward-jump").clone();
+    assert_eq!(c.status, Status::Ok, "{}", c.evidence);
+    assert!(c.evidence.contains("accepted before it"));
 }
 
 #[test]
@@ -1018,6 +1027,8 @@ fn a_static_subnet_host_is_checked_without_docker() {
         assert_ne!(c.status, Status::Fail, "{}: {}", c.id, c.evidence);
         assert_eq!(c.blocked_by, None, "{}", c.id);
     }
-    assert!(get(&checks, "docker.network").evidence.contains("static subnet 10.1.0.0/24"));
+    assert!(get(&checks, "docker.network")
+        .evidence
+        .contains("static subnet 10.1.0.0/24"));
     assert_eq!(get(&checks, "firewall.forward-chain").status, Status::Skip);
 }

@@ -465,7 +465,10 @@ impl DockerProbe for RealDocker {
             .unwrap_or_default();
         let name = cfg.docker.network.as_str();
         let network = match client
-            .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
             .await
         {
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -478,8 +481,12 @@ impl DockerProbe for RealDocker {
                 message: e.to_string(),
             })),
             Ok(net) => {
-                let options: BTreeMap<String, String> =
-                    net.options.clone().unwrap_or_default().into_iter().collect();
+                let options: BTreeMap<String, String> = net
+                    .options
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
                 let mut containers: Vec<Ipv4Addr> = net
                     .containers
                     .clone()

@@ -150,14 +150,20 @@ pub struct ProbeReport {
     /// `icmp` or `tcp/PORT`.
     pub method: String,
     pub source: Option<Ipv4Addr>,
-    pub route: Result<RouteLookup, Unavailable>,
+    /// The kernel's route decision, or why there is none (`route_error`).
+    pub route: Option<RouteLookup>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_error: Option<Unavailable>,
     /// Whether the packets left with this host's address instead of the source (`None`: unknown).
     pub masqueraded: Option<bool>,
     pub masquerade_evidence: String,
     /// Rules that counted packets and drop them.
     pub drops: Vec<String>,
     pub counters: Vec<CounterDelta>,
-    pub traffic: Result<Traffic, Unavailable>,
+    /// What the traffic achieved, or why it could not be sent (`traffic_error`).
+    pub traffic: Option<Traffic>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic_error: Option<Unavailable>,
     /// Whether an answer came back.
     pub ok: bool,
     /// How far the traffic got, in one sentence.
@@ -322,12 +328,14 @@ pub fn analyse(
         target: req.target,
         method,
         source: src,
-        route,
+        route_error: route.as_ref().err().cloned(),
+        route: route.ok(),
         masqueraded,
         masquerade_evidence,
         drops,
         counters,
-        traffic,
+        traffic_error: traffic.as_ref().err().cloned(),
+        traffic: traffic.ok(),
         ok,
         conclusion,
         fix,

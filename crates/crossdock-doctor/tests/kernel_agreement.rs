@@ -52,7 +52,8 @@ fn ping(ns: &Netns, src: &str, dst: &str) -> bool {
 }
 
 fn which(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
 }
 
 fn a(s: &str) -> Ipv4Addr {
@@ -125,12 +126,10 @@ fn nat_exemption_variants_agree_with_the_kernel() {
             (n, 0) if n > 0 => false,
             other => panic!("{name}: unexpected counts {other:?}"),
         };
-        let predicted = save(&p.host)
-            .table("nat")
-            .trace(
-                "POSTROUTING",
-                &Packet::new(a("10.1.0.1"), a("10.2.0.5")).leaving_by("eth0"),
-            );
+        let predicted = save(&p.host).table("nat").trace(
+            "POSTROUTING",
+            &Packet::new(a("10.1.0.1"), a("10.2.0.5")).leaving_by("eth0"),
+        );
         let predicted_masq = predicted.verdict == "MASQUERADE";
         assert_eq!(observed_masq, want_masq, "{name}: the kernel");
         assert_eq!(
