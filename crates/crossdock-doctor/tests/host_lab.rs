@@ -9,13 +9,15 @@
 //! uncovered), and asserts that doctor names exactly that check, with its fix, and changes nothing
 //! else but the checks that depend on it. The probe sends real pings to the peer.
 
+mod common;
+
+use common::{only, statuses};
 use crossdock_doctor::model::Status;
-use crossdock_hostnet::rules::{desired_rules, DesiredInput, POSTROUTING_CHAIN};
+use crossdock_hostnet::rules::{desired_rules, DesiredInput};
 use crossdock_hostnet::Iptables;
 use crossdock_lab::dockerd::{DockerVersion, Dockerd, DockerdSpec};
 use crossdock_lab::netns::{veth, Netns};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 struct Host {
@@ -89,12 +91,8 @@ impl Host {
         )
     }
 
-    /// crossdock's rules, applied by crossdock-hostnet's reconcile through the real iptables.
-    ///
-    /// crossdock-hostnet writes the NAT exemption as a RETURN inside CROSSDOCK-POSTROUTING, which
-    /// the kernel hands back to Docker's MASQUERADE (tests/kernel_agreement.rs); until that is
-    /// changed there, the exemption is turned into the ACCEPT that works, so that the baseline is a
-    /// host where cluster traffic really keeps its source. (A no-op once hostnet writes ACCEPT.)
+    /// crossdock's rules, applied by crossdock-hostnet's reconcile through the real iptables (with
+    /// the NAT exemption made final: see `common::make_nat_exemption_final`).
     fn apply_rules(&self) {
         let rules = desired_rules(&DesiredInput {
             cluster_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
@@ -109,29 +107,7 @@ impl Host {
             .unwrap()
             .block_on(crossdock_hostnet::reconcile(&rules, &fw))
             .unwrap();
-        let dump = self
-            .ns
-            .exec_stdout(&["iptables", "-t", "nat", "-S", POSTROUTING_CHAIN])
-            .unwrap();
-        for (i, line) in dump.lines().filter(|l| l.starts_with("-A ")).enumerate() {
-            if line.ends_with("-j RETURN") {
-                let spec = line
-                    .trim_start_matches(&format!("-A {POSTROUTING_CHAIN} "))
-                    .replace("-j RETURN", "-j ACCEPT")
-                    .replace('"', "");
-                let mut argv = vec![
-                    "iptables".to_string(),
-                    "-t".into(),
-                    "nat".into(),
-                    "-R".into(),
-                    POSTROUTING_CHAIN.into(),
-                    (i + 1).to_string(),
-                ];
-                argv.extend(spec.split_whitespace().map(String::from));
-                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-                self.ns.exec(&argv).unwrap();
-            }
-        }
+        common::make_nat_exemption_final(&self.ns);
     }
 
     fn sh(&self, script: &str) {
@@ -143,79 +119,7 @@ impl Host {
         let config = self.config.display().to_string();
         let mut argv = vec![bin.as_str(), "doctor", "--json", "-c", config.as_str()];
         argv.extend_from_slice(extra);
-        let out = self.ns.exec_unchecked(&argv).unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "doctor printed no JSON ({e}): {}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        assert_eq!(
-            out.status.code(),
-            v["exit_code"].as_u64().map(|c| c as i32),
-            "exit status matches the report"
-        );
-        v
-    }
-}
-
-fn statuses(v: &Value) -> BTreeMap<String, (String, Value)> {
-    v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["id"].as_str().unwrap().to_string(),
-                (c["status"].as_str().unwrap().to_string(), c.clone()),
-            )
-        })
-        .collect()
-}
-
-/// The checks that depend on `id`, directly or not.
-fn dependents(id: &str) -> Vec<String> {
-    let defs = crossdock_doctor::checks::all();
-    let mut out: Vec<String> = Vec::new();
-    let mut frontier = vec![id.to_string()];
-    while let Some(cur) = frontier.pop() {
-        for d in &defs {
-            if d.depends_on.contains(&cur.as_str()) && !out.contains(&d.id.to_string()) {
-                out.push(d.id.to_string());
-                frontier.push(d.id.to_string());
-            }
-        }
-    }
-    out
-}
-
-/// Asserts `id` has `status` with a fix whose text contains `fix`, and that every other check that
-/// moved from the baseline is a dependent of `id`, held back naming it.
-fn only(base: &Value, now: &Value, id: &str, status: Status, fix: &str) {
-    let b = statuses(base);
-    let n = statuses(now);
-    let (s, check) = &n[id];
-    assert_eq!(s, status.as_str(), "{id}: {check:#}");
-    let fix_text = check["fix"].as_str().unwrap_or_default();
-    assert!(
-        fix_text.contains(fix),
-        "{id}: fix `{fix_text}` lacks `{fix}`"
-    );
-    let deps = dependents(id);
-    for (other, (s2, c2)) in &n {
-        if other == id || b[other].0 == *s2 {
-            continue;
-        }
-        assert!(
-            deps.contains(other),
-            "{other} moved {} -> {s2} but does not depend on {id}: {c2:#}",
-            b[other].0
-        );
-        if status == Status::Fail {
-            assert_eq!(s2, "skip", "{other}");
-            assert_eq!(c2["blocked_by"], id, "{other}");
-        }
+        common::doctor_json(self.ns.command(&argv))
     }
 }
 
