@@ -453,7 +453,6 @@ fn agents_make_containers_talk(docker: DockerVersion) {
 }
 
 #[test]
-#[ignore = "needs the agent (issue 2): run with --ignored once `crossdock agent` works"]
 fn agents_make_containers_talk_docker_20() {
     if !root_or_skip() {
         return;
@@ -462,7 +461,6 @@ fn agents_make_containers_talk_docker_20() {
 }
 
 #[test]
-#[ignore = "needs the agent (issue 2): run with --ignored once `crossdock agent` works"]
 fn agents_make_containers_talk_docker_28() {
     if !root_or_skip() {
         return;
