@@ -128,7 +128,7 @@ pub fn all() -> Vec<CheckDef<Facts>> {
         CheckDef::new(
             "forwarding.rp-filter",
             "reverse-path filter lets peers' traffic in",
-            &["host.external-interface", "docker.network"],
+            &["host.external-interface"],
             rp_filter,
         ),
         CheckDef::new(

@@ -1032,3 +1032,53 @@ fn a_static_subnet_host_is_checked_without_docker() {
         .contains("static subnet 10.1.0.0/24"));
     assert_eq!(get(&checks, "firewall.forward-chain").status, Status::Skip);
 }
+
+#[test]
+fn route_tables_unknown_or_none() {
+    let mut f = healthy();
+    cloud(&mut f).route_tables = Err(Unavailable::new(
+        "no route table is associated with vSwitch vsw-1 and the VPC has no system route table",
+        "set cloud.route_table_ids",
+    ));
+    only(&f, "cloud.route-table", Status::Fail, "no route table");
+    let mut f = healthy();
+    cloud(&mut f).route_tables = Ok(vec![]);
+    only(
+        &f,
+        "cloud.route-table",
+        Status::Fail,
+        "no route table found",
+    );
+}
+
+#[test]
+fn a_refused_read_names_its_action() {
+    let mut f = healthy();
+    let p = cloud(&mut f)
+        .permissions
+        .iter_mut()
+        .find(|p| p.action == "DescribeNetworkInterfaces")
+        .unwrap();
+    p.result = Err(Unavailable::new(
+        "ECS DescribeNetworkInterfaces: Forbidden.RAM (not authorized)",
+        "grant ecs:DescribeNetworkInterfaces",
+    ));
+    only(
+        &f,
+        "cloud.permission.DescribeNetworkInterfaces",
+        Status::Fail,
+        "read call",
+    );
+}
+
+#[test]
+fn unreadable_docker_version_warns() {
+    let mut f = healthy();
+    f.docker.as_mut().unwrap().version = "dev".into();
+    only(
+        &f,
+        "docker.version",
+        Status::Warn,
+        "cannot read Docker's version",
+    );
+}
