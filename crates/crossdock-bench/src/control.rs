@@ -86,8 +86,13 @@ pub struct Bins {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct C1Sample {
     pub rep: usize,
-    /// Agent start → first answered request between the containers.
+    /// Agent start → first answered request between the containers, the receiver seeing the sender's
+    /// container IP.
     pub seconds: Option<f64>,
+    /// Agent start → the first answer of any kind (the sender's host may still masquerade it).
+    pub first_answer_s: Option<f64>,
+    /// Source addresses the receiver saw, in order.
+    pub sources_seen: Vec<String>,
     /// Agent start → both routes `Available` in the emulator.
     pub routes_available_s: Option<f64>,
     pub probe_attempts: u64,
@@ -107,6 +112,8 @@ pub fn c1(
                 return C1Sample {
                     rep,
                     seconds: None,
+                    first_answer_s: None,
+                    sources_seen: Vec::new(),
                     routes_available_s: None,
                     probe_attempts: 0,
                     error: Some(format!("{e:#}")),
@@ -115,14 +122,18 @@ pub fn c1(
             let s = c1_once(rep, timings, bins).unwrap_or_else(|e| C1Sample {
                 rep,
                 seconds: None,
+                first_answer_s: None,
+                sources_seen: Vec::new(),
                 routes_available_s: None,
                 probe_attempts: 0,
                 error: Some(format!("{e:#}")),
             });
             eprintln!(
-                "  C1 #{}: first packet after {} s, routes Available after {} s{}",
+                "  C1 #{}: first packet after {} s (any source: {} s, seen {}), routes Available after {} s{}",
                 rep + 1,
                 s.seconds.map(num).unwrap_or("-".into()),
+                s.first_answer_s.map(num).unwrap_or("-".into()),
+                s.sources_seen.join(" then "),
                 s.routes_available_s.map(num).unwrap_or("-".into()),
                 s.error
                     .as_ref()
@@ -154,7 +165,7 @@ fn c1_once(rep: usize, timings: &Timings, bins: &Bins) -> Result<C1Sample> {
     let c2 = lab.run_container(2, "c1-b", &[image, "sleep", "1000000"])?;
     let bench = bins.bench.display().to_string();
     let server = LineChild::spawn(
-        Ns::Pid(c2.pid).command(&[&bench, "rr-server", "--port", "7003"]),
+        Ns::Pid(c2.pid).command(&[&bench, "rr-server", "--port", "7003", "--tell-peer"]),
         "rr-server",
     )?;
     server.next_line(Duration::from_secs(10))?;
@@ -168,6 +179,8 @@ fn c1_once(rep: usize, timings: &Timings, bins: &Bins) -> Result<C1Sample> {
             "60000",
             "--interval-ms",
             "20",
+            "--expect-source",
+            &c1.ip,
         ]),
         "probe",
     )?;
@@ -178,33 +191,39 @@ fn c1_once(rep: usize, timings: &Timings, bins: &Bins) -> Result<C1Sample> {
     lab.agent_start("h2")?;
     let deadline = Instant::now() + Duration::from_secs(65);
     let line = loop {
-        match probe.next_line(Duration::from_secs(1)) {
-            Ok(l) => break l,
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            Err(_) => {
-                if let Some(dead) = lab
-                    .hosts()
-                    .iter()
-                    .find(|h| crossdock_lab::lab::agent_pid(h).is_none())
-                {
-                    bail!("{}", agent_exited(dead));
-                }
-            }
+        if let Some(l) = probe.try_line(Duration::from_secs(1))? {
+            break l;
+        }
+        if Instant::now() >= deadline {
+            bail!("the probe did not finish within 65 s");
+        }
+        if let Some(dead) = lab
+            .hosts()
+            .iter()
+            .find(|h| crossdock_lab::lab::agent_pid(h).is_none())
+        {
+            bail!("{}", agent_exited(dead));
         }
     };
     let result: ProbeResult = serde_json::from_str(&line)
         .map_err(|e| anyhow!("the probe's answer {line:?} is not a result: {e}"))?;
-    let state = lab.admin_sync(|c| async move { c.state().await })?;
     let expected: Vec<(String, String)> = lab
         .hosts()
         .iter()
         .map(|h| (h.subnet.clone(), h.instance_id.clone()))
         .collect();
-    let last_available = check_table(&state.entries, &expected).last_available_ms;
+    // Both routes are normally Available by now; give a lagging one a bounded moment.
+    let last_available =
+        crate::proc::poll(Duration::from_secs(15), Duration::from_millis(200), || {
+            let state = lab.admin_sync(|c| async move { c.state().await }).ok()?;
+            check_table(&state.entries, &expected).last_available_ms
+        });
     lab.down()?;
     Ok(C1Sample {
         rep,
         seconds: Some((result.success_unix_ms - t0) as f64 / 1000.0),
+        first_answer_s: Some((result.first_answer_unix_ms - t0) as f64 / 1000.0),
+        sources_seen: result.sources_seen,
         routes_available_s: last_available.map(|t| (t - t0) as f64 / 1000.0),
         probe_attempts: result.attempts,
         error: None,
@@ -834,6 +853,8 @@ mod tests {
         let s = |rep, v: Option<f64>| C1Sample {
             rep,
             seconds: v,
+            first_answer_s: v,
+            sources_seen: vec![],
             routes_available_s: v.map(|x| x - 0.5),
             probe_attempts: 10,
             error: v.is_none().then(|| "x".to_string()),

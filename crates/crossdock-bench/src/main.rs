@@ -35,6 +35,9 @@ enum Tool {
         /// Exit after this many connections (0 = serve forever).
         #[arg(long, default_value_t = 0)]
         max_conns: usize,
+        /// Send each connection the peer address the server sees, then echo.
+        #[arg(long)]
+        tell_peer: bool,
     },
     /// Request/response client (prints one JSON result).
     #[command(hide = true)]
@@ -55,15 +58,22 @@ enum Tool {
         timeout_ms: u64,
         #[arg(long, default_value_t = 20)]
         interval_ms: u64,
+        /// Count an answer only if the server (run with --tell-peer) saw this source address.
+        #[arg(long)]
+        expect_source: Option<std::net::IpAddr>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.tool {
-        Some(Tool::RrServer { port, max_conns }) => TcpListener::bind(("0.0.0.0", port))
+        Some(Tool::RrServer {
+            port,
+            max_conns,
+            tell_peer,
+        }) => TcpListener::bind(("0.0.0.0", port))
             .map_err(|e| anyhow::anyhow!("cannot listen on port {port}: {e}"))
-            .and_then(|l| rr::serve(l, &mut std::io::stdout(), max_conns)),
+            .and_then(|l| rr::serve(l, &mut std::io::stdout(), max_conns, tell_peer)),
         Some(Tool::RrClient { to, seconds, size }) => {
             rr::client(to, Duration::from_secs(seconds), size).map(|r| {
                 println!("{}", serde_json::to_string(&r).unwrap_or_default());
@@ -73,10 +83,12 @@ fn main() -> ExitCode {
             to,
             timeout_ms,
             interval_ms,
+            expect_source,
         }) => rr::probe(
             to,
             Duration::from_millis(timeout_ms),
             Duration::from_millis(interval_ms),
+            expect_source,
             |t| println!("{{\"probing_since_unix_ms\":{t}}}"),
         )
         .map(|r| println!("{}", serde_json::to_string(&r).unwrap_or_default())),

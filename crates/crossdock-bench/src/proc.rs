@@ -159,6 +159,18 @@ impl LineChild {
         }
     }
 
+    /// The next line if one comes within `timeout` (`Ok(None)` if not); an error once the child closed
+    /// its output.
+    pub fn try_line(&self, timeout: Duration) -> Result<Option<String>> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(l) => Ok(Some(l)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => {
+                bail!("`{}` exited before printing what was expected", self.what)
+            }
+        }
+    }
+
     /// Every line until the child closes its output or `timeout` passes.
     pub fn rest(&self, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;

@@ -42,10 +42,15 @@ pub struct RrResult {
 /// When a probe first got an answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeResult {
-    /// Wall-clock time of the first answered probe, milliseconds since the Unix epoch.
+    /// Wall-clock time of the first answer that counts (from the expected source, if one is expected),
+    /// milliseconds since the Unix epoch.
     pub success_unix_ms: i64,
+    /// The first answer of any kind (e.g. while the path still NATs the sender).
+    pub first_answer_unix_ms: i64,
     pub attempts: u64,
     pub started_unix_ms: i64,
+    /// The sources the server reported, in the order first seen.
+    pub sources_seen: Vec<String>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -66,8 +71,14 @@ fn emit(out: &mut impl Write, event: &ServerEvent) -> Result<()> {
 }
 
 /// Serves echo connections on `listener` (each on a thread) and reports events to `out`.
-/// `max_conns` > 0: returns after that many connections were served to the end.
-pub fn serve(listener: TcpListener, out: &mut impl Write, max_conns: usize) -> Result<()> {
+/// `max_conns` > 0: returns after that many connections were served to the end. `tell_peer`: each
+/// connection first receives the peer address the server sees and a newline (for [`probe`]).
+pub fn serve(
+    listener: TcpListener,
+    out: &mut impl Write,
+    max_conns: usize,
+    tell_peer: bool,
+) -> Result<()> {
     let port = listener.local_addr()?.port();
     emit(out, &ServerEvent::Ready { port })?;
     let mut handles = Vec::new();
@@ -77,8 +88,14 @@ pub fn serve(listener: TcpListener, out: &mut impl Write, max_conns: usize) -> R
             .peer_addr()
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
-        emit(out, &ServerEvent::Peer { addr: peer })?;
-        handles.push(std::thread::spawn(move || echo(stream)));
+        emit(out, &ServerEvent::Peer { addr: peer.clone() })?;
+        handles.push(std::thread::spawn(move || {
+            let mut stream = stream;
+            if tell_peer && stream.write_all(format!("{peer}\n").as_bytes()).is_err() {
+                return;
+            }
+            echo(stream)
+        }));
         if max_conns > 0 && served + 1 >= max_conns {
             break;
         }
@@ -169,38 +186,77 @@ pub fn summarize_latencies(mut lat_ns: Vec<u64>, seconds: f64, size: usize) -> R
     }
 }
 
-/// Tries, every `interval`, to open a connection to `addr` and get one byte echoed, until that works
-/// (the path carries data both ways) or `timeout` passes. `on_start` is called once the first attempt
-/// is about to be made, so a caller can start the clock of what it measures only after probing runs.
+/// Reads the server's `peer\n` line (at most 64 bytes).
+fn read_peer_line(s: &mut TcpStream) -> Option<String> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.len() < 64 {
+        s.read_exact(&mut b).ok()?;
+        if b[0] == b'\n' {
+            return String::from_utf8(line).ok();
+        }
+        line.push(b[0]);
+    }
+    None
+}
+
+/// Tries, every `interval`, to open a connection to `addr` and get an answer, until that works or
+/// `timeout` passes. Without `expect_source` an answer is one byte echoed (the path carries data both
+/// ways); with it, the server (started with `tell_peer`) must report that source address (the path
+/// also keeps the sender's address: no NAT on the way). `on_start` is called once the first attempt is
+/// about to be made, so a caller can start the clock of what it measures only after probing runs.
 pub fn probe(
     addr: SocketAddr,
     timeout: Duration,
     interval: Duration,
+    expect_source: Option<std::net::IpAddr>,
     on_start: impl FnOnce(i64),
 ) -> Result<ProbeResult> {
     let started = Instant::now();
     let started_unix_ms = unix_ms();
     on_start(started_unix_ms);
     let mut attempts = 0u64;
+    let mut first_answer_unix_ms = None;
+    let mut sources_seen: Vec<String> = Vec::new();
     loop {
         attempts += 1;
         let attempt_started = Instant::now();
         if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(250)) {
             let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
             let _ = s.set_nodelay(true);
-            let mut b = [0u8; 1];
-            if s.write_all(b"p").is_ok() && s.read_exact(&mut b).is_ok() && b[0] == b'p' {
+            let answered = match expect_source {
+                None => {
+                    let mut b = [0u8; 1];
+                    s.write_all(b"p").is_ok() && s.read_exact(&mut b).is_ok() && b[0] == b'p'
+                }
+                Some(want) => match read_peer_line(&mut s) {
+                    Some(seen) => {
+                        first_answer_unix_ms.get_or_insert_with(unix_ms);
+                        if !sources_seen.contains(&seen) {
+                            sources_seen.push(seen.clone());
+                        }
+                        seen.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == want)
+                    }
+                    None => false,
+                },
+            };
+            if answered {
+                let now = unix_ms();
                 return Ok(ProbeResult {
-                    success_unix_ms: unix_ms(),
+                    success_unix_ms: now,
+                    first_answer_unix_ms: first_answer_unix_ms.unwrap_or(now),
                     attempts,
                     started_unix_ms,
+                    sources_seen,
                 });
             }
         }
         if started.elapsed() >= timeout {
             bail!(
-                "no answer from {addr} within {:.1} s ({attempts} attempts)",
-                timeout.as_secs_f64()
+                "no answer from {addr}{} within {:.1} s ({attempts} attempts; sources the server saw: {})",
+                expect_source.map(|e| format!(" seeing source {e}")).unwrap_or_default(),
+                timeout.as_secs_f64(),
+                if sources_seen.is_empty() { "none".to_string() } else { sources_seen.join(", ") }
             );
         }
         // Pace the attempts: a refused connection returns at once.
@@ -227,7 +283,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let handle = std::thread::spawn(move || {
             let mut out = Vec::new();
-            serve(listener, &mut out, max_conns).unwrap();
+            serve(listener, &mut out, max_conns, false).unwrap();
             parse_events(&String::from_utf8(out).unwrap())
         });
         (addr, handle)
@@ -279,7 +335,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut w = ChannelWriter(tx);
-            let _ = serve(listener, &mut w, 1);
+            let _ = serve(listener, &mut w, 1, false);
         });
         let first = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         let text = String::from_utf8(first).unwrap();
@@ -298,6 +354,7 @@ mod tests {
             addr,
             Duration::from_secs(5),
             Duration::from_millis(20),
+            None,
             |t| started = Some(t),
         )
         .unwrap();
@@ -314,10 +371,57 @@ mod tests {
             closed,
             Duration::from_millis(150),
             Duration::from_millis(20),
+            None,
             |_| {},
         )
         .unwrap_err();
         assert!(err.to_string().contains("no answer"), "{err}");
+    }
+
+    fn telling_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || serve(listener, &mut Vec::new(), 0, true));
+        addr
+    }
+
+    #[test]
+    fn probe_with_an_expected_source_needs_the_server_to_see_it() {
+        let addr = telling_server();
+        let r = probe(
+            addr,
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            Some("127.0.0.1".parse().unwrap()),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(r.sources_seen, vec!["127.0.0.1".to_string()]);
+        assert!(r.first_answer_unix_ms <= r.success_unix_ms);
+
+        // The server sees 127.0.0.1, not the expected address: answers, but no success.
+        let err = probe(
+            addr,
+            Duration::from_millis(200),
+            Duration::from_millis(20),
+            Some("10.0.0.2".parse().unwrap()),
+            |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("seeing source 10.0.0.2"), "{err}");
+        assert!(err.contains("sources the server saw: 127.0.0.1"), "{err}");
+    }
+
+    #[test]
+    fn a_telling_server_still_echoes_after_the_peer_line() {
+        let addr = telling_server();
+        let mut s = TcpStream::connect(addr).unwrap();
+        assert_eq!(read_peer_line(&mut s).as_deref(), Some("127.0.0.1"));
+        s.write_all(b"xy").unwrap();
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"xy");
     }
 
     #[test]
