@@ -1130,7 +1130,7 @@ fn metadata(f: &Facts) -> Outcome {
     match &c.metadata {
         Err(u) => Outcome::fail(u.message.clone(), u.fix.clone()),
         Ok(m) => Outcome::ok(format!(
-            "{} ({} mode): instance {}, region {}, VPC {}, vSwitch {}, private IP {}, ENI {}",
+            "{} (session token: {}): instance {}, region {}, VPC {}, vSwitch {}, private IP {}, ENI {}",
             m.url,
             m.token_mode,
             m.instance_id,

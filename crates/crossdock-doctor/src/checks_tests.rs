@@ -33,9 +33,10 @@ fn net(s: &str) -> Ipv4Net {
 /// content appended, jumps inserted at the top of their parent chains) and FORWARD's policy DROP,
 /// as Docker leaves it when it turns forwarding on itself.
 ///
-/// The nat exemption is made to end the nat table (ACCEPT): a RETURN inside CROSSDOCK-POSTROUTING
-/// resumes POSTROUTING and meets Docker's MASQUERADE (shown on the kernel by
-/// tests/kernel_agreement.rs), and the healthy baseline must be a host where traffic really works.
+/// The nat exemption must end the nat table (ACCEPT): a RETURN inside CROSSDOCK-POSTROUTING resumes
+/// POSTROUTING and meets Docker's MASQUERADE (shown on the kernel by tests/kernel_agreement.rs).
+/// crossdock-hostnet first wrote a RETURN there; the baseline forces the working form so it stays a
+/// host where traffic really works whatever that crate renders.
 pub fn with_crossdock(dump: &str, subnet: &str, bridge: &str) -> Ruleset {
     let mut rs = Ruleset::parse(dump).unwrap();
     let input = DesiredInput {

@@ -151,7 +151,7 @@ pub enum AgentState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MetadataFacts {
     pub url: String,
-    /// `token` (hardened mode, a session token was issued) or `plain`.
+    /// The session-token mode in force (`used if offered`, `required`, `not used`).
     pub token_mode: String,
     pub instance_id: String,
     pub region_id: String,

@@ -637,9 +637,9 @@ impl CloudProbe for RealCloud {
         let md = conn.metadata.clone();
         let token_mode = match md.as_ref().map(|m| m.mode()) {
             None => "not used: identity from the configuration".to_string(),
-            Some(crossdock_alibaba::TokenMode::Auto) => "token if offered".to_string(),
-            Some(crossdock_alibaba::TokenMode::Required) => "token required".to_string(),
-            Some(crossdock_alibaba::TokenMode::Disabled) => "plain, no token".to_string(),
+            Some(crossdock_alibaba::TokenMode::Auto) => "used if offered".to_string(),
+            Some(crossdock_alibaba::TokenMode::Required) => "required".to_string(),
+            Some(crossdock_alibaba::TokenMode::Disabled) => "not used".to_string(),
         };
         let metadata = Ok(MetadataFacts {
             url: if c.metadata_url.is_empty() {

@@ -688,7 +688,21 @@ mod tests {
             Ok(Traffic::TcpTimeout),
             None,
         );
-        // crossdock's RETURN inside its own chain hands the packet back to Docker's MASQUERADE.
+        assert_eq!(r.masqueraded, Some(false), "{}", r.masquerade_evidence);
+        let returning = D28_CD.replace(
+            "keep-container-source\" -j ACCEPT",
+            "keep-container-source\" -j RETURN",
+        );
+        let rs = Ruleset::parse(&returning).unwrap();
+        let r = analyse(
+            &req(),
+            route(),
+            Some(&rs),
+            Some(&rs),
+            Ok(Traffic::TcpTimeout),
+            None,
+        );
+        // A RETURN inside crossdock's chain hands the packet back to Docker's MASQUERADE.
         assert_eq!(r.masqueraded, Some(true), "{}", r.masquerade_evidence);
         assert!(r.masquerade_evidence.contains("walk"));
     }

@@ -76,7 +76,7 @@ fn nat_exemption_variants_agree_with_the_kernel() {
     let cases: [(&str, String, bool); 4] = [
         ("no exemption", masq.to_string(), true),
         (
-            "RETURN in a chain of its own (crossdock-hostnet's rule as written)",
+            "RETURN in a chain of its own (crossdock-hostnet's first form)",
             format!(
                 "iptables -t nat -N CROSSDOCK-POSTROUTING
                  iptables -t nat -A CROSSDOCK-POSTROUTING -s 10.1.0.0/24 -d 10.0.0.0/8 -j RETURN

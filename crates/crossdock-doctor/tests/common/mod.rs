@@ -107,10 +107,10 @@ pub fn not_ok(v: &Value, expected: &[(&str, &str)]) {
     assert_eq!(got, want, "{v:#}");
 }
 
-/// crossdock-hostnet writes the NAT exemption as a RETURN inside CROSSDOCK-POSTROUTING, which the
-/// kernel hands back to Docker's MASQUERADE (tests/kernel_agreement.rs); until that is changed
-/// there, the tests turn it into the ACCEPT that works, so that their baseline is a host where
-/// cluster traffic really keeps its source. A no-op once hostnet writes ACCEPT.
+/// A RETURN inside CROSSDOCK-POSTROUTING is handed back to Docker's MASQUERADE by the kernel
+/// (tests/kernel_agreement.rs); crossdock-hostnet first wrote the exemption that way. The root tests
+/// make sure their baseline has the ACCEPT that works (a no-op when the agent already wrote it), so
+/// that it is a host where cluster traffic really keeps its source.
 pub fn make_nat_exemption_final(ns: &Netns) {
     let dump = ns
         .exec_stdout(&["iptables", "-t", "nat", "-S", POSTROUTING_CHAIN])

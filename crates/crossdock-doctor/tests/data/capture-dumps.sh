@@ -20,15 +20,17 @@ cleanup() {
   set +e
   if [ -s "$dir/pid" ]; then
     pid=$(cat "$dir/pid"); kill "$pid"
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
   ip netns del "$ns" 2>/dev/null; ip netns del "$peer" 2>/dev/null
   trap - ERR
-  for m in $(awk -v d="$dir" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r); do umount "$m"; done
+  for m in $(awk -v d="$dir" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m"
+  done
   rm -rf "$dir"
 }
 trap cleanup EXIT
-trap 'cat "$dir/log" >&2' ERR
+trap '[ -f "$dir/log" ] && cat "$dir/log" >&2' ERR
 echo {} > "$dir/daemon.json"
 ip netns add "$ns"; ip netns add "$peer"
 ip -n "$ns" link set lo up
@@ -50,7 +52,7 @@ ipt iptables -N CROSSDOCK-FORWARD
 ipt iptables -A CROSSDOCK-FORWARD -s 10.0.0.0/8 -d 10.1.0.0/24 -o docker0 -m comment --comment crossdock:cluster-to-containers -j ACCEPT
 ipt iptables -I DOCKER-USER -m comment --comment crossdock:jump -j CROSSDOCK-FORWARD
 ipt iptables -t nat -N CROSSDOCK-POSTROUTING
-ipt iptables -t nat -A CROSSDOCK-POSTROUTING -s 10.1.0.0/24 -d 10.0.0.0/8 -m comment --comment crossdock:keep-container-source -j RETURN
+ipt iptables -t nat -A CROSSDOCK-POSTROUTING -s 10.1.0.0/24 -d 10.0.0.0/8 -m comment --comment crossdock:keep-container-source -j ACCEPT
 ipt iptables -t nat -I POSTROUTING -m comment --comment crossdock:jump -j CROSSDOCK-POSTROUTING
 ipt iptables -t raw -N CROSSDOCK-PREROUTING
 ipt iptables -t raw -A CROSSDOCK-PREROUTING -s 10.0.0.0/8 -d 10.1.0.0/24 ! -i docker0 -m comment --comment crossdock:cluster-before-docker-raw-drop -j ACCEPT
