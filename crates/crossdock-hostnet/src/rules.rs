@@ -15,7 +15,7 @@ pub const TAG_PREFIX: &str = "crossdock:";
 pub const CHAIN_PREFIX: &str = "CROSSDOCK-";
 /// filter chain holding the cluster → local-subnet ACCEPTs, jumped to from the top of `DOCKER-USER`.
 pub const FORWARD_CHAIN: &str = "CROSSDOCK-FORWARD";
-/// nat chain holding the local-subnet → cluster RETURNs, jumped to from the top of `POSTROUTING`.
+/// nat chain holding the local-subnet → cluster ACCEPTs (no NAT), jumped to from the top of `POSTROUTING`.
 pub const POSTROUTING_CHAIN: &str = "CROSSDOCK-POSTROUTING";
 /// raw chain holding the cluster → local-subnet ACCEPTs, jumped to from the top of raw `PREROUTING`.
 pub const PREROUTING_CHAIN: &str = "CROSSDOCK-PREROUTING";
@@ -143,8 +143,10 @@ pub struct DesiredInput {
 /// - filter `CROSSDOCK-FORWARD`: `-s <cluster> -d <local> -o <bridge> -j ACCEPT` per cluster range,
 ///   jumped to from the top of `DOCKER-USER`, so cluster traffic is accepted before Docker's
 ///   per-network isolation and port filtering, and nothing else is opened.
-/// - nat `CROSSDOCK-POSTROUTING`: `-s <local> -d <cluster> -j RETURN` per cluster range, jumped to from
-///   the top of `POSTROUTING`, ahead of Docker's MASQUERADE, so peers see container IPs.
+/// - nat `CROSSDOCK-POSTROUTING`: `-s <local> -d <cluster> -j ACCEPT` per cluster range, jumped to from
+///   the top of `POSTROUTING`, ahead of Docker's MASQUERADE, so peers see container IPs. ACCEPT, not
+///   RETURN: a RETURN in a user chain only resumes `POSTROUTING`, where the MASQUERADE comes next;
+///   ACCEPT ends the nat table for the connection.
 /// - raw `CROSSDOCK-PREROUTING`: `-s <cluster> -d <local> ! -i <bridge> -j ACCEPT` per cluster range,
 ///   jumped to from the top of raw `PREROUTING`. Docker 28.2+ appends a per-container
 ///   `-d <container> ! -i <bridge> -j DROP` there; an ACCEPT ahead of it lets cluster sources through
@@ -191,7 +193,7 @@ pub fn desired_rules(input: &DesiredInput) -> Vec<Rule> {
                 "--comment",
                 "crossdock:keep-container-source",
                 "-j",
-                "RETURN",
+                "ACCEPT",
             ],
         ));
     }
@@ -335,8 +337,8 @@ mod tests {
         let want = [
             "-t filter -A CROSSDOCK-FORWARD -s 10.0.0.0/16 -d 10.0.3.0/24 -o docker0 -m comment --comment crossdock:cluster-to-containers -j ACCEPT",
             "-t filter -A CROSSDOCK-FORWARD -s 10.8.0.0/16 -d 10.0.3.0/24 -o docker0 -m comment --comment crossdock:cluster-to-containers -j ACCEPT",
-            "-t nat -A CROSSDOCK-POSTROUTING -s 10.0.3.0/24 -d 10.0.0.0/16 -m comment --comment crossdock:keep-container-source -j RETURN",
-            "-t nat -A CROSSDOCK-POSTROUTING -s 10.0.3.0/24 -d 10.8.0.0/16 -m comment --comment crossdock:keep-container-source -j RETURN",
+            "-t nat -A CROSSDOCK-POSTROUTING -s 10.0.3.0/24 -d 10.0.0.0/16 -m comment --comment crossdock:keep-container-source -j ACCEPT",
+            "-t nat -A CROSSDOCK-POSTROUTING -s 10.0.3.0/24 -d 10.8.0.0/16 -m comment --comment crossdock:keep-container-source -j ACCEPT",
             "-t raw -A CROSSDOCK-PREROUTING -s 10.0.0.0/16 -d 10.0.3.0/24 ! -i docker0 -m comment --comment crossdock:cluster-before-docker-raw-drop -j ACCEPT",
             "-t raw -A CROSSDOCK-PREROUTING -s 10.8.0.0/16 -d 10.0.3.0/24 ! -i docker0 -m comment --comment crossdock:cluster-before-docker-raw-drop -j ACCEPT",
             "-t filter -I DOCKER-USER -m comment --comment crossdock:jump -j CROSSDOCK-FORWARD",
@@ -352,15 +354,17 @@ mod tests {
             assert!(r.is_tagged(), "{r}");
             assert_ne!(r.chain, "FORWARD", "never touch FORWARD itself: {r}");
             assert!(!r.args.iter().any(|a| a == "-P"), "{r}");
-            // Every ACCEPT is bounded by a cluster source and the local destination.
+            // Every ACCEPT is bounded by a cluster source and the local destination; in nat (where
+            // ACCEPT means "no NAT") by the local source and a cluster destination.
             if r.args.last().map(String::as_str) == Some("ACCEPT") {
                 let s = r.args.iter().position(|a| a == "-s").unwrap();
                 let d = r.args.iter().position(|a| a == "-d").unwrap();
+                let (cluster, local) = if r.table == Table::Nat { (d, s) } else { (s, d) };
                 assert!(input()
                     .cluster_cidrs
                     .iter()
-                    .any(|c| c.to_string() == r.args[s + 1]));
-                assert_eq!(r.args[d + 1], "10.0.3.0/24");
+                    .any(|c| c.to_string() == r.args[cluster + 1]));
+                assert_eq!(r.args[local + 1], "10.0.3.0/24");
             }
         }
     }
