@@ -359,7 +359,11 @@ mod tests {
             if r.args.last().map(String::as_str) == Some("ACCEPT") {
                 let s = r.args.iter().position(|a| a == "-s").unwrap();
                 let d = r.args.iter().position(|a| a == "-d").unwrap();
-                let (cluster, local) = if r.table == Table::Nat { (d, s) } else { (s, d) };
+                let (cluster, local) = if r.table == Table::Nat {
+                    (d, s)
+                } else {
+                    (s, d)
+                };
                 assert!(input()
                     .cluster_cidrs
                     .iter()
