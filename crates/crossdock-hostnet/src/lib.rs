@@ -15,8 +15,9 @@
 //!   chain Docker reserves for third parties and jumps to first from `FORWARD`; an ACCEPT there
 //!   comes before Docker 28's `DOCKER ! -i br -o br -j DROP`. The FORWARD policy is never touched.
 //! * **nat**: chain `CROSSDOCK-POSTROUTING`, jumped to from the top of `POSTROUTING`, holds
-//!   `-s <local subnet> -d <cluster> -j RETURN`, ahead of Docker's MASQUERADE, so peers see container
-//!   IPs rather than the host's.
+//!   `-s <local subnet> -d <cluster> -j ACCEPT`, ahead of Docker's MASQUERADE, so peers see container
+//!   IPs rather than the host's. ACCEPT, not RETURN: from a user chain RETURN only resumes
+//!   `POSTROUTING`, where the MASQUERADE comes next; ACCEPT ends the nat table (no NAT at all).
 //! * **raw**: chain `CROSSDOCK-PREROUTING`, jumped to from the top of raw `PREROUTING`, holds
 //!   `-s <cluster> -d <local subnet> ! -i <bridge> -j ACCEPT`. Docker 28.2+ *appends* a
 //!   `-d <container> ! -i <bridge> -j DROP` per container there, which runs before any filter rule;
