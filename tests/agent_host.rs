@@ -482,3 +482,171 @@ fn agent_host_side_on_docker_20_10() {
 fn agent_host_side_on_docker_28() {
     scenario(DockerVersion::V28);
 }
+
+/// Static-subnet mode with systemd's notify protocol: no Docker at all; READY=1 arrives only once the
+/// health socket answers; WATCHDOG=1 pings follow at half of WATCHDOG_USEC; forwarding is set, no
+/// firewall rule is written, and the conditions say so.
+#[test]
+fn static_mode_ready_and_watchdog() {
+    if !crossdock_lab::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    use std::os::unix::net::UnixDatagram;
+    let ns = Netns::create(&format!("cd-agent-static-{}", std::process::id())).unwrap();
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ])
+    .unwrap();
+    ns.link_up("eth0").unwrap();
+    ns.link_up("eth0p").unwrap();
+    ns.addr_add("eth0", "192.168.78.2/24").unwrap();
+    ns.default_route("192.168.78.1").unwrap();
+    ns.sysctl("net.ipv4.ip_forward", "0").unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    let socket = dir.path().join("agent.sock");
+    let log = dir.path().join("agent.log");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster_cidrs = [\"{CLUSTER}\"]\nhealth_socket = \"{}\"\n[docker]\nstatic_subnet = \"10.31.9.0/24\"\nhost = \"unix:///nonexistent/docker.sock\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+
+    // `exec` keeps the PID through sh → nsenter → crossdock, so WATCHDOG_PID=$$ names the agent.
+    let script = format!(
+        "export WATCHDOG_PID=$$; exec nsenter {} {BIN} agent -c {}",
+        ns.nsenter_arg(),
+        config.display()
+    );
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new("sh")
+        .args(["-c", &script])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let mut agent = Agent {
+        child: Some(child),
+        log: log.clone(),
+        socket: socket.clone(),
+    };
+
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("a notify message");
+    let first = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(first.contains("READY=1"), "{first}");
+    // At READY=1 the socket already answers.
+    assert!(
+        agent.get("/healthz").is_some(),
+        "READY=1 before the health socket answered"
+    );
+    let started = Instant::now();
+    let mut pings = 0;
+    while pings < 3 {
+        let n = notify.recv(&mut buf).expect("watchdog pings");
+        if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+            pings += 1;
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "3 pings at 200 ms took {took:?}"
+    );
+
+    let s = agent.wait_status("forwarding ready", 20, |s| cond(s, "forwarding") == "ready");
+    assert_eq!(s["subnet"], "10.31.9.0/24");
+    assert_eq!(cond(&s, "docker"), "disabled");
+    assert_eq!(cond(&s, "firewall"), "disabled");
+    assert_eq!(cond(&s, "subnet"), "ready");
+    assert_eq!(agent.get("/healthz").unwrap().0, 200);
+    assert_eq!(ns.sysctl_get("net.ipv4.ip_forward").unwrap(), "1");
+    let save = iptables_save(&ns);
+    assert!(!save.to_lowercase().contains("crossdock"), "{save}");
+
+    procs::signal(agent.pid(), "TERM");
+    assert_eq!(agent.wait_exit(20), 0, "{}", agent.log_tail());
+}
+
+/// At boot the agent may start before Docker: it binds its socket, reports `docker` pending and
+/// /healthz 503, applies nothing, and converges as soon as the daemon answers.
+fn boot_before_docker(version: DockerVersion) {
+    if !crossdock_lab::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let tag = format!("boot-{}-{}", version.as_str(), std::process::id());
+    let ns = Netns::create(&format!("cd-agent-{tag}")).unwrap();
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ])
+    .unwrap();
+    ns.link_up("eth0").unwrap();
+    ns.link_up("eth0p").unwrap();
+    ns.addr_add("eth0", "192.168.79.2/24").unwrap();
+    ns.default_route("192.168.79.1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DockerdSpec::new(ns.path(), dir.path().join("d"), "10.31.5.1/24", version);
+    let docker_socket = spec.socket_path();
+    let config = dir.path().join("agent.toml");
+    let socket = dir.path().join("agent.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster_cidrs = [\"{CLUSTER}\"]\nhealth_socket = \"{}\"\n[docker]\nhost = \"unix://{}\"\n",
+            socket.display(),
+            docker_socket.display()
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&ns, &config, &dir.path().join("agent.log"), &socket);
+    let s = agent.wait_status("docker pending", 20, |s| {
+        s["conditions"]["docker"]["reason"] == "WaitingForDocker"
+    });
+    assert_eq!(cond(&s, "firewall"), "pending");
+    let (code, body) = agent.get("/healthz").unwrap();
+    assert_eq!(code, 503);
+    assert!(
+        body.contains("docker: pending (WaitingForDocker)"),
+        "{body}"
+    );
+    assert!(!iptables_save(&ns).to_lowercase().contains("crossdock"));
+
+    let mut dockerd = Dockerd::start(spec).unwrap();
+    let t = Instant::now();
+    agent.wait_status("ready after Docker came up", 60, |s| {
+        cond(s, "docker") == "ready" && cond(s, "firewall") == "ready"
+    });
+    eprintln!("[{tag}] converged {:?} after dockerd answered", t.elapsed());
+    assert!(
+        rules_in_place(&ns, "10.31.5.0/24"),
+        "{}",
+        iptables_save(&ns)
+    );
+    assert_eq!(agent.get("/healthz").unwrap().0, 200);
+    drop(agent);
+    dockerd.stop().unwrap();
+}
+
+#[test]
+fn agent_waits_for_docker_at_boot_20_10() {
+    boot_before_docker(DockerVersion::V20);
+}
+
+#[test]
+fn agent_waits_for_docker_at_boot_28() {
+    boot_before_docker(DockerVersion::V28);
+}

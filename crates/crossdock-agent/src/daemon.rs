@@ -277,10 +277,9 @@ pub async fn run(
     route_task.abort();
     server.abort();
     let _ = std::fs::remove_file(&socket);
-    match &exit {
-        Exit::Clean => tracing::info!("stopping; kernel state and routes are left in place"),
-        Exit::Config(e) => tracing::error!("{}: {e}", config_path.display()),
-        Exit::Runtime(m) => tracing::error!("{m}"),
+    // Config and runtime exits are printed once, by the CLI, as the one-line message.
+    if let Exit::Clean = exit {
+        tracing::info!("stopping; kernel state and routes are left in place");
     }
     exit
 }
