@@ -98,7 +98,8 @@ pub fn run_agent(args: AgentArgs) -> u8 {
     };
     let exit = rt.block_on(async {
         let routes: Arc<dyn RouteSync> = routes::for_config(&cfg);
-        daemon::run(args.config.clone(), cfg, log, routes).await
+        let path = std::path::absolute(&args.config).unwrap_or_else(|_| args.config.clone());
+        daemon::run(path, cfg, log, routes).await
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     match exit {

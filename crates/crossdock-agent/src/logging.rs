@@ -14,17 +14,32 @@ pub struct LogHandle(Option<reload::Handle<EnvFilter, Registry>>);
 impl LogHandle {
     /// Applies a new `log_level` directive (already validated by the config).
     pub fn set_level(&self, level: &str) {
-        if let (Some(h), Ok(f)) = (&self.0, EnvFilter::try_new(level)) {
+        if let (Some(h), Ok(f)) = (&self.0, filter(level)) {
             let _ = h.reload(f);
         }
     }
 }
 
+/// The configured directive, plus quieting netlink-packet-route, which warns on every link dump of a
+/// kernel newer than itself (a harmless size difference in IFLA_INET6_CONF) unless asked for.
+fn filter(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    if level.contains("netlink_packet_route") {
+        EnvFilter::try_new(level)
+    } else {
+        EnvFilter::try_new(format!("{level},netlink_packet_route=error"))
+    }
+}
+
 /// Installs the global subscriber; a second call (tests) leaves the first in place.
 pub fn init(format: LogFormat, level: &str) -> LogHandle {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
-    let base = fmt::layer().with_writer(std::io::stderr).with_target(false);
+    // Colours only on a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let base = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi);
     let ok = match format {
         LogFormat::Text => Registry::default().with(filter).with(base).try_init(),
         LogFormat::Json => Registry::default()
