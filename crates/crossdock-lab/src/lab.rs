@@ -509,6 +509,10 @@ impl Lab {
             self.state.hosts.push(host.clone());
             self.save()?;
             let ns = Netns::create(&host.netns)?.keep();
+            // A fresh ECS instance does not forward. A new namespace inherits IPv4 settings from the root
+            // namespace, where the machine's own dockerd has usually switched forwarding on; and Docker
+            // only sets the FORWARD policy to DROP when it is the one turning forwarding on.
+            ns.sysctl("net.ipv4.ip_forward", "0")?;
             netns::veth(&ns, "eth0", &vr, &host.port)?;
             vr.ip(&["link", "set", &host.port, "master", BRIDGE])?;
             ns.addr_add("eth0", &format!("{}/24", host.private_ip))?;

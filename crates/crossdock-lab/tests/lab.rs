@@ -93,6 +93,15 @@ fn up_then_down_leaves_nothing_behind_even_after_a_crash() {
     )
     .unwrap();
     assert!(docker0.contains("10.1.0.1/24"), "{docker0}");
+    // Hosts start like a fresh instance (no forwarding), so dockerd turns forwarding on itself and sets
+    // the FORWARD policy to DROP, as it does on a real host.
+    let forward = String::from_utf8(
+        lab.exec(1, &["iptables", "-w", "-S", "FORWARD"])
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(forward.lines().any(|l| l == "-P FORWARD DROP"), "{forward}");
     // The metadata service answers a host with its own identity, through the vRouter.
     let id = lab
         .exec(
