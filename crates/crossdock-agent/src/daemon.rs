@@ -289,3 +289,40 @@ fn reload(path: &Path, old: &Config, state: &Mutex<AgentState>) -> Result<Config
     check_reload(&new, state, old)?;
     Ok(new)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> Config {
+        crossdock_config::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_reload_must_still_hold_the_served_subnet() {
+        let old = cfg("cluster_cidrs = [\"10.0.0.0/8\"]");
+        let state = Mutex::new(AgentState::new("/x".into()));
+        // Nothing served yet: any valid file is accepted.
+        let narrower = cfg("cluster_cidrs = [\"10.9.0.0/16\"]");
+        assert!(check_reload(&narrower, &state, &old).is_ok());
+        state.lock().unwrap().subnet = Some("10.1.0.0/24".parse().unwrap());
+        let e = check_reload(&narrower, &state, &old).unwrap_err();
+        assert_eq!(e.field, "cluster_cidrs");
+        assert!(e.message.contains("10.1.0.0/24"), "{e}");
+        assert!(check_reload(&cfg("cluster_cidrs = [\"10.1.0.0/16\"]"), &state, &old).is_ok());
+        // Serving another network next: its subnet is checked when Docker reports it, not here.
+        let other = cfg("cluster_cidrs = [\"10.9.0.0/16\"]\n[docker]\nnetwork = \"other\"");
+        assert!(check_reload(&other, &state, &old).is_ok());
+    }
+
+    #[test]
+    fn settings_that_need_a_restart_are_named() {
+        let old = cfg("cluster_cidrs = [\"10.0.0.0/8\"]");
+        let new = cfg("cluster_cidrs = [\"10.0.0.0/8\"]\nhealth_socket = \"/run/x.sock\"\nlog_format = \"json\"\nresync_interval_secs = 5\n[cloud]\nprovider = \"alibaba\"");
+        assert_eq!(
+            restart_only_changes(&old, &new),
+            ["health_socket", "log_format", "[cloud]"]
+        );
+        assert!(restart_only_changes(&old, &old).is_empty());
+    }
+}
