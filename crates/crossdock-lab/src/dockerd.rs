@@ -616,8 +616,8 @@ pub fn running_pid(dir: &Path) -> Option<u32> {
 }
 
 /// Everything a dockerd of DIR may leave behind, also after a crash: the daemon itself (from its pid file),
-/// processes naming DIR (its containerd and shims), processes in its cgroup parent (containers), mounts under
-/// DIR, its cgroups. Idempotent; only touches what DIR identifies.
+/// processes naming its exec or data root under DIR (its containerd and shims), processes in its cgroup
+/// parent (containers), mounts under DIR, its cgroups. Idempotent; only touches what DIR identifies.
 pub fn cleanup_dir(dir: &Path) -> Result<()> {
     let dir = dir.canonicalize().unwrap_or(dir.to_path_buf());
     let unique = unique_name_for(&dir);
@@ -633,9 +633,18 @@ pub fn cleanup_dir(dir: &Path) -> Result<()> {
         }
         procs::kill_now(&[pid]);
     }
-    let needle = format!("{}/", dir.display());
+    // The daemon's own helpers name its exec root (dockerd, containerd's config, the shims' socket).
+    // Not DIR itself: other tenants of DIR (a lab host's agent, `--config DIR/agent.toml`) must
+    // survive a daemon restart.
+    let needles = [
+        format!("{}/exec/", dir.display()),
+        format!("{}/data/", dir.display()),
+    ];
     for _ in 0..3 {
-        let mut pids = procs::pids_with_cmdline_containing(&needle);
+        let mut pids: Vec<u32> = needles
+            .iter()
+            .flat_map(|n| procs::pids_with_cmdline_containing(n))
+            .collect();
         pids.extend(procs::pids_in_cgroup_segment(&unique));
         pids.sort_unstable();
         pids.dedup();
