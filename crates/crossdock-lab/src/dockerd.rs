@@ -633,13 +633,10 @@ pub fn cleanup_dir(dir: &Path) -> Result<()> {
         }
         procs::kill_now(&[pid]);
     }
-    // The daemon's own helpers name its exec root (dockerd, containerd's config, the shims' socket).
-    // Not DIR itself: other tenants of DIR (a lab host's agent, `--config DIR/agent.toml`) must
-    // survive a daemon restart.
-    let needles = [
-        format!("{}/exec/", dir.display()),
-        format!("{}/data/", dir.display()),
-    ];
+    // The daemon's own processes name its exec or data root (dockerd's flags, containerd's config, the
+    // shims' socket). Not DIR itself: other tenants of DIR (a lab host's agent, `--config DIR/agent.toml`)
+    // must survive a daemon restart.
+    let needles = daemon_cmdline_needles(&dir);
     for _ in 0..3 {
         let mut pids: Vec<u32> = needles
             .iter()
@@ -663,6 +660,19 @@ pub fn cleanup_dir(dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Command-line fragments only the processes of the dockerd of DIR carry: dockerd itself
+/// (`--exec-root=DIR/exec`, `--data-root=DIR/data`), its containerd (`--config DIR/exec/containerd/...`)
+/// and shims (`-address DIR/exec/containerd/containerd.sock`).
+pub fn daemon_cmdline_needles(dir: &Path) -> [String; 4] {
+    let d = dir.display();
+    [
+        format!("{d}/exec/"),
+        format!("{d}/data/"),
+        format!("--exec-root={d}/exec"),
+        format!("--data-root={d}/data"),
+    ]
 }
 
 fn log_tail(path: &Path, from: u64, lines: usize) -> String {
@@ -695,6 +705,46 @@ mod tests {
             serde_json::to_string(&DockerVersion::V28).unwrap(),
             "\"28\""
         );
+    }
+
+    /// A process whose command line names `name` (as `$0` of a shell loop).
+    fn process_named(name: &str) -> std::process::Child {
+        Command::new("sh")
+            .args(["-c", "while :; do sleep 0.1; done", name])
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn clean_up_ends_the_daemons_processes_but_not_other_tenants_of_its_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().canonicalize().unwrap();
+        let d = dir.display();
+        let mut helper = process_named(&format!("{d}/exec/containerd/containerd.toml"));
+        let mut daemon = process_named(&format!("--exec-root={d}/exec"));
+        let mut agent = process_named(&format!("{d}/agent.toml"));
+        let mut other = process_named(&format!("{d}x/exec/containerd/containerd.toml"));
+        cleanup_dir(&dir).unwrap();
+        assert!(
+            helper.wait().is_ok_and(|s| !s.success()),
+            "containerd/shim not ended"
+        );
+        assert!(
+            daemon.wait().is_ok_and(|s| !s.success()),
+            "dockerd not ended"
+        );
+        assert!(
+            agent.try_wait().unwrap().is_none(),
+            "the agent living in DIR was killed"
+        );
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "another directory's daemon was killed"
+        );
+        for mut c in [agent, other] {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
     }
 
     #[test]

@@ -517,10 +517,6 @@ impl Lab {
             vr.ip(&["link", "set", &host.port, "master", BRIDGE])?;
             ns.addr_add("eth0", &format!("{}/24", host.private_ip))?;
             ns.default_route(GATEWAY)?;
-            // A fresh ECS instance forwards nothing. A new namespace inherits the root namespace's
-            // IPv4 settings (ip_forward is often 1 there, e.g. for the system's dockerd); dockerd only
-            // sets the FORWARD policy to DROP when it is the one turning forwarding on, as on a real host.
-            ns.sysctl("net.ipv4.ip_forward", "0")?;
         }
 
         // The emulator, in the vRouter namespace.
