@@ -274,8 +274,10 @@ pub struct C2Result {
     /// Seconds to start them all (their clock starts with the first).
     pub spawn_s: f64,
     pub serial_limit_s: f64,
-    /// Start → the last route `Available`; `None` if not every route got there in time.
+    /// Start → the last route `Available`; `None` if not every route got there by the deadline.
     pub converged_s: Option<f64>,
+    /// When the wait for convergence stops: [`C2_DEADLINE_FACTOR`] × the serial limit + 20 s.
+    pub deadline_s: f64,
     /// Start → every agent reports its route condition ready.
     pub agents_ready_s: Option<f64>,
     pub available: usize,
@@ -296,7 +298,16 @@ impl C2Result {
     pub fn ratio(&self) -> Option<f64> {
         self.converged_s.map(|c| c / self.serial_limit_s)
     }
+
+    /// Not converged by the deadline (every agent started, nothing failed in the harness).
+    pub fn timed_out(&self) -> bool {
+        self.converged_s.is_none() && self.error.is_none() && self.agents_started > 0
+    }
 }
+
+/// How long C2 waits, in serial limits (plus 20 s), before it reports the convergence time as a lower
+/// bound: past 1.3 × the target is missed anyway, and the full run has to end in 20 minutes.
+pub const C2_DEADLINE_FACTOR: f64 = 1.5;
 
 /// C2 for each size.
 pub fn c2(
@@ -446,7 +457,8 @@ fn c2_once(
         r.agents_started += 1;
     }
     r.spawn_s = started.elapsed().as_secs_f64();
-    let deadline = Duration::from_secs_f64(2.0 * r.serial_limit_s + 60.0);
+    let deadline = Duration::from_secs_f64(C2_DEADLINE_FACTOR * r.serial_limit_s + 20.0);
+    r.deadline_s = deadline.as_secs_f64();
     let mut last_poll = Instant::now();
     let mut check_result;
     loop {
@@ -510,13 +522,6 @@ fn c2_once(
     r.duplicates = final_check.duplicates;
     r.calls = CallStats::of(&collector.records, &instances, t0, end + 1);
     lab.down()?;
-    if r.converged_s.is_none() {
-        bail!(
-            "{} of {n} routes Available after {:.0} s (the deadline, 2 × the serial limit + 60 s)",
-            check_result.available,
-            deadline.as_secs_f64()
-        );
-    }
     Ok(())
 }
 
@@ -528,10 +533,11 @@ pub fn c2_figures(results: &[C2Result]) -> Vec<Figure> {
             Figure::new(
                 id,
                 &format!("N={}: time to all routes Available / serial limit", r.hosts),
-                r.ratio(),
+                if r.timed_out() { Some(r.deadline_s / r.serial_limit_s) } else { r.ratio() },
                 "×",
                 Target::AtMost(1.3),
             )
+            .lower_bound(r.timed_out())
             .detail(match (&r.converged_s, &r.error) {
                 (Some(c), _) => format!(
                     "{} s against {} s = {} × (200 ms + 1 s); all agents ready after {} s",
@@ -541,7 +547,13 @@ pub fn c2_figures(results: &[C2Result]) -> Vec<Figure> {
                     r.agents_ready_s.map(num).unwrap_or("n/a".into())
                 ),
                 (None, Some(e)) => e.clone(),
-                (None, None) => "not converged".into(),
+                (None, None) => format!(
+                    "not converged: {} of {} routes Available at the deadline, {} s (serial limit {} s); the calls are counted up to there",
+                    r.progress.last().map(|p| p.1).unwrap_or(0),
+                    r.hosts,
+                    num(r.deadline_s),
+                    num(r.serial_limit_s)
+                ),
             }),
         );
         let by_action: Vec<String> = r
@@ -564,6 +576,7 @@ pub fn c2_figures(results: &[C2Result]) -> Vec<Figure> {
                 "",
                 Target::AtMost(4.0),
             )
+            .lower_bound(r.timed_out())
             .detail(format!(
                 "max {} per host; by action per host: {}; failed calls: {}",
                 r.calls.per_host_max(),
@@ -833,6 +846,19 @@ mod tests {
         );
         assert_eq!(f[2].value, Some(0.0));
         assert_eq!(f[2].met(), Some(true));
+        let slow = C2Result {
+            hosts: 100,
+            agents_started: 100,
+            serial_limit_s: 120.0,
+            deadline_s: 200.0,
+            progress: vec![(200.0, 61)],
+            ..C2Result::default()
+        };
+        let f = c2_figures(&[slow]);
+        assert!(f[0].lower_bound);
+        assert_eq!(f[0].value_text(), "> 1.67 ×");
+        assert_eq!(f[0].verdict(), "NOT MET");
+        assert!(f[0].detail.contains("61 of 100"), "{}", f[0].detail);
         let failed = C2Result {
             hosts: 200,
             serial_limit_s: 240.0,

@@ -73,6 +73,9 @@ pub struct Figure {
     pub value: Option<f64>,
     pub unit: String,
     pub target: Target,
+    /// The value is only a lower bound (the measurement stopped at a deadline first).
+    #[serde(default)]
+    pub lower_bound: bool,
     /// Spread, the raw parts, or why it is missing.
     pub detail: String,
 }
@@ -85,8 +88,15 @@ impl Figure {
             value: value.filter(|v| v.is_finite()),
             unit: unit.into(),
             target,
+            lower_bound: false,
             detail: String::new(),
         }
+    }
+
+    /// Marks the value as a lower bound.
+    pub fn lower_bound(mut self, yes: bool) -> Figure {
+        self.lower_bound = yes;
+        self
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Figure {
@@ -113,9 +123,10 @@ impl Figure {
     }
 
     pub fn value_text(&self) -> String {
+        let bound = if self.lower_bound { "> " } else { "" };
         match self.value {
-            Some(v) if self.unit.is_empty() => num(v),
-            Some(v) => format!("{} {}", num(v), self.unit),
+            Some(v) if self.unit.is_empty() => format!("{bound}{}", num(v)),
+            Some(v) => format!("{bound}{} {}", num(v), self.unit),
             None => "n/a".into(),
         }
     }
@@ -231,6 +242,9 @@ mod tests {
             md.contains("| C1 | agent start → first packet | 3.10 s | ≤ 2.50 s | NOT MET |"),
             "{md}"
         );
+        let lb = Figure::new("C2", "x", Some(1.52), "×", Target::AtMost(1.3)).lower_bound(true);
+        assert_eq!(lb.value_text(), "> 1.52 ×");
+        assert_eq!(lb.verdict(), "NOT MET");
         let txt = text_table(&figs);
         assert_eq!(txt.lines().count(), 3);
         assert!(txt.lines().nth(2).unwrap().ends_with("NOT MET"));

@@ -23,6 +23,21 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Minutes and seconds since the run started.
+fn clock() -> String {
+    let t = START.get_or_init(Instant::now).elapsed().as_secs();
+    format!("{:02}:{:02}", t / 60, t % 60)
+}
+
+/// A section header with the run's clock.
+macro_rules! section {
+    ($($t:tt)*) => {
+        eprintln!("[{}] {}", clock(), format!($($t)*))
+    };
+}
+
 /// The labs this benchmark makes (removed first if a previous run left them).
 pub const LAB_NAMES: [&str; 3] = ["bench-dp", "bench-c1", "bench-c2"];
 
@@ -324,7 +339,7 @@ fn wants(s: &Settings, part: &str) -> bool {
 
 /// Runs the selected parts and writes the report.
 pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
-    let started = Instant::now();
+    let started = *START.get_or_init(Instant::now);
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     for name in LAB_NAMES {
@@ -350,7 +365,7 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
     let check = || check_interrupted();
     let needs_dp_lab = ["datapath", "c3", "f1"].iter().any(|p| wants(s, p));
     let mut dp_lab = if needs_dp_lab {
-        eprintln!("== the data-path lab (2 hosts, Docker 20.10, agents)");
+        section!("== the data-path lab (2 hosts, Docker 20.10, agents)");
         let lab = Lab::up(LabOptions {
             name: "bench-dp".into(),
             hosts: 2,
@@ -376,7 +391,7 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
     };
 
     if wants(s, "datapath") {
-        eprintln!("== data path: {} rounds of (a)–(e)", s.datapath.rounds);
+        section!("== data path: {} rounds of (a)–(e)", s.datapath.rounds);
         let lab = dp_lab.as_mut().expect("built above");
         match datapath::run(lab, &s.datapath, &check) {
             Ok(r) => report.datapath = Some(r),
@@ -388,7 +403,7 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
     }
 
     if wants(s, "f1") {
-        eprintln!("== F1: agents during container churn ({} s)", s.churn_secs);
+        section!("== F1: agents during container churn ({} s)", s.churn_secs);
         let lab = dp_lab.as_ref().expect("built above");
         report.f1_churn = Some(footprint::churn(
             lab,
@@ -409,7 +424,7 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
         });
         let idle = s.idle_secs;
         let timings = s.timings.clone();
-        eprintln!(
+        section!(
             "== C3 steady state ({} s) and F1 idle ({} s) on the data-path lab, in the background",
             period.as_secs(),
             idle
@@ -443,7 +458,7 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
             check()?;
         }
         if wants(s, "c2") {
-            eprintln!("== C2: boot storms of {:?} hosts", s.c2_sizes);
+            section!("== C2: boot storms of {:?} hosts", s.c2_sizes);
             report.c2 = control::c2(&s.c2_sizes, &s.timings, bins, &check);
             check()?;
         }
@@ -452,7 +467,7 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
 
     if let Some(h) = background {
         if foreground.is_ok() {
-            eprintln!("== waiting for the steady-state window to end");
+            section!("== waiting for the steady-state window to end");
         }
         match h.join() {
             Ok((c3, idle)) => {
@@ -761,9 +776,17 @@ pub fn markdown(r: &Report) -> String {
                 c.hosts,
                 c.agents_started,
                 num(c.spawn_s),
-                c.converged_s.map(num).unwrap_or("n/a".into()),
+                match c.converged_s {
+                    Some(v) => num(v),
+                    None if c.timed_out() => format!("> {} (deadline)", num(c.deadline_s)),
+                    None => "n/a".into(),
+                },
                 num(c.serial_limit_s),
-                c.ratio().map(num).unwrap_or("n/a".into()),
+                match c.ratio() {
+                    Some(v) => num(v),
+                    None if c.timed_out() => format!("> {}", num(c.deadline_s / c.serial_limit_s)),
+                    None => "n/a".into(),
+                },
                 c.agents_ready_s.map(num).unwrap_or("n/a".into()),
                 num(c.calls.per_host_mean()),
                 c.calls.per_host_max(),
