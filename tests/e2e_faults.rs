@@ -424,32 +424,44 @@ fn e2e_faults_c_flaky_api_at_boot_then_rotating_credentials() {
     assert_connected(&lab, (1, "c1", &c1), (2, "c2", &c2), TRAFFIC_BOUND);
     set_faults(&lab, Faults::default());
 
-    // Credentials that live 30 s: the agents keep using fresh ones, forced early expiry included.
+    // Credentials that live 30 s: the agents keep using fresh ones — ROTATIONS natural rotations, then
+    // one forced early expiry (the credential in hand is rejected before the agent planned to renew it).
     let seq = call_seq(&lab);
     let h1 = lab.host(1).instance_id.clone();
-    let mut forced = false;
+    let keys_used = || {
+        set(calls_since(&lab, seq)
+            .calls
+            .iter()
+            .filter(|c| c.instance_id.as_deref() == Some(h1.as_str()) && c.code == "Success")
+            .filter_map(|c| c.access_key_id.clone()))
+    };
     let (keys, took) = wait_until(
         &lab,
         &format!("h1 using {} successive STS credentials", ROTATIONS + 1),
         ROTATION_BOUND,
         || {
-            let calls = calls_since(&lab, seq).calls;
-            let keys = set(calls
-                .iter()
-                .filter(|c| c.instance_id.as_deref() == Some(h1.as_str()) && c.code == "Success")
-                .filter_map(|c| c.access_key_id.clone()));
-            if keys.len() == 2 && !forced {
-                // Half way: every credential expires now, earlier than the agent planned.
-                lab.admin_sync(|c| async move { c.expire_credentials().await })
-                    .unwrap();
-                forced = true;
-            }
+            let keys = keys_used();
             (keys.len() > ROTATIONS).then_some(keys)
         },
     );
     eprintln!(
         "credentials: {} keys in {:.1} s: {keys:?}",
         keys.len(),
+        took.as_secs_f64()
+    );
+    lab.admin_sync(|c| async move { c.expire_credentials().await })
+        .unwrap();
+    let (keys, took) = wait_until(
+        &lab,
+        "h1 using a new credential after a forced expiry",
+        RESTART_BOUND,
+        || {
+            let now = keys_used();
+            (now.len() > keys.len()).then_some(now)
+        },
+    );
+    eprintln!(
+        "forced expiry: a new key in use after {:.1} s",
         took.as_secs_f64()
     );
     assert!(keys.iter().all(|k| k.starts_with("STS.")), "{keys:?}");
