@@ -7,7 +7,6 @@ use crate::procstat::{self, Reading};
 use crate::report::{num, Figure, Target};
 use crate::stats::summarize;
 use anyhow::Result;
-use crossdock_lab::Lab;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -154,31 +153,46 @@ pub fn agent_pids(lab: &crossdock_lab::lab::LabState) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// Runs the docker CLI against a lab host's dockerd (checked).
+fn docker(host: &crossdock_lab::HostState, args: &[&str]) -> Result<()> {
+    let docker_host = host.docker_host.as_deref().unwrap_or_default();
+    let mut cmd = crossdock_lab::dockerd::docker_command(docker_host);
+    cmd.args(args).stdin(std::process::Stdio::null());
+    crate::proc::run_checked(cmd, &format!("docker {} on {}", args.join(" "), host.name))?;
+    Ok(())
+}
+
 /// Containers start and stop on the lab's Docker hosts for `duration` (at most 3 alive per host)
 /// while the agents are sampled.
-pub fn churn(lab: &Lab, duration: Duration, check: &dyn Fn() -> Result<()>) -> Phase {
+pub fn churn(
+    lab: &crossdock_lab::lab::LabState,
+    duration: Duration,
+    check: &dyn Fn() -> Result<()>,
+) -> Phase {
     let mut phase = Phase {
         name: "churn".into(),
         ticks_per_sec: procstat::clock_ticks(),
         ..Phase::default()
     };
-    let sampler = Sampler::start(agent_pids(lab.state()), Duration::from_secs(1));
+    let sampler = Sampler::start(agent_pids(lab), Duration::from_secs(1));
     let started = Instant::now();
-    let hosts: Vec<usize> = lab
-        .hosts()
+    let hosts: Vec<&crossdock_lab::HostState> = lab
+        .hosts
         .iter()
         .filter(|h| h.docker_host.is_some())
-        .map(|h| h.index)
         .collect();
     let mut alive: Vec<(usize, String)> = Vec::new();
     let mut k = 0usize;
     let result = (|| -> Result<()> {
+        if hosts.is_empty() {
+            anyhow::bail!("the lab has no Docker hosts to churn containers on");
+        }
         while started.elapsed() < duration {
             check()?;
-            let host = hosts[k % hosts.len()];
+            let host = k % hosts.len();
             let name = format!("churn-{k}");
-            lab.docker(
-                host,
+            docker(
+                hosts[host],
                 &[
                     "run",
                     "-d",
@@ -193,13 +207,13 @@ pub fn churn(lab: &Lab, duration: Duration, check: &dyn Fn() -> Result<()>) -> P
             k += 1;
             if alive.len() > 3 * hosts.len() {
                 let (h, n) = alive.remove(0);
-                lab.docker(h, &["rm", "-f", &n])?;
+                docker(hosts[h], &["rm", "-f", &n])?;
             }
         }
         Ok(())
     })();
     for (h, n) in alive.drain(..) {
-        let _ = lab.docker(h, &["rm", "-f", &n]);
+        let _ = docker(hosts[h], &["rm", "-f", &n]);
     }
     phase.series = sampler.stop();
     phase.churn_containers = k;

@@ -3,10 +3,9 @@
 //! Order (the full run fits in 20 minutes on 2 cores because the 10-minute steady-state window runs in
 //! the background while the start-up and storm benchmarks use their own labs):
 //! 1. the data-path lab (`bench-dp`: two Docker 20.10 hosts, agents running) and the data path;
-//! 2. F1 churn on it;
-//! 3. C3 and F1 idle on it, in the background;
-//! 4. C1 (fresh `bench-c1` labs) and C2 (a `bench-c2` lab per size), in the foreground;
-//! 5. the report: a table on stdout, `results.md`, `results.json`, PNG plots.
+//! 2. in the background on that lab: C3 with F1 idle in its first minutes, then F1 churn;
+//! 3. in the foreground meanwhile: C1 (fresh `bench-c1` labs) and C2 (a `bench-c2` lab per size);
+//! 4. the report: a table on stdout, `results.md`, `results.json`, PNG plots.
 
 use crate::control::{self, Bins, C1Sample, C2Result, C3Result, Timings};
 use crate::datapath::{self, Metric, Variant};
@@ -62,10 +61,10 @@ pub struct Options {
     /// Data-path rounds (every variant once per round). Default 5 (quick: 2).
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Seconds per iperf3 run. Default 3 (quick: 2).
+    /// Seconds per iperf3 run. Default 2.
     #[arg(long)]
     pub iperf_secs: Option<u64>,
-    /// Seconds per RR run. Default 2 (quick: 1).
+    /// Seconds per RR run. Default 1.
     #[arg(long)]
     pub rr_secs: Option<u64>,
     /// C1 repetitions (fresh labs). Default 5 (quick: 2).
@@ -118,8 +117,8 @@ impl Options {
             parts,
             datapath: datapath::Config {
                 rounds: self.rounds.unwrap_or(if q { 2 } else { 5 }),
-                iperf_secs: self.iperf_secs.unwrap_or(if q { 2 } else { 3 }),
-                rr_secs: self.rr_secs.unwrap_or(if q { 1 } else { 2 }),
+                iperf_secs: self.iperf_secs.unwrap_or(2),
+                rr_secs: self.rr_secs.unwrap_or(1),
                 rr_size: 1,
                 bench_exe,
             },
@@ -402,17 +401,6 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
         }
     }
 
-    if wants(s, "f1") {
-        section!("== F1: agents during container churn ({} s)", s.churn_secs);
-        let lab = dp_lab.as_ref().expect("built above");
-        report.f1_churn = Some(footprint::churn(
-            lab,
-            Duration::from_secs(s.churn_secs),
-            &check,
-        ));
-        check()?;
-    }
-
     // C3 and F1 idle in the background on the data-path lab.
     let background = if wants(s, "c3") || wants(s, "f1") {
         let lab = dp_lab.as_ref().expect("built above");
@@ -424,10 +412,12 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
         });
         let idle = s.idle_secs;
         let timings = s.timings.clone();
+        let churn_secs = wants(s, "f1").then_some(s.churn_secs);
         section!(
-            "== C3 steady state ({} s) and F1 idle ({} s) on the data-path lab, in the background",
+            "== C3 steady state ({} s) with F1 idle (its first {} s), then F1 churn ({} s), on the data-path lab, in the background",
             period.as_secs(),
-            idle
+            idle,
+            churn_secs.unwrap_or(0)
         );
         Some(std::thread::spawn(move || {
             let sampler = Sampler::start(footprint::agent_pids(&state), Duration::from_secs(1));
@@ -442,7 +432,14 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
                 ticks_per_sec: procstat::clock_ticks(),
                 ..Phase::default()
             };
-            (c3, phase)
+            let churn = churn_secs.map(|secs| {
+                eprintln!(
+                    "[{}] == F1: agents during container churn ({secs} s), in the background",
+                    clock()
+                );
+                footprint::churn(&state, Duration::from_secs(secs), &check_interrupted)
+            });
+            (c3, phase, churn)
         }))
     } else {
         None
@@ -470,12 +467,13 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
             section!("== waiting for the steady-state window to end");
         }
         match h.join() {
-            Ok((c3, idle)) => {
+            Ok((c3, idle, churn)) => {
                 if wants(s, "c3") {
                     report.c3 = Some(c3);
                 }
                 if wants(s, "f1") {
                     report.f1_idle = Some(idle);
+                    report.f1_churn = churn;
                 }
             }
             Err(_) => report.notes.push("the steady-state thread panicked".into()),
