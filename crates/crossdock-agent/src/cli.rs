@@ -46,7 +46,9 @@ pub struct StatusArgs {
     pub socket: PathBuf,
 }
 
-/// `crossdock deregister`
+/// `crossdock deregister`: deletes this host's own VPC routes (those carrying crossdock's marker and
+/// pointing at this instance) in every route table of the VPC, for decommissioning. Stop the agent first,
+/// or it registers the route again on its next pass.
 #[derive(Debug, Args)]
 pub struct DeregisterArgs {
     /// Configuration file.
@@ -57,6 +59,9 @@ pub struct DeregisterArgs {
         env = "CROSSDOCK_CONFIG"
     )]
     pub config: std::path::PathBuf,
+    /// Print the result as JSON (the route report: condition and deleted routes).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, u8> {
@@ -374,9 +379,55 @@ pub fn render_status(v: &serde_json::Value) -> String {
     out
 }
 
-pub fn run_deregister(_args: DeregisterArgs) -> u8 {
-    eprintln!("crossdock deregister: not built yet");
-    1
+/// Exit 0 when every owned route is gone (or there was none), 1 when some could not be deleted (the
+/// message says which and why), 2 for a configuration that does not let crossdock manage routes.
+pub fn run_deregister(args: DeregisterArgs) -> u8 {
+    let cfg = match load_or_report(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if cfg.cloud.provider != crossdock_config::Provider::Alibaba {
+        eprintln!(
+            "crossdock deregister: {}: [cloud] provider is \"none\", so routes are managed outside crossdock and there is nothing of crossdock's to delete; set provider = \"alibaba\" if this host's route was registered by crossdock",
+            args.config.display()
+        );
+        return 2;
+    }
+    let _log = crate::logging::init(cfg.log_format, &cfg.log_level);
+    let rt = match runtime(1) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let routes = match crossdock_routes::connect(&cfg.cloud).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!(
+                    "crossdock deregister: cannot reach the cloud API: {e}. {}",
+                    e.fix()
+                );
+                return 1;
+            }
+        };
+        let report = routes.deregister().await;
+        if args.json {
+            match serde_json::to_string_pretty(&report) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("crossdock deregister: cannot encode the report: {e}"),
+            }
+        } else {
+            for r in &report.routes {
+                println!("deleted {} {} ({})", r.table_id, r.cidr, r.entry_id);
+            }
+            println!("{}", report.route.message);
+        }
+        if report.is_ready() {
+            0
+        } else {
+            eprintln!("crossdock deregister: {}", report.route.message);
+            1
+        }
+    })
 }
 
 #[cfg(test)]
