@@ -18,9 +18,9 @@
 #      probe (default): with tests/packaging/sandbox-probe.py as its main process, which checks the
 #        sandbox from inside; a check unit records what systemd and the kernel say, reloads, stops and
 #        exits the container.
-#      agent: with the installed crossdock binary and a configuration (static subnet, provider none,
-#        a veth as the external interface); the check unit asks for `crossdock status` as a member of
-#        the crossdock group and as a stranger, reloads, restarts and stops it.
+#      agent: the installed crossdock binary with Debian's dockerd (docker.service, containerd) in the
+#        container, provider none, a veth as the external interface; tests/packaging/agent-check.sh
+#        then drives it through status, reload, a Docker restart, stop, start and --cleanup.
 #   5. Remove, then purge, and list whatever is left that belongs to crossdock.
 set -euo pipefail
 
@@ -91,26 +91,13 @@ step upgraded-config tail -n 1 "$R/etc/crossdock/agent.toml"
 api_umounts
 if command -v systemd-nspawn >/dev/null; then
   sd=$R/etc/systemd/system
-  # No Docker daemon in the container: a socket unit stands in for /var/run/docker.sock.
-  ln -sf /dev/null "$sd/docker.service"; ln -sf /dev/null "$sd/docker.socket"
-  ln -sf /dev/null "$sd/containerd.service"
   mkdir -p "$R/usr/local/libexec"
-  install -m 0755 "$here/sandbox-probe.py" "$R/usr/local/libexec/cdtest-probe"
-  cat >"$sd/cdtest-docker.socket" <<'EOT'
-[Socket]
-ListenStream=/run/docker.sock
-SocketMode=0660
-EOT
-  cat >"$sd/cdtest-docker.service" <<'EOT'
-[Service]
-ExecStart=/bin/true
-EOT
   # systemd-nspawn itself mounts /proc/sys read-only and /proc/sys/net writable, which is what the unit
   # asks for: undo that split before the unit starts, so that what the probe sees is the unit's own
   # doing, as on a host. (Only the unit and the check run after this; systemd-sysctl ran before.)
   cat >"$sd/cdtest-unsplit-proc.service" <<'EOT'
 [Unit]
-Before=crossdock-agent.service
+Before=docker.service crossdock-agent.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
@@ -125,7 +112,21 @@ mount -o remount,bind,rw /proc/sys
 grep ' /proc/sys' /proc/self/mountinfo >/results/proc-sys-mounts-unsplit
 EOT
   chmod 0755 "$R/usr/local/libexec/cdtest-unsplit-proc"
-  cat >"$sd/cdtest-check.service" <<'EOT'
+  if [ "$mode" = probe ]; then
+    # No Docker daemon in the container: a socket unit stands in for /var/run/docker.sock.
+    ln -sf /dev/null "$sd/docker.service"; ln -sf /dev/null "$sd/docker.socket"
+    ln -sf /dev/null "$sd/containerd.service"
+    install -m 0755 "$here/sandbox-probe.py" "$R/usr/local/libexec/cdtest-probe"
+    cat >"$sd/cdtest-docker.socket" <<'EOT'
+[Socket]
+ListenStream=/run/docker.sock
+SocketMode=0660
+EOT
+    cat >"$sd/cdtest-docker.service" <<'EOT'
+[Service]
+ExecStart=/bin/true
+EOT
+    cat >"$sd/cdtest-check.service" <<'EOT'
 [Unit]
 Wants=cdtest-unsplit-proc.service cdtest-net.service crossdock-agent.service
 After=cdtest-unsplit-proc.service cdtest-net.service crossdock-agent.service
@@ -135,7 +136,6 @@ StandardOutput=append:/results/check.log
 StandardError=append:/results/check.log
 ExecStart=/usr/local/libexec/cdtest-check
 EOT
-  if [ "$mode" = probe ]; then
     mkdir -p "$sd/crossdock-agent.service.d"
     cat >"$sd/crossdock-agent.service.d/50-probe.conf" <<'EOT'
 # Test wiring only: the probe replaces the agent binary; everything else is the installed unit.
@@ -167,47 +167,56 @@ echo done >$r/check-done
 systemctl exit 0
 EOT
   else
-    # The real agent: a configuration for this container, an external interface, an operator account.
+    install -m 0755 "$here/agent-check.sh" "$R/usr/local/libexec/cdtest-check"
+    # The real agent next to the real Docker: Debian's docker.service, docker.socket and
+    # containerd.service as installed on this machine, started inside the container (own network
+    # namespace, own /run, a data root of its own in the tmpfs layer). daemon.json gives the bridge
+    # this host's subnet, as the cloud-init user data does.
+    mkdir -p "$R/etc/docker"
+    cat >"$R/etc/docker/daemon.json" <<'EOT'
+{"bip": "10.250.1.1/24", "data-root": "/var/lib/cdtest-docker", "storage-driver": "vfs"}
+EOT
     cat >"$R/etc/crossdock/agent.toml" <<'EOT'
 cluster_cidrs = ["10.250.0.0/16"]
-[docker]
-static_subnet = "10.250.1.0/24"
 EOT
     chroot "$R" useradd --system --no-create-home --groups crossdock cdtest
+    # The external interface (a veth towards nowhere with the default route), with forwarding off
+    # and net.ipv4.ip_forward=0, as on a fresh instance; Docker turns ip_forward on by itself.
     cat >"$sd/cdtest-net.service" <<'EOT'
 [Unit]
-Before=crossdock-agent.service
+Before=docker.service crossdock-agent.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+ExecStart=/usr/sbin/sysctl -q -w net.ipv4.ip_forward=0
 ExecStart=/usr/sbin/ip link add eth0 type veth peer name eth0peer
 ExecStart=/usr/sbin/ip address add 192.168.1.10/24 dev eth0
 ExecStart=/usr/sbin/ip link set eth0peer up
 ExecStart=/usr/sbin/ip link set eth0 up
 ExecStart=/usr/sbin/ip route add default via 192.168.1.1 dev eth0 onlink
 EOT
-    cat >"$R/usr/local/libexec/cdtest-check" <<'EOT'
-#!/bin/sh
-# Runs after crossdock-agent.service has reported ready (or failed); records, reloads, restarts,
-# stops, exits.
-r=/results
-props="-p ActiveState -p SubState -p Result -p NRestarts -p WatchdogUSec -p StatusText -p NotifyAccess -p Type"
-systemctl show crossdock-agent $props >$r/state-started
-cat /proc/sys/net/ipv4/ip_forward >$r/ip-forward
-cat /proc/sys/net/ipv4/conf/eth0/forwarding >$r/eth0-forwarding
-stat -c '%n %a %U %G %F' /run/crossdock /run/crossdock/agent.sock >$r/socket-stat 2>&1
-runuser -u cdtest -- crossdock status >$r/status-member.out 2>&1; echo $? >$r/status-member.rc
-runuser -u nobody -- crossdock status >$r/status-stranger.out 2>&1; echo $? >$r/status-stranger.rc
-systemctl reload crossdock-agent; echo $? >$r/reload.rc
-systemctl show crossdock-agent -p ActiveState -p NRestarts >$r/state-reloaded
-crossdock status >$r/status-reloaded.out 2>&1; echo $? >$r/status-reloaded.rc
-systemctl restart crossdock-agent; echo $? >$r/restart.rc
-systemctl show crossdock-agent -p ActiveState -p SubState >$r/state-restarted
-systemctl stop crossdock-agent
-systemctl show crossdock-agent -p ActiveState -p Result >$r/state-stopped
-journalctl -u crossdock-agent --no-pager >$r/agent-journal 2>&1
-echo done >$r/check-done
-systemctl exit 0
+    # After Docker has turned ip_forward on (which turns forwarding on for every interface), switch
+    # it off on eth0 again before the agent starts: the agent must be the one that turns it on.
+    cat >"$sd/cdtest-eth0-off.service" <<'EOT'
+[Unit]
+After=docker.service cdtest-net.service
+Before=crossdock-agent.service
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/sysctl -q -w net.ipv4.conf.eth0.forwarding=0
+EOT
+    # The check wants Docker and the agent (neither is enabled); the agent is ordered after Docker
+    # by its own After=, not by anything here.
+    cat >"$sd/cdtest-check.service" <<'EOT'
+[Unit]
+Wants=cdtest-unsplit-proc.service cdtest-net.service cdtest-eth0-off.service docker.service crossdock-agent.service
+After=cdtest-unsplit-proc.service cdtest-net.service cdtest-eth0-off.service crossdock-agent.service
+[Service]
+Type=oneshot
+StandardOutput=append:/results/check.log
+StandardError=append:/results/check.log
+ExecStart=/usr/local/libexec/cdtest-check
 EOT
   fi
   chmod 0755 "$R/usr/local/libexec/cdtest-check"
