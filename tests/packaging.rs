@@ -11,9 +11,11 @@
 //! The package tests run `scripts/package --profile dev` once (the same script as a release, with
 //! the debug build so the suite stays fast), then `tests/packaging/throwaway-root.sh`, which installs,
 //! verifies, upgrades, boots (systemd-nspawn) and purges the package in an overlay of this machine's
-//! root inside a private mount namespace; the host is not changed. Those need root and say
-//! "skipped: needs root" otherwise. A test whose tool is missing says which Debian package
-//! `scripts/install-deps` installs for it.
+//! root inside a private mount namespace; the host is not changed. It runs twice: once around
+//! `tests/packaging/sandbox-probe.py` (what the sandbox allows and denies), once with the real agent
+//! next to Debian's dockerd inside the booted root (`tests/packaging/agent-check.sh`: the two paired
+//! through their whole life cycle). Those need root and say "skipped: needs root" otherwise. A test
+//! whose tool is missing says which Debian package `scripts/install-deps` installs for it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
@@ -697,7 +699,11 @@ fn line_of(saved: &str, words: &[&str]) -> Option<usize> {
 /// so the route side and its credentials are not covered here (the lab end-to-end tests cover them).
 #[test]
 fn installed_agent_runs_under_the_hardened_unit() {
-    if !can_run_throwaway_root() || !have("systemd-nspawn", "systemd-container") {
+    if !can_run_throwaway_root()
+        || !have("systemd-nspawn", "systemd-container")
+        || !have("dockerd", "docker.io")
+        || !have("curl", "curl")
+    {
         return;
     }
     let r = run_throwaway_root("agent").unwrap_or_else(|e| panic!("{e}"));

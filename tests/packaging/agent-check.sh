@@ -16,10 +16,15 @@ state() {
     -p StatusText -p NotifyAccess -p Type -p MainPID >"$r/state-$1"
 }
 # wait_for NAME SECONDS COMMAND...: polls COMMAND every 0.1 s until it succeeds or SECONDS pass.
+# After one wait has failed the later ones fail at once, so a broken agent costs one deadline, not
+# all of them (the container's own bound is 180 s).
+failed=
 wait_for() {
   name=$1 end=$(($(date +%s) + $2)); shift 2
-  until "$@" >/dev/null 2>&1; do
-    if [ "$(date +%s)" -ge "$end" ]; then echo 1 >"$r/$name.rc"; return 1; fi
+  until [ -z "$failed" ] && "$@" >/dev/null 2>&1; do
+    if [ -n "$failed" ] || [ "$(date +%s)" -ge "$end" ]; then
+      echo 1 >"$r/$name.rc"; failed=$name; return 1
+    fi
     sleep 0.1
   done
   echo 0 >"$r/$name.rc"
