@@ -793,12 +793,21 @@ pub fn figures(results: &Results) -> Vec<Figure> {
         for m in Metric::ALL {
             let s = ratio(&results.samples, Variant::Crossdock, den, m);
             let name = format!("(b)/({}) {}", den.letter(), m.label());
+            let of_medians = match (
+                variant_summary(&results.samples, Variant::Crossdock, m),
+                variant_summary(&results.samples, den, m),
+            ) {
+                (Some(a), Some(b)) if b.median > 0.0 => num(a.median / b.median),
+                _ => "n/a".into(),
+            };
             let detail = match (&s, den) {
                 (Some(s), _) => format!(
-                    "median of {} per-round ratios, range {}–{}; {why}",
+                    "median of {} per-round ratios, range {}–{}, quartiles {}–{}; ratio of the medians {of_medians}; {why}",
                     s.n,
                     num(s.min),
-                    num(s.max)
+                    num(s.max),
+                    num(s.p25),
+                    num(s.p75)
                 ),
                 (None, Variant::SwarmOverlay) if results.swarm_error.is_some() => format!(
                     "swarm overlay unavailable: {}",

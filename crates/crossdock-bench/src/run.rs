@@ -58,7 +58,7 @@ pub struct Options {
     /// The crossdock binary (default: the one next to this binary).
     #[arg(long)]
     pub crossdock_bin: Option<PathBuf>,
-    /// Data-path rounds (every variant once per round). Default 5 (quick: 2).
+    /// Data-path rounds (every variant once per round). Default 7 (quick: 2).
     #[arg(long)]
     pub rounds: Option<usize>,
     /// Seconds per iperf3 run. Default 2.
@@ -116,7 +116,7 @@ impl Options {
             quick: q,
             parts,
             datapath: datapath::Config {
-                rounds: self.rounds.unwrap_or(if q { 2 } else { 5 }),
+                rounds: self.rounds.unwrap_or(if q { 2 } else { 7 }),
                 iperf_secs: self.iperf_secs.unwrap_or(2),
                 rr_secs: self.rr_secs.unwrap_or(1),
                 rr_size: 1,
@@ -588,6 +588,12 @@ fn plots(r: &Report, out: &Path) -> Result<Vec<String>> {
                         .collect(),
                 ),
                 (
+                    "not converged when the wait ended".into(),
+                    r.c2.iter()
+                        .map(|c| c.timed_out().then(|| Bar::single(c.deadline_s)))
+                        .collect(),
+                ),
+                (
                     "serial limit N × 1.2 s".into(),
                     r.c2.iter()
                         .map(|c| Some(Bar::single(c.serial_limit_s)))
@@ -859,7 +865,7 @@ mod tests {
     #[test]
     fn quick_and_full_defaults() {
         let full = opts(&[]).resolve("b".into()).unwrap();
-        assert_eq!(full.datapath.rounds, 5);
+        assert_eq!(full.datapath.rounds, 7);
         assert_eq!(full.c2_sizes, vec![50, 100, 200]);
         assert_eq!(full.c3_secs, 600);
         assert_eq!(full.idle_secs, 300);
