@@ -96,6 +96,12 @@ pub struct C1Sample {
     /// Agent start → both routes `Available` in the emulator.
     pub routes_available_s: Option<f64>,
     pub probe_attempts: u64,
+    /// Agent start → each API action's first call (seconds), where the start-up time goes.
+    #[serde(default)]
+    pub first_call_s: BTreeMap<String, f64>,
+    /// Both agents' API calls until the first packet, by action.
+    #[serde(default)]
+    pub calls: BTreeMap<String, u64>,
     pub error: Option<String>,
 }
 
@@ -116,6 +122,8 @@ pub fn c1(
                     sources_seen: Vec::new(),
                     routes_available_s: None,
                     probe_attempts: 0,
+                    first_call_s: BTreeMap::new(),
+                    calls: BTreeMap::new(),
                     error: Some(format!("{e:#}")),
                 };
             }
@@ -126,6 +134,8 @@ pub fn c1(
                 sources_seen: Vec::new(),
                 routes_available_s: None,
                 probe_attempts: 0,
+                first_call_s: BTreeMap::new(),
+                calls: BTreeMap::new(),
                 error: Some(format!("{e:#}")),
             });
             eprintln!(
@@ -186,6 +196,7 @@ fn c1_once(rep: usize, timings: &Timings, bins: &Bins) -> Result<C1Sample> {
     )?;
     // The probe says when it starts probing; only then do the agents start.
     probe.next_line(Duration::from_secs(10))?;
+    let mut collector = Collector::from_now(&lab.state().admin_socket)?;
     let t0 = unix_ms();
     lab.agent_start("h1")?;
     lab.agent_start("h2")?;
@@ -218,8 +229,23 @@ fn c1_once(rep: usize, timings: &Timings, bins: &Bins) -> Result<C1Sample> {
             let state = lab.admin_sync(|c| async move { c.state().await }).ok()?;
             check_table(&state.entries, &expected).last_available_ms
         });
+    collector.poll()?;
+    let mut first_call_s = BTreeMap::new();
+    let mut calls = BTreeMap::new();
+    for c in collector
+        .records
+        .iter()
+        .filter(|c| c.time_ms <= result.success_unix_ms)
+    {
+        first_call_s
+            .entry(c.action.clone())
+            .or_insert((c.time_ms - t0) as f64 / 1000.0);
+        *calls.entry(c.action.clone()).or_insert(0) += 1;
+    }
     lab.down()?;
     Ok(C1Sample {
+        first_call_s,
+        calls,
         rep,
         seconds: Some((result.success_unix_ms - t0) as f64 / 1000.0),
         first_answer_s: Some((result.first_answer_unix_ms - t0) as f64 / 1000.0),
@@ -889,6 +915,8 @@ mod tests {
             sources_seen: vec![],
             routes_available_s: v.map(|x| x - 0.5),
             probe_attempts: 10,
+            first_call_s: BTreeMap::new(),
+            calls: BTreeMap::new(),
             error: v.is_none().then(|| "x".to_string()),
         };
         let f = c1_figures(&[

@@ -772,6 +772,24 @@ pub fn markdown(r: &Report) -> String {
             ));
         }
     }
+    if let Some(c) = r.c1.iter().find(|c| !c.first_call_s.is_empty()) {
+        let mut firsts: Vec<(&String, &f64)> = c.first_call_s.iter().collect();
+        firsts.sort_by(|a, b| a.1.total_cmp(b.1));
+        m.push_str(&format!(
+            "\nWhere the time goes (repetition {}): first call of each action after the agents started: {}; calls of both agents until the first packet: {}.\n",
+            c.rep + 1,
+            firsts
+                .iter()
+                .map(|(a, t)| format!("{a} {} s", num(**t)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            c.calls
+                .iter()
+                .map(|(a, n)| format!("{a} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if !r.c2.is_empty() {
         m.push_str("\n## C2: boot storms\n\n| N | agents started (spawn s) | all Available s | serial limit s | ratio | agents ready s | calls/host mean (max) | reads | writes | failed by code | lost | duplicates | agents' RSS total MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for c in &r.c2 {
