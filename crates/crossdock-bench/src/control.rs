@@ -574,8 +574,8 @@ pub fn c2_figures(results: &[C2Result]) -> Vec<Figure> {
                 ),
                 (None, Some(e)) => e.clone(),
                 (None, None) => format!(
-                    "not converged: {} of {} routes Available at the deadline, {} s (serial limit {} s); the calls are counted up to there",
-                    r.progress.last().map(|p| p.1).unwrap_or(0),
+                    "not converged: {} of {} routes Available when the wait ended at the deadline, {} s (serial limit {} s); the calls are counted up to there",
+                    r.available,
                     r.hosts,
                     num(r.deadline_s),
                     num(r.serial_limit_s)
@@ -882,7 +882,8 @@ mod tests {
             agents_started: 100,
             serial_limit_s: 120.0,
             deadline_s: 200.0,
-            progress: vec![(200.0, 61)],
+            available: 61,
+            lost: 39,
             ..C2Result::default()
         };
         let f = c2_figures(&[slow]);
