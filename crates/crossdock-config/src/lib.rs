@@ -55,8 +55,9 @@ impl ConfigError {
     }
 }
 
-/// A secret string (the explicit AccessKey secret). Its `Debug` and the effective-config printout never
-/// show the value; call [`Secret::expose`] where it is really needed (signing).
+/// A secret string (the explicit AccessKey secret; the API client also keeps STS tokens and metadata
+/// session tokens in it). Its `Debug`, `Display` and the effective-config printout never show the value;
+/// call [`Secret::expose`] where it is really needed (signing).
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
@@ -83,6 +84,12 @@ impl fmt::Debug for Secret {
         } else {
             f.write_str("\"<redacted>\"")
         }
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
