@@ -8,7 +8,8 @@
 //!
 //! Nothing is applied from a bad input: when the served network is missing or its subnet lies outside
 //! the cluster range, the pass stops after reporting it and returns the problem as a [`ConfigError`]
-//! (at start-up the daemon exits with status 2; later it keeps the last good kernel state).
+//! (at start-up the daemon exits with status 2; later it keeps the last good kernel state). Until the
+//! subnet is known and accepted (Docker not answering yet) no sysctl or rule is written either.
 
 use crate::state::{AgentState, State, Update};
 use crossdock_config::{check_subnet, Config, ConfigError};
@@ -204,7 +205,22 @@ pub async fn run_pass(
     }
     out.subnet = network.as_ref().map(|(s, _)| *s);
 
-    // 2. Forwarding.
+    // 2. Forwarding, only for a known and accepted subnet: before Docker has answered once there is
+    // nothing validated to forward for, and bad input applies nothing.
+    let Some((subnet, bridge)) = network else {
+        let mut st = state.lock().unwrap();
+        for name in ["forwarding", "firewall"] {
+            // A failure already reported stays until a pass can act on it.
+            if st.conditions.get(name).map(|c| c.state) != Some(State::Failed) {
+                st.set(
+                    name,
+                    Update::pending("WaitingForSubnet", "the served subnet is not known yet"),
+                );
+            }
+        }
+        drop(st);
+        return finish(state, trigger, started, out, &errors);
+    };
     let ext = match cfg.external_interface() {
         Some(name) => Ok(name.to_string()),
         None => match deps.links.default_route_interface().await {
@@ -261,8 +277,8 @@ pub async fn run_pass(
     }
 
     // 3. Firewall.
-    match network {
-        Some((subnet, Some(bridge))) => {
+    match bridge {
+        Some(bridge) => {
             let desired = desired_rules(&DesiredInput {
                 cluster_cidrs: cfg.cluster_cidrs.clone(),
                 local_subnet: subnet,
@@ -304,22 +320,13 @@ pub async fn run_pass(
                 }
             }
         }
-        Some((_, None)) => state.lock().unwrap().set(
+        None => state.lock().unwrap().set(
             "firewall",
             Update::disabled(
                 "StaticSubnet",
                 "no bridge in static_subnet mode: host firewall rules are not managed",
             ),
         ),
-        None => {
-            let mut st = state.lock().unwrap();
-            if st.conditions.get("firewall").map(|c| c.state) != Some(State::Failed) {
-                st.set(
-                    "firewall",
-                    Update::pending("WaitingForSubnet", "the served subnet is not known yet"),
-                );
-            }
-        }
     }
     finish(state, trigger, started, out, &errors)
 }
@@ -534,12 +541,14 @@ mod tests {
             message: "connection refused".into(),
         });
         r.fw.external_flush(Table::Filter, "CROSSDOCK-FORWARD");
+        r.sysctl.write("net/ipv4/ip_forward", "0").unwrap();
         let o = run_pass(&r.cfg, &r.deps, &r.state, "resync").await;
         assert!(!o.ok);
         assert_eq!(
-            o.changes, 1,
-            "the flushed rule is restored for the last known subnet"
+            o.changes, 2,
+            "the flushed rule and ip_forward are restored for the last known subnet"
         );
+        assert_eq!(r.sysctl.read("net/ipv4/ip_forward").unwrap(), "1");
         assert_eq!(cond(&r, "docker"), (State::Failed, "Unavailable".into()));
         assert_eq!(cond(&r, "firewall").0, State::Ready);
         let st = r.state.lock().unwrap();
@@ -566,8 +575,24 @@ mod tests {
             cond(&r, "firewall"),
             (State::Pending, "WaitingForSubnet".into())
         );
+        assert_eq!(
+            cond(&r, "forwarding"),
+            (State::Pending, "WaitingForSubnet".into())
+        );
         assert!(in_place(&[], r.fw.as_ref()).await.unwrap());
         assert_eq!(r.fw.writes(), 0);
+        assert_eq!(o.changes, 0);
+        assert_eq!(r.sysctl.read("net/ipv4/ip_forward").unwrap(), "0");
+        assert_eq!(r.sysctl.read("net/ipv4/conf/eth0/forwarding").unwrap(), "0");
+
+        // Docker answers with a subnet inside the range: now forwarding and the rules are applied.
+        *r.docker.0.lock().unwrap() = Ok(net("10.1.0.0/24"));
+        let o = run_pass(&r.cfg, &r.deps, &r.state, "docker_reconnect").await;
+        assert!(o.ok, "{o:?}");
+        assert_eq!(r.sysctl.read("net/ipv4/ip_forward").unwrap(), "1");
+        assert_eq!(r.sysctl.read("net/ipv4/conf/eth0/forwarding").unwrap(), "1");
+        assert_eq!(cond(&r, "forwarding"), (State::Ready, "Enabled".into()));
+        assert_eq!(cond(&r, "firewall").0, State::Ready);
     }
 
     #[tokio::test]
