@@ -1,7 +1,9 @@
 //! The daemon: binds the health socket, tells systemd it is ready, then reconciles the host on every
 //! Docker event, on a resync timer and on SIGHUP (after reloading the configuration), while the route
 //! side runs in a task of its own. SIGTERM/SIGINT stop it cleanly and leave the kernel state (rules,
-//! sysctls) and the VPC routes in place, so restarting the agent never cuts traffic.
+//! sysctls) and the VPC routes in place, so restarting the agent never cuts traffic. systemd's
+//! `STATUS=` line follows the health summary, so `systemctl status` says what is wrong without a
+//! trip to the health socket.
 //!
 //! Bad input applies nothing: the configuration is validated before the daemon starts, and the first
 //! time Docker answers, a missing network or a subnet outside the cluster range makes the agent exit
@@ -37,6 +39,36 @@ pub enum Exit {
     Runtime(String),
 }
 
+/// Keeps systemd's `STATUS=` line in step with the agent's health summary
+/// ([`AgentState::summary_line`]), sending only when the text changes. Both the host loop and the
+/// route loop publish through one notifier so neither repeats what the other already sent.
+#[derive(Debug, Default)]
+struct StatusNotifier {
+    last: Mutex<Option<String>>,
+}
+
+impl StatusNotifier {
+    /// Records `text` as shown; true when it differs from what systemd shows now.
+    fn changed(last: &mut Option<String>, text: &str) -> bool {
+        if last.as_deref() == Some(text) {
+            return false;
+        }
+        *last = Some(text.to_string());
+        true
+    }
+
+    /// Sends the current summary if it changed. The summary is taken and sent while holding the
+    /// notifier, so two loops publishing at once cannot leave an older text showing.
+    fn publish(&self, state: &Mutex<AgentState>) {
+        let mut last = self.last.lock().unwrap();
+        let text = state.lock().unwrap().summary_line();
+        if Self::changed(&mut last, &text) {
+            tracing::debug!(status = %text, "systemd status");
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&text)]);
+        }
+    }
+}
+
 /// Applies a route report to the state.
 fn apply_route_report(state: &Mutex<AgentState>, r: &RouteSyncReport) {
     let mut st = state.lock().unwrap();
@@ -54,12 +86,14 @@ async fn route_loop(
     routes: Arc<dyn RouteSync>,
     mut subnet: watch::Receiver<Option<Ipv4Net>>,
     state: Arc<Mutex<AgentState>>,
+    status: Arc<StatusNotifier>,
     interval: Duration,
 ) {
     loop {
         let current = *subnet.borrow_and_update();
         let report = routes.sync(current).await;
         apply_route_report(&state, &report);
+        status.publish(&state);
         let wait = report.retry_after.unwrap_or(interval);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -169,11 +203,13 @@ pub async fn run(
     let mut deps = host_deps(&cfg, docker.clone());
 
     // Route side.
+    let status = Arc::new(StatusNotifier::default());
     let (subnet_tx, subnet_rx) = watch::channel::<Option<Ipv4Net>>(None);
     let route_task = tokio::spawn(route_loop(
         routes.clone(),
         subnet_rx,
         state.clone(),
+        status.clone(),
         Duration::from_secs(cfg.cloud.resync_interval_secs),
     ));
 
@@ -184,6 +220,7 @@ pub async fn run(
 
     let exit = loop {
         let outcome = run_pass(&cfg, &deps, &state, trigger).await;
+        status.publish(&state);
         if let Some(e) = outcome.config_error.clone() {
             if !validated {
                 break Exit::Config(e);
@@ -218,6 +255,7 @@ pub async fn run(
                                     "Reconnecting",
                                     format!("the Docker event stream ended ({reason}); reconnecting"),
                                 ));
+                                status.publish(&state);
                             }
                             DockerEvent::Connected | DockerEvent::Reconnected => t = Some("docker_reconnect"),
                             _ => { t.get_or_insert("docker_event"); }
@@ -313,6 +351,45 @@ mod tests {
         // Serving another network next: its subnet is checked when Docker reports it, not here.
         let other = cfg("cluster_cidrs = [\"10.9.0.0/16\"]\n[docker]\nnetwork = \"other\"");
         assert!(check_reload(&other, &state, &old).is_ok());
+    }
+
+    #[test]
+    fn the_status_line_is_sent_only_when_it_changes() {
+        let mut last = None;
+        let changed = |last: &mut Option<String>, t: &str| StatusNotifier::changed(last, t);
+        assert!(changed(
+            &mut last,
+            "pending: docker (WaitingForDocker: refused)"
+        ));
+        assert!(!changed(
+            &mut last,
+            "pending: docker (WaitingForDocker: refused)"
+        ));
+        assert!(changed(&mut last, "ready: 10.0.1.0/24 routed; firewall ok"));
+        assert!(!changed(
+            &mut last,
+            "ready: 10.0.1.0/24 routed; firewall ok"
+        ));
+        assert!(changed(
+            &mut last,
+            "pending: docker (WaitingForDocker: refused)"
+        ));
+
+        // publish() goes through the same check on the state's own summary.
+        let n = StatusNotifier::default();
+        let state = Mutex::new(AgentState::new("/x".into()));
+        n.publish(&state);
+        let first = n.last.lock().unwrap().clone().unwrap();
+        assert_eq!(first, state.lock().unwrap().summary_line());
+        state.lock().unwrap().set(
+            "docker",
+            crate::state::Update::failed("Unavailable", "connection refused"),
+        );
+        n.publish(&state);
+        assert_eq!(
+            n.last.lock().unwrap().as_deref(),
+            Some("failed: docker (Unavailable: connection refused); 5 more not ready")
+        );
     }
 
     #[test]

@@ -191,6 +191,75 @@ pub struct RouteEntryStatus {
     pub owner: String,
 }
 
+/// The longest summary line: systemd shows it in `systemctl status`, where more than this wraps.
+pub const SUMMARY_MAX: usize = 199;
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut with `…`.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", text[..end].trim_end())
+}
+
+/// The agent's health in one line, for systemd's `STATUS=` (what `systemctl status` shows):
+/// `ready: <subnet> routed via <tables>; firewall ok` when nothing is pending or failed, otherwise
+/// the first failed (else pending) condition in display order with its reason and message, and how
+/// many more are unhealthy. At most [`SUMMARY_MAX`] bytes, never a line break.
+pub fn summary_line(
+    conditions: &Conditions,
+    subnet: Option<Ipv4Net>,
+    routes: &[RouteEntryStatus],
+) -> String {
+    let bad = conditions.unhealthy();
+    let worst = bad
+        .iter()
+        .find(|(_, c)| c.state == State::Failed)
+        .or_else(|| bad.first());
+    let line = match worst {
+        Some((name, c)) => {
+            let more = match bad.len() - 1 {
+                0 => String::new(),
+                n => format!("; {n} more not ready"),
+            };
+            let head = format!("{}: {name} ({}: ", c.state.as_str(), c.reason);
+            let budget = SUMMARY_MAX.saturating_sub(head.len() + ")".len() + more.len());
+            format!("{head}{}){more}", clip(&c.message, budget))
+        }
+        None => {
+            let subnet = subnet.map_or_else(|| "subnet unknown".to_string(), |s| s.to_string());
+            let route = match conditions.get("route").map(|c| c.state) {
+                Some(State::Disabled) => format!("{subnet} (routes managed outside crossdock)"),
+                _ => {
+                    let mut tables: Vec<&str> =
+                        routes.iter().map(|r| r.table_id.as_str()).collect();
+                    tables.sort_unstable();
+                    tables.dedup();
+                    if tables.is_empty() {
+                        format!("{subnet} routed")
+                    } else {
+                        format!("{subnet} routed via {}", tables.join(","))
+                    }
+                }
+            };
+            let firewall = match conditions.get("firewall").map(|c| c.state) {
+                Some(State::Disabled) => "firewall not managed",
+                _ => "firewall ok",
+            };
+            format!("ready: {route}; {firewall}")
+        }
+    };
+    let one_line: String = line
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    clip(&one_line, SUMMARY_MAX)
+}
+
 /// Everything the agent reports.
 #[derive(Debug)]
 pub struct AgentState {
@@ -242,6 +311,11 @@ impl AgentState {
                 ),
             }
         }
+    }
+
+    /// [`summary_line`] for the current state.
+    pub fn summary_line(&self) -> String {
+        summary_line(&self.conditions, self.subnet, &self.routes)
     }
 
     /// The `/status` document (see docs/CONTRACTS.md).
@@ -305,6 +379,85 @@ mod tests {
             c.unhealthy().iter().map(|(n, _)| *n).collect::<Vec<_>>(),
             ["forwarding"]
         );
+    }
+
+    fn route(table: &str) -> RouteEntryStatus {
+        RouteEntryStatus {
+            table_id: table.into(),
+            cidr: "10.0.1.0/24".into(),
+            entry_id: "rte-1".into(),
+            status: "Available".into(),
+            owner: "i-1".into(),
+        }
+    }
+
+    #[test]
+    fn summary_line_names_the_worst_condition_or_what_is_served() {
+        let now = Utc::now();
+        let subnet = Some("10.0.1.0/24".parse().unwrap());
+        let mut c = Conditions::new(now);
+        assert_eq!(
+            summary_line(&c, None, &[]),
+            "pending: docker (NotCheckedYet: the agent has not checked this yet); 5 more not ready"
+        );
+        for n in CONDITIONS {
+            c.set(n, Update::ready("Ok", "ok"), now);
+        }
+        c.set(
+            "route",
+            Update::pending("RoutePending", "entry rte-1 is Pending in vtb-1"),
+            now,
+        );
+        assert_eq!(
+            summary_line(&c, subnet, &[]),
+            "pending: route (RoutePending: entry rte-1 is Pending in vtb-1)"
+        );
+        // A failure outranks a pending condition listed before it.
+        c.set(
+            "docker",
+            Update::pending("Reconnecting", "stream ended"),
+            now,
+        );
+        c.set(
+            "firewall",
+            Update::failed("IptablesFailed", "xtables lock\nheld"),
+            now,
+        );
+        assert_eq!(
+            summary_line(&c, subnet, &[]),
+            "failed: firewall (IptablesFailed: xtables lock held); 2 more not ready"
+        );
+        for n in CONDITIONS {
+            c.set(n, Update::ready("Ok", "ok"), now);
+        }
+        assert_eq!(
+            summary_line(
+                &c,
+                subnet,
+                &[route("vtb-b"), route("vtb-a"), route("vtb-b")]
+            ),
+            "ready: 10.0.1.0/24 routed via vtb-a,vtb-b; firewall ok"
+        );
+        c.set("route", Update::disabled("ExternallyManaged", "x"), now);
+        c.set("firewall", Update::disabled("StaticSubnet", "x"), now);
+        assert_eq!(
+            summary_line(&c, subnet, &[]),
+            "ready: 10.0.1.0/24 (routes managed outside crossdock); firewall not managed"
+        );
+    }
+
+    #[test]
+    fn summary_line_stays_short_and_keeps_its_shape() {
+        let now = Utc::now();
+        let mut c = Conditions::new(now);
+        for n in CONDITIONS {
+            c.set(n, Update::ready("Ok", "ok"), now);
+        }
+        c.set("route", Update::failed("ApiError", "é".repeat(300)), now);
+        let line = summary_line(&c, None, &[]);
+        assert!(line.len() <= SUMMARY_MAX, "{} bytes", line.len());
+        assert!(line.starts_with("failed: route (ApiError: é"), "{line}");
+        assert!(line.ends_with("…)"), "{line}");
     }
 
     #[test]
