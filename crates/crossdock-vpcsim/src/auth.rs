@@ -8,6 +8,7 @@
 
 use crate::error::ApiError;
 use crate::model::{iso, AccessKey, State};
+use crossdock_acs3::constant_time_eq;
 
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,17 +34,11 @@ pub struct SignedRequest<'a> {
 
 impl SignedRequest<'_> {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crossdock_acs3::header_value(self.headers, name)
     }
 
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        crossdock_acs3::param_value(self.params, name)
     }
 }
 
@@ -70,10 +65,6 @@ fn mismatch(detail: impl std::fmt::Display) -> ApiError {
         "SignatureDoesNotMatch",
         format!("Specified signature is not matched with our calculation. {detail}"),
     )
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn lookup<'s>(state: &'s State, id: &str) -> Result<&'s AccessKey, ApiError> {
@@ -225,25 +216,19 @@ fn verify_acs3(
             ));
         }
     }
-    let canonical = crossdock_acs3::canonical_request(
-        req.method,
-        req.path,
-        &crossdock_acs3::canonical_query(req.query_params),
-        req.headers,
-        &auth.signed_headers,
-        payload_hash,
-    );
-    let expected = crossdock_acs3::sign(&key.access_key_secret, &canonical);
-    if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
-        let string_to_sign = format!(
-            "{}\n{}",
-            crossdock_acs3::ALGORITHM,
-            crossdock_acs3::hex_sha256(canonical.as_bytes())
-        );
-        return Err(mismatch(format!(
-            "server string to sign is: {string_to_sign:?}; canonical request: {canonical:?}"
-        )));
-    }
+    let received = crossdock_acs3::Received {
+        method: req.method,
+        path: req.path,
+        query: req.query_params,
+        headers: req.headers,
+    };
+    crossdock_acs3::verify_signature(&received, &auth, payload_hash, &key.access_key_secret)
+        .map_err(|m| {
+            mismatch(format!(
+                "server string to sign is: {:?}; canonical request: {:?}",
+                m.string_to_sign, m.canonical_request
+            ))
+        })?;
     if !constant_time_eq(
         crossdock_acs3::hex_sha256(req.body).as_bytes(),
         payload_hash.to_ascii_lowercase().as_bytes(),

@@ -21,16 +21,10 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crossdock_acs3::header_value(&self.headers, name)
     }
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        crossdock_acs3::param_value(&self.query, name)
     }
     pub fn action(&self) -> &str {
         self.header("x-acs-action").unwrap_or("")
@@ -172,27 +166,23 @@ impl Drop for TestServer {
     }
 }
 
-/// Verifies an ACS3 request as Alibaba's gateway would: rebuild the canonical request from the
-/// headers named in `SignedHeaders` as they arrived on the wire, sign with `secret`, compare.
+/// Verifies an ACS3 request with the same check the emulator's gateway uses
+/// ([`crossdock_acs3::verify_signature`]); returns the signing AccessKeyId.
 pub fn verify_signature(r: &Recorded, secret: &str) -> Result<String, String> {
     let auth = r.header("authorization").ok_or("no Authorization header")?;
     let parsed = crossdock_acs3::parse_authorization(auth).map_err(|e| e.to_string())?;
-    let query = crossdock_acs3::canonical_query(&r.query);
-    let canonical = crossdock_acs3::canonical_request(
-        &r.method,
-        &r.path,
-        &query,
-        &r.headers,
-        &parsed.signed_headers,
-        r.header("x-acs-content-sha256")
-            .unwrap_or(crossdock_acs3::EMPTY_SHA256),
-    );
-    let expected = crossdock_acs3::sign(secret, &canonical);
-    if expected == parsed.signature {
-        Ok(parsed.access_key_id)
-    } else {
-        Err(format!("signature mismatch for {}", r.action()))
-    }
+    let received = crossdock_acs3::Received {
+        method: &r.method,
+        path: &r.path,
+        query: &r.query,
+        headers: &r.headers,
+    };
+    let payload_hash = r
+        .header("x-acs-content-sha256")
+        .unwrap_or(crossdock_acs3::EMPTY_SHA256);
+    crossdock_acs3::verify_signature(&received, &parsed, payload_hash, secret)
+        .map(|()| parsed.access_key_id.clone())
+        .map_err(|_| format!("signature mismatch for {}", r.action()))
 }
 
 /// A sleeper that records the requested delays and returns at once.
