@@ -261,6 +261,18 @@ impl Client {
         action: &str,
         params: &[(&str, String)],
     ) -> Result<serde_json::Value, Error> {
+        self.call_with_attempts(product, action, params, self.retry.max_attempts)
+            .await
+    }
+
+    /// [`Client::call`] with at most `max_attempts` attempts (1: the caller paces its own retries).
+    async fn call_with_attempts(
+        &self,
+        product: Product,
+        action: &str,
+        params: &[(&str, String)],
+        max_attempts: u32,
+    ) -> Result<serde_json::Value, Error> {
         let mut owned: Vec<(String, String)> = params
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
@@ -281,11 +293,14 @@ impl Client {
                 }
                 Err(e) => e,
             };
-            if err.class() != ErrorClass::Retryable || attempt >= self.retry.max_attempts {
-                return Err(err);
-            }
-            if err.code() == Some("InvalidSecurityToken.Expired") {
+            if err.class() == ErrorClass::Retryable
+                && err.code() == Some("InvalidSecurityToken.Expired")
+            {
+                // Also when the caller retries: its next attempt must not sign with this one.
                 self.credentials.invalidate().await;
+            }
+            if err.class() != ErrorClass::Retryable || attempt >= max_attempts {
+                return Err(err);
             }
             let delay = self.retry.delay(attempt, err.retry_hint());
             // Time budget of this call: real elapsed time or the sum of our waits, whichever is larger
@@ -444,7 +459,20 @@ impl Client {
         action: &str,
         params: &[(&str, String)],
     ) -> Result<T, Error> {
-        let v = self.call(product, action, params).await?;
+        self.call_typed_with_attempts(product, action, params, self.retry.max_attempts)
+            .await
+    }
+
+    async fn call_typed_with_attempts<T: DeserializeOwned>(
+        &self,
+        product: Product,
+        action: &str,
+        params: &[(&str, String)],
+        max_attempts: u32,
+    ) -> Result<T, Error> {
+        let v = self
+            .call_with_attempts(product, action, params, max_attempts)
+            .await?;
         serde_json::from_value(v).map_err(|e| Error::Decode {
             action: action.to_string(),
             message: e.to_string(),
@@ -531,8 +559,25 @@ impl Client {
 
     /// `CreateRouteEntry` with an `Instance` next hop; returns the new `RouteEntryId`.
     pub async fn create_route_entry(&self, req: &CreateRouteEntry) -> Result<String, Error> {
+        self.create_route_entry_with_attempts(req, self.retry.max_attempts)
+            .await
+    }
+
+    /// `CreateRouteEntry`, one attempt: for a caller that paces its own retries of a busy table
+    /// (`TaskConflict`, `IncorrectRouteEntryStatus`) and of throttling, so that many hosts writing
+    /// to one table do not each run a second, unpaced retry loop underneath. Retrying with the same
+    /// `client_token` is safe: a write that did commit answers with the same entry.
+    pub async fn create_route_entry_once(&self, req: &CreateRouteEntry) -> Result<String, Error> {
+        self.create_route_entry_with_attempts(req, 1).await
+    }
+
+    async fn create_route_entry_with_attempts(
+        &self,
+        req: &CreateRouteEntry,
+        max_attempts: u32,
+    ) -> Result<String, Error> {
         let raw: RawCreateRouteEntry = self
-            .call_typed(
+            .call_typed_with_attempts(
                 Product::Vpc,
                 "CreateRouteEntry",
                 &[
@@ -544,6 +589,7 @@ impl Client {
                     ("Description", req.description.clone()),
                     ("ClientToken", req.client_token.clone()),
                 ],
+                max_attempts,
             )
             .await?;
         Ok(raw.route_entry_id)

@@ -239,6 +239,15 @@ pub struct CloudConfig {
     pub source_dest_check: SourceDestCheck,
     /// How often the route is re-checked, in seconds. Default 60; 1..=86400.
     pub resync_interval_secs: u64,
+    /// First backoff window, in milliseconds, after the VPC refuses this host's route write because
+    /// the table is busy (`TaskConflict`, `IncorrectRouteEntryStatus`) or the account is throttled.
+    /// The agent waits a random time in [0, window] and tries the same write again without re-reading
+    /// anything; each further refusal doubles the window up to `write_backoff_max_ms`. Smaller: a
+    /// fleet booting together fills the table faster but spends more calls. Default 500; 10..=60000.
+    pub write_backoff_ms: u64,
+    /// Largest backoff window between refused route writes, in milliseconds. Default 8000;
+    /// `write_backoff_ms`..=600000.
+    pub write_backoff_max_ms: u64,
     /// Explicit AccessKey id. Discouraged: prefer the environment or the RAM role. Default `""`.
     pub access_key_id: String,
     /// Explicit AccessKey secret, set together with `access_key_id`. Never printed. Default `""`.
@@ -296,6 +305,8 @@ impl Default for CloudConfig {
             route_name: "crossdock".into(),
             source_dest_check: SourceDestCheck::Disable,
             resync_interval_secs: 60,
+            write_backoff_ms: 500,
+            write_backoff_max_ms: 8000,
             access_key_id: String::new(),
             access_key_secret: Secret::default(),
         }
@@ -682,6 +693,20 @@ impl Config {
             1,
             86_400,
             "seconds",
+        )?;
+        range_check(
+            "cloud.write_backoff_ms",
+            c.write_backoff_ms,
+            10,
+            60_000,
+            "milliseconds",
+        )?;
+        range_check(
+            "cloud.write_backoff_max_ms",
+            c.write_backoff_max_ms,
+            c.write_backoff_ms,
+            600_000,
+            "milliseconds",
         )
     }
 
@@ -857,6 +882,8 @@ mod tests {
             (&format!("{MIN}[cloud]\nprovider = \"alibaba\"\nroute_name = \"\""), "cloud.route_name", "1 to 128"),
             (&format!("{MIN}[cloud]\nprovider = \"alibaba\"\nroute_table_ids = [\"\"]"), "cloud.route_table_ids", "not a route table id"),
             (&format!("{MIN}[cloud]\nprovider = \"alibaba\"\nresync_interval_secs = 0"), "cloud.resync_interval_secs", "from 1"),
+            (&format!("{MIN}[cloud]\nprovider = \"alibaba\"\nwrite_backoff_ms = 5"), "cloud.write_backoff_ms", "from 10 to 60000"),
+            (&format!("{MIN}[cloud]\nprovider = \"alibaba\"\nwrite_backoff_ms = 2000\nwrite_backoff_max_ms = 1000"), "cloud.write_backoff_max_ms", "from 2000 to 600000"),
             (&format!("{MIN}[cloud]\naccess_key_id = \"LTAI\""), "cloud.access_key_secret", "missing while cloud.access_key_id"),
             (&format!("{MIN}[cloud]\naccess_key_secret = \"x\""), "cloud.access_key_id", "set both"),
         ];

@@ -24,7 +24,8 @@ pub trait RouteCloud: Send + Sync {
         table_id: &str,
         filter: &RouteEntryFilter,
     ) -> Result<Vec<RouteEntry>, CloudError>;
-    /// Creates an entry; returns its id.
+    /// Creates an entry; returns its id. One attempt: the reconciler paces retries of a refused
+    /// write itself (see `RoutesConfig::write_backoff`).
     async fn create_route(&self, req: &CreateRouteEntry) -> Result<String, CloudError>;
     /// Deletes an entry (an error of class `NotFound` means it is already gone).
     async fn delete_route(&self, table_id: &str, entry_id: &str) -> Result<(), CloudError>;
@@ -67,7 +68,7 @@ impl RouteCloud for Client {
     }
 
     async fn create_route(&self, req: &CreateRouteEntry) -> Result<String, CloudError> {
-        self.create_route_entry(req).await
+        self.create_route_entry_once(req).await
     }
 
     async fn delete_route(&self, _table_id: &str, entry_id: &str) -> Result<(), CloudError> {

@@ -25,6 +25,8 @@ pub struct RouteMetrics {
     pub routes_deleted: u64,
     /// Times the ENI's source/destination check was switched off.
     pub source_dest_check_disabled: u64,
+    /// Route writes the VPC refused for now (busy table, throttling) and the agent retried later.
+    pub write_refusals: u64,
     /// Conflicting routes seen by the last pass (gauge).
     pub conflicts: u64,
     /// Whether the last sync pass ended ready (gauge).
@@ -88,6 +90,12 @@ pub fn write_prometheus(out: &mut String, m: &RouteMetrics, calls: Option<&CallC
         "counter",
         "Times the ENI source/destination check was switched off.",
         m.source_dest_check_disabled,
+    );
+    metric(
+        "crossdock_route_write_refusals_total",
+        "counter",
+        "Route writes refused for now (busy table, throttling) and retried after a backoff.",
+        m.write_refusals,
     );
     metric(
         "crossdock_route_conflicts",

@@ -14,7 +14,8 @@
 //! reported and left to a human. Stopping the agent does nothing to routes (restarts must not cut
 //! traffic); [`RouteReconciler::deregister`] removes this host's own routes for decommissioning.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,13 @@ pub struct RoutesConfig {
     pub poll_max: Duration,
     /// Re-read CIDRs, table choice and the source/destination check every this many passes.
     pub rediscover_every: u32,
+    /// First backoff window after a refused route write (busy table, throttling): the next attempt
+    /// comes after a random time in [0, window]; the window doubles per refusal.
+    pub write_backoff: Duration,
+    /// Largest backoff window between refused route writes.
+    pub write_backoff_max: Duration,
+    /// How long one pass keeps retrying a refused route write before it reports and yields.
+    pub write_patience: Duration,
 }
 
 impl RoutesConfig {
@@ -59,6 +67,8 @@ impl RoutesConfig {
             route_name: c.route_name.clone(),
             route_table_ids: c.route_table_ids.clone(),
             source_dest_check: c.source_dest_check,
+            write_backoff: Duration::from_millis(c.write_backoff_ms),
+            write_backoff_max: Duration::from_millis(c.write_backoff_max_ms),
             ..Self::default()
         }
     }
@@ -74,6 +84,9 @@ impl Default for RoutesConfig {
             poll_initial: Duration::from_secs(1),
             poll_max: Duration::from_secs(10),
             rediscover_every: 10,
+            write_backoff: Duration::from_millis(500),
+            write_backoff_max: Duration::from_secs(8),
+            write_patience: Duration::from_secs(300),
         }
     }
 }
@@ -98,6 +111,10 @@ struct SyncState {
     sdc_checked: bool,
     token_generation: HashMap<(String, Ipv4Net), u32>,
     last_subnet: Option<Ipv4Net>,
+    /// (table, subnet) pairs that were in place at the end of the last pass: their next read is
+    /// expected to find our route, so the read for other holders of the subnet waits until it
+    /// does not.
+    in_place: HashSet<(String, Ipv4Net)>,
 }
 
 /// Something that keeps the route condition from being ready.
@@ -134,7 +151,11 @@ impl Problem {
     /// Turns a cloud error during `doing` (e.g. "create route 10.1.0.0/24 in vtb-1") into a problem.
     fn from_error(doing: &str, e: &CloudError) -> Self {
         if let Some(action) = e.denied_action() {
-            let message = format!("permission denied: the RAM policy does not allow {action} (needed to {doing}); fix: {}", e.fix());
+            let message = format!(
+                "permission denied ({}): the RAM policy does not allow {action} (needed to {doing}); fix: {}",
+                e.code().unwrap_or("no code"),
+                e.fix()
+            );
             return Self {
                 credentials: Some(Condition::new(
                     State::Failed,
@@ -190,63 +211,88 @@ struct Outcome {
     deleted: u64,
     sdc_disabled: u64,
     conflicts: u64,
+    write_refusals: u64,
 }
 
-/// Counts the calls of one pass.
+impl Outcome {
+    /// Adds what a part of the pass that ran alongside found.
+    fn merge(&mut self, other: Outcome) {
+        self.problems.extend(other.problems);
+        self.routes.extend(other.routes);
+        self.ready_tables.extend(other.ready_tables);
+        self.notes.extend(other.notes);
+        self.created += other.created;
+        self.deleted += other.deleted;
+        self.sdc_disabled += other.sdc_disabled;
+        self.conflicts += other.conflicts;
+        self.write_refusals += other.write_refusals;
+    }
+}
+
+/// Counts the calls of one pass. Shared (`&self`) so that independent reads can run concurrently.
 struct Calls<'a> {
     cloud: &'a dyn RouteCloud,
-    reads: u32,
-    writes: u32,
+    reads: AtomicU32,
+    writes: AtomicU32,
 }
 
 impl<'a> Calls<'a> {
     fn new(cloud: &'a dyn RouteCloud) -> Self {
         Self {
             cloud,
-            reads: 0,
-            writes: 0,
+            reads: AtomicU32::new(0),
+            writes: AtomicU32::new(0),
         }
     }
+    fn read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+    fn write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+    fn reads(&self) -> u32 {
+        self.reads.load(Ordering::Relaxed)
+    }
+    fn writes(&self) -> u32 {
+        self.writes.load(Ordering::Relaxed)
+    }
     async fn route_tables(
-        &mut self,
+        &self,
         vpc: &str,
     ) -> Result<Vec<crossdock_alibaba::RouteTable>, CloudError> {
-        self.reads += 1;
+        self.read();
         self.cloud.route_tables(vpc).await
     }
     async fn route_entries(
-        &mut self,
+        &self,
         table: &str,
         f: &RouteEntryFilter,
     ) -> Result<Vec<RouteEntry>, CloudError> {
-        self.reads += 1;
+        self.read();
         self.cloud.route_entries(table, f).await
     }
-    async fn create_route(&mut self, req: &CreateRouteEntry) -> Result<String, CloudError> {
-        self.writes += 1;
+    async fn create_route(&self, req: &CreateRouteEntry) -> Result<String, CloudError> {
+        self.write();
         self.cloud.create_route(req).await
     }
-    async fn delete_route(&mut self, table: &str, id: &str) -> Result<(), CloudError> {
-        self.writes += 1;
+    async fn delete_route(&self, table: &str, id: &str) -> Result<(), CloudError> {
+        self.write();
         self.cloud.delete_route(table, id).await
     }
-    async fn vpc_cidrs(&mut self, vpc: &str) -> Result<Vec<Ipv4Net>, CloudError> {
-        self.reads += 1;
+    async fn vpc_cidrs(&self, vpc: &str) -> Result<Vec<Ipv4Net>, CloudError> {
+        self.read();
         self.cloud.vpc_cidrs(vpc).await
     }
-    async fn vswitches(
-        &mut self,
-        vpc: &str,
-    ) -> Result<Vec<crossdock_alibaba::VSwitch>, CloudError> {
-        self.reads += 1;
+    async fn vswitches(&self, vpc: &str) -> Result<Vec<crossdock_alibaba::VSwitch>, CloudError> {
+        self.read();
         self.cloud.vswitches(vpc).await
     }
-    async fn source_dest_check(&mut self, eni: &str) -> Result<Option<bool>, CloudError> {
-        self.reads += 1;
+    async fn source_dest_check(&self, eni: &str) -> Result<Option<bool>, CloudError> {
+        self.read();
         self.cloud.source_dest_check(eni).await
     }
-    async fn set_source_dest_check(&mut self, eni: &str, on: bool) -> Result<(), CloudError> {
-        self.writes += 1;
+    async fn set_source_dest_check(&self, eni: &str, on: bool) -> Result<(), CloudError> {
+        self.write();
         self.cloud.set_source_dest_check(eni, on).await
     }
 }
@@ -346,6 +392,7 @@ impl RouteReconciler {
                 sdc_checked: false,
                 token_generation: HashMap::new(),
                 last_subnet: None,
+                in_place: HashSet::new(),
             }),
             metrics: Mutex::new(RouteMetrics::default()),
             last: Mutex::new(None),
@@ -386,7 +433,7 @@ impl RouteReconciler {
     pub async fn sync(&self, subnet: Option<Ipv4Net>) -> RouteReport {
         let started = Instant::now();
         let mut st = self.state.lock().await;
-        let mut calls = Calls::new(&*self.cloud);
+        let calls = Calls::new(&*self.cloud);
         let mut out = Outcome::default();
         match subnet {
             None => out.problems.push(Problem::pending(
@@ -394,10 +441,7 @@ impl RouteReconciler {
                 "waiting for this host's container subnet before registering a route",
                 RETRY_PENDING,
             )),
-            Some(subnet) => {
-                self.sync_subnet(&mut st, &mut calls, &mut out, subnet)
-                    .await
-            }
+            Some(subnet) => self.sync_subnet(&mut st, &calls, &mut out, subnet).await,
         }
         let report = self.finish(&calls, &out, &st, subnet, "RouteAvailable");
         self.record(&report, &out, started, false);
@@ -407,7 +451,7 @@ impl RouteReconciler {
     async fn sync_subnet(
         &self,
         st: &mut SyncState,
-        calls: &mut Calls<'_>,
+        calls: &Calls<'_>,
         out: &mut Outcome,
         subnet: Ipv4Net,
     ) {
@@ -416,8 +460,30 @@ impl RouteReconciler {
         let due = st.discovery.is_none()
             || changed
             || st.passes_since_discovery + 1 >= self.cfg.rediscover_every;
-        if due {
-            match self.discover(calls).await {
+        // Re-read the ENI while its check is on (report mode): the operator's fix shows up at the
+        // next pass. The reads of one round are independent, so they go out together: at boot they
+        // are the whole wait before this host's first route write.
+        let sdc_due = due || !st.sdc_checked || st.sdc == SourceDestCheck::Enabled;
+        let eni = self.identity.eni_id.clone();
+        let read_sdc = async {
+            if sdc_due {
+                Some(calls.source_dest_check(&eni).await)
+            } else {
+                None
+            }
+        };
+        let (discovered, sdc_read) = if due {
+            let (d, r) = tokio::join!(self.discover(calls), read_sdc);
+            (Some(d), r)
+        } else {
+            (None, read_sdc.await)
+        };
+        let sdc_write_needed = match sdc_read {
+            Some(r) => self.note_source_dest(st, out, r),
+            None => false,
+        };
+        if let Some(discovered) = discovered {
+            match discovered {
                 Ok(d) => st.discovery = Some(d),
                 Err(p) if st.discovery.is_some() && !changed => {
                     tracing::warn!(problem = %p.message, "re-reading the VPC layout failed; using the previous one");
@@ -454,26 +520,35 @@ impl RouteReconciler {
             });
             return;
         }
-        // Re-read while it is on (report mode): the operator's fix shows up at the next pass.
-        if due || !st.sdc_checked || st.sdc == SourceDestCheck::Enabled {
-            self.check_source_dest(st, calls, out).await;
-        }
-        for table in &d.tables {
-            self.sync_table(st, calls, out, table, subnet, &d.cidrs)
-                .await;
+        // Switching the check off (ECS) and the route work (VPC) do not wait for each other.
+        let write_sdc = async {
+            if sdc_write_needed {
+                Some(calls.set_source_dest_check(&eni, false).await)
+            } else {
+                None
+            }
+        };
+        let mut table_out = Outcome::default();
+        let sync_tables = async {
+            for table in &d.tables {
+                self.sync_table(st, calls, &mut table_out, table, subnet, &d.cidrs)
+                    .await;
+            }
+        };
+        let (sdc_written, ()) = tokio::join!(write_sdc, sync_tables);
+        out.merge(table_out);
+        if let Some(r) = sdc_written {
+            self.note_source_dest_write(st, out, r);
         }
     }
 
-    async fn discover(&self, calls: &mut Calls<'_>) -> Result<Discovery, Problem> {
+    async fn discover(&self, calls: &Calls<'_>) -> Result<Discovery, Problem> {
         let vpc = &self.identity.vpc_id;
-        let vswitches = calls
-            .vswitches(vpc)
-            .await
+        let (vswitches, vpc_cidrs) = tokio::join!(calls.vswitches(vpc), calls.vpc_cidrs(vpc));
+        let vswitches = vswitches
             .map_err(|e| Problem::from_error(&format!("list the vSwitches of {vpc}"), &e))?;
-        let vpc_cidrs = calls
-            .vpc_cidrs(vpc)
-            .await
-            .map_err(|e| Problem::from_error(&format!("read the CIDRs of {vpc}"), &e))?;
+        let vpc_cidrs =
+            vpc_cidrs.map_err(|e| Problem::from_error(&format!("read the CIDRs of {vpc}"), &e))?;
         let tables = match choose_tables(
             &self.cfg.route_table_ids,
             &self.identity.vswitch_id,
@@ -518,35 +593,23 @@ impl RouteReconciler {
         )
     }
 
-    async fn check_source_dest(
+    /// Takes in a read of the ENI's source/destination check; true when it must be switched off.
+    fn note_source_dest(
         &self,
         st: &mut SyncState,
-        calls: &mut Calls<'_>,
         out: &mut Outcome,
-    ) {
-        let eni = self.identity.eni_id.clone();
+        read: Result<Option<bool>, CloudError>,
+    ) -> bool {
+        let eni = &self.identity.eni_id;
         st.sdc_checked = true;
-        match calls.source_dest_check(&eni).await {
+        match read {
             Ok(Some(false)) => st.sdc = SourceDestCheck::Disabled,
             Ok(None) => st.sdc = SourceDestCheck::Unknown,
             Ok(Some(true)) => {
                 st.sdc = SourceDestCheck::Enabled;
                 match self.cfg.source_dest_check {
                     SdcMode::Report => out.problems.push(self.sdc_problem()),
-                    SdcMode::Disable => match calls.set_source_dest_check(&eni, false).await {
-                        Ok(()) => {
-                            tracing::info!(eni = %eni, "switched off the ENI's source/destination check");
-                            st.sdc = SourceDestCheck::Disabled;
-                            out.sdc_disabled += 1;
-                        }
-                        Err(e) => {
-                            st.sdc_checked = false;
-                            out.problems.push(Problem::from_error(
-                                &format!("switch off the source/destination check of {eni}"),
-                                &e,
-                            ));
-                        }
-                    },
+                    SdcMode::Disable => return true,
                 }
             }
             Err(e) => {
@@ -558,38 +621,74 @@ impl RouteReconciler {
                 ));
             }
         }
+        false
+    }
+
+    /// Takes in the answer to switching the ENI's source/destination check off.
+    fn note_source_dest_write(
+        &self,
+        st: &mut SyncState,
+        out: &mut Outcome,
+        written: Result<(), CloudError>,
+    ) {
+        let eni = &self.identity.eni_id;
+        match written {
+            Ok(()) => {
+                tracing::info!(eni = %eni, "switched off the ENI's source/destination check");
+                st.sdc = SourceDestCheck::Disabled;
+                out.sdc_disabled += 1;
+            }
+            Err(e) => {
+                st.sdc_checked = false;
+                out.problems.push(Problem::from_error(
+                    &format!("switch off the source/destination check of {eni}"),
+                    &e,
+                ));
+            }
+        }
     }
 
     /// Entries of `table` pointing here, plus whatever holds `cidr` if none of those does.
+    ///
+    /// `expect_ours`: our route was in place at the last pass, so the holders are read only if it is
+    /// gone (one read in a steady state); otherwise both reads go out together (one round trip at
+    /// boot, before the first write).
     async fn observe(
         &self,
-        calls: &mut Calls<'_>,
+        calls: &Calls<'_>,
         table: &str,
         cidr: &str,
+        expect_ours: bool,
     ) -> Result<Observed, Problem> {
         let doing = format!("list the routes of {table}");
-        let mut entries = calls
-            .route_entries(
-                table,
-                &RouteEntryFilter {
-                    next_hop_id: Some(self.identity.instance_id.clone()),
-                    route_entry_type: Some("Custom".into()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| Problem::from_error(&doing, &e))?;
-        if !entries.iter().any(|e| e.destination_cidr_block == cidr) {
-            let holders = calls
-                .route_entries(
-                    table,
-                    &RouteEntryFilter {
-                        destination_cidr_block: Some(cidr.to_string()),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| Problem::from_error(&doing, &e))?;
+        let pointing_here = RouteEntryFilter {
+            next_hop_id: Some(self.identity.instance_id.clone()),
+            route_entry_type: Some("Custom".into()),
+            ..Default::default()
+        };
+        let holding_cidr = RouteEntryFilter {
+            destination_cidr_block: Some(cidr.to_string()),
+            ..Default::default()
+        };
+        let (entries, holders) = if expect_ours {
+            (calls.route_entries(table, &pointing_here).await, None)
+        } else {
+            let (e, h) = tokio::join!(
+                calls.route_entries(table, &pointing_here),
+                calls.route_entries(table, &holding_cidr)
+            );
+            (e, Some(h))
+        };
+        let mut entries = entries.map_err(|e| Problem::from_error(&doing, &e))?;
+        let holders = match holders {
+            Some(h) => Some(h),
+            None if !entries.iter().any(|e| e.destination_cidr_block == cidr) => {
+                Some(calls.route_entries(table, &holding_cidr).await)
+            }
+            None => None,
+        };
+        if let Some(holders) = holders {
+            let holders = holders.map_err(|e| Problem::from_error(&doing, &e))?;
             for h in holders {
                 if !entries.iter().any(|e| e.route_entry_id == h.route_entry_id) {
                     entries.push(h);
@@ -610,7 +709,7 @@ impl RouteReconciler {
     async fn sync_table(
         &self,
         st: &mut SyncState,
-        calls: &mut Calls<'_>,
+        calls: &Calls<'_>,
         out: &mut Outcome,
         table: &str,
         subnet: Ipv4Net,
@@ -622,7 +721,9 @@ impl RouteReconciler {
             marker: self.marker.clone(),
             tables: vec![table.to_string()],
         };
-        let mut observed = match self.observe(calls, table, &cidr).await {
+        let key = (table.to_string(), subnet);
+        let expect_ours = st.in_place.remove(&key);
+        let mut observed = match self.observe(calls, table, &cidr, expect_ours).await {
             Ok(o) => o,
             Err(p) => {
                 out.problems.push(p);
@@ -645,7 +746,7 @@ impl RouteReconciler {
             for action in actions {
                 match action {
                     Action::Create { .. } => {
-                        match self.create_and_wait(st, calls, table, subnet).await {
+                        match self.create_and_wait(st, calls, out, table, subnet).await {
                             Ok(e) => {
                                 out.created += 1;
                                 desired_ok = true;
@@ -653,7 +754,7 @@ impl RouteReconciler {
                             }
                             Err(CreateError::Duplicate) if round == 0 => {
                                 // Someone created the destination between our read and our write.
-                                match self.observe(calls, table, &cidr).await {
+                                match self.observe(calls, table, &cidr, false).await {
                                     Ok(o) => {
                                         observed = o;
                                         replan = true;
@@ -776,6 +877,7 @@ impl RouteReconciler {
             }
             if desired_ok {
                 out.ready_tables.push(table.to_string());
+                st.in_place.insert(key.clone());
             }
             break;
         }
@@ -824,10 +926,33 @@ impl RouteReconciler {
         }
     }
 
+    /// The wait after the `refusals`-th refused route write: uniform in [0, window] ("full
+    /// jitter", so hosts refused together do not come back together), the window doubling per
+    /// refusal from `write_backoff` up to `write_backoff_max`; at least the server's hint.
+    fn write_delay(&self, refusals: u32, hint: Option<Duration>) -> Duration {
+        let window = self
+            .cfg
+            .write_backoff
+            .saturating_mul(1u32 << refusals.saturating_sub(1).min(20))
+            .min(self.cfg.write_backoff_max);
+        let ms = window.as_millis() as u64;
+        let ours = Duration::from_millis(rand::random::<u64>() % (ms + 1));
+        match hint {
+            Some(h) => ours.max(h.min(self.cfg.write_backoff_max)),
+            None => ours,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn write_delay_for_test(&self, refusals: u32, hint: Option<Duration>) -> Duration {
+        self.write_delay(refusals, hint)
+    }
+
     async fn create_and_wait(
         &self,
         st: &mut SyncState,
-        calls: &mut Calls<'_>,
+        calls: &Calls<'_>,
+        out: &mut Outcome,
         table: &str,
         subnet: Ipv4Net,
     ) -> Result<RouteEntry, CreateError> {
@@ -845,17 +970,35 @@ impl RouteReconciler {
             description: self.marker.description(),
             client_token: client_token(&self.identity.instance_id, &cidr, table, generation),
         };
-        let id = match calls.create_route(&req).await {
-            Ok(id) => id,
-            Err(e) if e.class() == ErrorClass::Duplicate => return Err(CreateError::Duplicate),
-            Err(e) => {
-                return Err(CreateError::Problem(Problem::from_error(
-                    &format!(
-                        "create the route {cidr} → {} in {table}",
-                        self.identity.instance_id
-                    ),
-                    &e,
-                )))
+        // One write per attempt, nothing re-read in between: a table that refuses a write (one
+        // write at a time, none while an entry is Pending) or an account that is throttled is
+        // waited out here, paced by our own backoff. The same client token makes a retry of a
+        // write that did commit answer with the same entry instead of a second one.
+        let mut refusals = 0u32;
+        let mut waited = Duration::ZERO;
+        let id = loop {
+            match calls.create_route(&req).await {
+                Ok(id) => break id,
+                Err(e) if e.class() == ErrorClass::Duplicate => return Err(CreateError::Duplicate),
+                Err(e)
+                    if e.class() == ErrorClass::Retryable && waited < self.cfg.write_patience =>
+                {
+                    refusals += 1;
+                    out.write_refusals += 1;
+                    let delay = self.write_delay(refusals, e.retry_hint());
+                    tracing::debug!(table, cidr = %cidr, refusals, ?delay, error = %e, "route write refused for now; backing off");
+                    (self.sleeper)(delay).await;
+                    waited += delay;
+                }
+                Err(e) => {
+                    return Err(CreateError::Problem(Problem::from_error(
+                        &format!(
+                            "create the route {cidr} → {} in {table}",
+                            self.identity.instance_id
+                        ),
+                        &e,
+                    )))
+                }
             }
         };
         tracing::info!(table, cidr = %cidr, entry = %id, "created route; waiting for it to become Available");
@@ -867,7 +1010,7 @@ impl RouteReconciler {
     /// Polls (with doubling intervals) until our entry for `cidr` in `table` is `Available`.
     async fn wait_available(
         &self,
-        calls: &mut Calls<'_>,
+        calls: &Calls<'_>,
         table: &str,
         cidr: &str,
         entry_id: Option<&str>,
@@ -924,7 +1067,7 @@ impl RouteReconciler {
 
     async fn delete_stale(
         &self,
-        calls: &mut Calls<'_>,
+        calls: &Calls<'_>,
         out: &mut Outcome,
         table: &str,
         entry_id: &str,
@@ -962,7 +1105,7 @@ impl RouteReconciler {
     pub async fn deregister(&self) -> RouteReport {
         let started = Instant::now();
         let mut st = self.state.lock().await;
-        let mut calls = Calls::new(&*self.cloud);
+        let calls = Calls::new(&*self.cloud);
         let mut out = Outcome::default();
         let mut tables: Vec<String> = self.cfg.route_table_ids.clone();
         match calls.route_tables(&self.identity.vpc_id).await {
@@ -970,7 +1113,7 @@ impl RouteReconciler {
             Err(e) => {
                 // Fall back to the tables we would use.
                 tracing::warn!(error = %e, "cannot list the VPC's route tables; using the configured/associated ones");
-                match self.discover(&mut calls).await {
+                match self.discover(&calls).await {
                     Ok(d) => tables.extend(d.tables),
                     Err(p) => out.problems.push(p),
                 }
@@ -1007,7 +1150,7 @@ impl RouteReconciler {
                 if !entry.is_available() {
                     match self
                         .wait_available(
-                            &mut calls,
+                            &calls,
                             table,
                             &entry.destination_cidr_block,
                             Some(&entry.route_entry_id),
@@ -1144,8 +1287,8 @@ impl RouteReconciler {
             credentials,
             routes: out.routes.clone(),
             source_dest_check: st.sdc,
-            reads: calls.reads,
-            writes: calls.writes,
+            reads: calls.reads(),
+            writes: calls.writes(),
             retry_after,
         }
     }
@@ -1168,6 +1311,7 @@ impl RouteReconciler {
             m.routes_created += out.created;
             m.routes_deleted += out.deleted;
             m.source_dest_check_disabled += out.sdc_disabled;
+            m.write_refusals += out.write_refusals;
             m.last_pass_millis = started.elapsed().as_millis() as u64;
         }
         match report.route.state {

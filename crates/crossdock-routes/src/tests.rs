@@ -202,9 +202,19 @@ async fn single_pass_table() {
             },
         },
         Case {
-            name: "throttled (client retries exhausted): pending, retry later",
+            name: "throttled write: backed off and written again in the same pass",
             setup: |f| f.fail_next(Op::Create, "Throttling.User"),
             cfg: default_cfg,
+            subnet: SUBNET,
+            state: State::Ready,
+            reason: "RouteAvailable",
+            writes: 2,
+            check: |f, _| assert_eq!(f.entries_in("vtb-sys").len(), 1),
+        },
+        Case {
+            name: "throttled past the write patience: pending, retry later",
+            setup: |f| f.fail_next(Op::Create, "Throttling.User"),
+            cfg: |c| c.write_patience = Duration::ZERO,
             subnet: SUBNET,
             state: State::Pending,
             reason: "Throttled",
@@ -215,9 +225,9 @@ async fn single_pass_table() {
             },
         },
         Case {
-            name: "task conflict (another host writing): pending",
+            name: "task conflict past the write patience (another host writing): pending",
             setup: |f| f.fail_next(Op::Create, "TaskConflict"),
-            cfg: default_cfg,
+            cfg: |c| c.write_patience = Duration::ZERO,
             subnet: SUBNET,
             state: State::Pending,
             reason: "CloudBusy",
@@ -453,7 +463,10 @@ async fn in_sync_passes_only_read_and_restarts_write_nothing() {
     let r = restarted.sync(Some(net(SUBNET))).await;
     assert!(r.is_ready());
     assert_eq!(r.writes, 0);
-    assert_eq!(r.reads, 4, "vSwitches, VPC, ENI, route entries");
+    assert_eq!(
+        r.reads, 5,
+        "vSwitches, VPC, ENI, routes pointing here, holders of the subnet"
+    );
     assert_eq!(fake.count(Op::Create), 1);
     let m = restarted.metrics();
     assert_eq!((m.syncs, m.writes, m.routes_created), (1, 0, 0));
@@ -511,12 +524,78 @@ async fn old_route_is_kept_while_the_new_one_cannot_be_created() {
 async fn throttled_then_recovers_on_the_next_pass() {
     let fake = Arc::new(FakeCloud::standard());
     fake.fail_next(Op::Create, "Throttling");
-    let (rec, _) = reconciler(&fake, cfg());
+    let c = RoutesConfig {
+        write_patience: Duration::ZERO,
+        ..cfg()
+    };
+    let (rec, _) = reconciler(&fake, c);
     let r = rec.sync(Some(net(SUBNET))).await;
     assert_eq!(r.route.state, State::Pending);
     let r = rec.sync(Some(net(SUBNET))).await;
     assert!(r.is_ready(), "{}", r.route.message);
     assert_eq!(fake.entries_in("vtb-sys").len(), 1);
+}
+
+#[tokio::test]
+async fn refused_writes_back_off_in_growing_jittered_windows_without_rereading() {
+    let fake = Arc::new(FakeCloud::standard());
+    for code in [
+        "TaskConflict",
+        "IncorrectRouteEntryStatus",
+        "TaskConflict",
+        "Throttling.User",
+    ] {
+        fake.fail_next(Op::Create, code);
+    }
+    let c = RoutesConfig {
+        write_backoff: Duration::from_millis(400),
+        write_backoff_max: Duration::from_millis(1000),
+        ..cfg()
+    };
+    let (rec, sleeps) = reconciler(&fake, c);
+    let r = rec.sync(Some(net(SUBNET))).await;
+    assert!(r.is_ready(), "{}", r.route.message);
+    assert_eq!(fake.count(Op::Create), 5, "four refusals, then the write");
+    let sleeps = sleeps.lock().unwrap().clone();
+    // Windows 400, 800, 1000 (capped), 1000 ms; then the polls for Available (1 s, 2 s).
+    for (i, (slept, window)) in sleeps.iter().zip([400u64, 800, 1000, 1000]).enumerate() {
+        assert!(
+            *slept <= Duration::from_millis(window),
+            "backoff {i}: {slept:?} > {window} ms"
+        );
+    }
+    assert_eq!(
+        sleeps[4..],
+        [Duration::from_secs(1), Duration::from_secs(2)]
+    );
+    // Nothing was re-read between the attempts: the reads are the boot round and the polls.
+    assert_eq!(fake.count(Op::Entries), 4, "two observe reads, two polls");
+    assert_eq!(rec.metrics().write_refusals, 4);
+    let mut text = String::new();
+    rec.write_prometheus(&mut text);
+    assert!(
+        text.contains("crossdock_route_write_refusals_total 4"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn refusal_delays_spread_hosts_refused_together() {
+    let fake = Arc::new(FakeCloud::standard());
+    let (rec, _) = reconciler(&fake, cfg());
+    let delays: Vec<Duration> = (0..200)
+        .map(|_| rec.write_delay_for_test(1, None))
+        .collect();
+    let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+    assert!(
+        distinct.len() > 100,
+        "full jitter: {} distinct of 200",
+        distinct.len()
+    );
+    assert!(delays.iter().all(|d| *d <= Duration::from_millis(500)));
+    // A server hint is a floor, capped at the largest window.
+    assert!(rec.write_delay_for_test(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+    assert!(rec.write_delay_for_test(1, Some(Duration::from_secs(600))) <= Duration::from_secs(8));
 }
 
 #[tokio::test]
