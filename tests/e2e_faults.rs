@@ -423,6 +423,12 @@ fn e2e_faults_c_flaky_api_at_boot_then_rotating_credentials() {
     );
     assert_connected(&lab, (1, "c1", &c1), (2, "c2", &c2), TRAFFIC_BOUND);
     set_faults(&lab, Faults::default());
+    // The table can be exact while an agent is still in its backoff before replaying a create whose
+    // answer was lost (InternalError after the commit): that replay is part of the flaky phase, so
+    // wait until both agents have finished their passes before counting the rotation phase's calls.
+    for i in [1, 2] {
+        wait_condition(&lab, i, "route", RESTART_BOUND, |c| c["state"] == "ready");
+    }
 
     // Credentials that live 30 s: the agents keep using fresh ones — ROTATIONS natural rotations, then
     // one forced early expiry (the credential in hand is rejected before the agent planned to renew it).
