@@ -605,14 +605,10 @@ fn version_of(socket: &Path) -> Result<String> {
 
 /// The PID in DIR/dockerd.pid if that process is alive and is a dockerd of this directory.
 pub fn running_pid(dir: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(dir.join("dockerd.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let cmd = procs::cmdline(pid)?;
-    (procs::alive(pid) && cmd.contains("dockerd") && cmd.contains(&dir.display().to_string()))
-        .then_some(pid)
+    procs::pid_from_file(
+        &dir.join("dockerd.pid"),
+        &["dockerd", &dir.display().to_string()],
+    )
 }
 
 /// Everything a dockerd of DIR may leave behind, also after a crash: the daemon itself (from its pid file),
@@ -675,7 +671,8 @@ pub fn daemon_cmdline_needles(dir: &Path) -> [String; 4] {
     ]
 }
 
-fn log_tail(path: &Path, from: u64, lines: usize) -> String {
+/// The last `lines` lines of the file at `path` from byte `from` on (what a failed start quotes).
+pub(crate) fn log_tail(path: &Path, from: u64, lines: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
     let start = usize::try_from(from).unwrap_or(0).min(text.len());
     let text = String::from_utf8_lossy(&text[start..]);

@@ -952,13 +952,10 @@ pub fn host_command(host: &HostState, argv: &[&str]) -> Command {
 
 /// The agent's PID from its pid file, if that process is alive and is that host's agent.
 pub fn agent_pid(host: &HostState) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(host.agent_pidfile())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let needle = host.agent_config.display().to_string();
-    (procs::alive(pid) && procs::cmdline(pid).is_some_and(|c| c.contains(&needle))).then_some(pid)
+    procs::pid_from_file(
+        &host.agent_pidfile(),
+        &[&host.agent_config.display().to_string()],
+    )
 }
 
 fn spawn_agent(state: &LabState, host: &HostState) -> Result<Child> {
@@ -982,13 +979,10 @@ fn spawn_agent(state: &LabState, host: &HostState) -> Result<Child> {
 
 /// The emulator's PID from its pid file, if that process is alive and is this lab's emulator.
 pub fn emulator_pid(state: &LabState) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(state.dir.join("vpc/vpcsim.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let needle = state.admin_socket.display().to_string();
-    (procs::alive(pid) && procs::cmdline(pid).is_some_and(|c| c.contains(&needle))).then_some(pid)
+    procs::pid_from_file(
+        &state.dir.join("vpc/vpcsim.pid"),
+        &[&state.admin_socket.display().to_string()],
+    )
 }
 
 /// Starts the emulator inside the vRouter namespace and waits (bounded) until its admin socket answers.
@@ -1050,7 +1044,7 @@ fn spawn_emulator(state: &LabState, settings: Option<&Settings>) -> Result<Child
             "the VPC emulator did not come up (admin socket {}); its log {} says:\n{}",
             admin.display(),
             log_path.display(),
-            tail(&log_path, 20)
+            dockerd::log_tail(&log_path, 0, 20)
         );
     }
     Ok(child)
@@ -1206,21 +1200,12 @@ pub fn down(name: &str) -> Result<()> {
         .unwrap_or_default();
 
     // 1. The agents and the emulator (each only if its pid file names a live process of this lab).
-    let mut pids = Vec::new();
-    for pidfile in host_dirs
+    let pids: Vec<u32> = host_dirs
         .iter()
         .map(|d| d.join("agent.pid"))
         .chain([dir.join("vpc/vpcsim.pid")])
-    {
-        if let Some(pid) = std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-        {
-            if procs::alive(pid) && procs::cmdline(pid).is_some_and(|c| c.contains(&needle)) {
-                pids.push(pid);
-            }
-        }
-    }
+        .filter_map(|pidfile| procs::pid_from_file(&pidfile, &[&needle]))
+        .collect();
     procs::terminate(&pids, Duration::from_secs(5));
 
     // 2. The dockerds, their containerd, shims and containers, side by side.
@@ -1312,12 +1297,6 @@ pub fn list() -> Vec<String> {
     names.sort();
     names.dedup();
     names
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]

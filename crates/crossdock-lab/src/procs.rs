@@ -37,6 +37,19 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// True while `pid` is alive and its command line contains every one of `needles`: how a PID read from
+/// a pid file is told apart from an unrelated process that reused it.
+pub fn alive_with_cmdline(pid: u32, needles: &[&str]) -> bool {
+    alive(pid) && cmdline(pid).is_some_and(|c| needles.iter().all(|n| c.contains(n)))
+}
+
+/// The PID written in `pidfile`, if that process is alive and its command line contains every one of
+/// `needles` ([`alive_with_cmdline`]); `None` for a missing or unreadable file too.
+pub fn pid_from_file(pidfile: &Path, needles: &[&str]) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    alive_with_cmdline(pid, needles).then_some(pid)
+}
+
 /// Every PID on the machine.
 pub fn all_pids() -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -246,6 +259,25 @@ mod tests {
         assert!(alive(me));
         assert!(cmdline(me).is_some_and(|c| !c.is_empty()));
         assert!(!alive(u32::MAX - 1));
+    }
+
+    #[test]
+    fn a_pid_file_counts_only_while_its_process_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.pid");
+        assert_eq!(pid_from_file(&file, &[]), None, "no file");
+        std::fs::write(&file, "not a pid").unwrap();
+        assert_eq!(pid_from_file(&file, &[]), None);
+        let me = std::process::id();
+        let exe = cmdline(me).unwrap();
+        let first = exe.split(' ').next().unwrap();
+        std::fs::write(&file, format!("{me}\n")).unwrap();
+        assert_eq!(pid_from_file(&file, &[first]), Some(me));
+        assert_eq!(pid_from_file(&file, &[first, "/no/such/needle"]), None);
+        std::fs::write(&file, (u32::MAX - 1).to_string()).unwrap();
+        assert_eq!(pid_from_file(&file, &[]), None, "a process that is gone");
+        assert!(alive_with_cmdline(me, &[]));
+        assert!(!alive_with_cmdline(me, &["/no/such/needle"]));
     }
 
     #[test]
