@@ -10,6 +10,10 @@
 //!   at once; the time until every route is `Available` against the serial limit N × (write latency +
 //!   Pending time), the API calls per host by action (failed calls and reads included), routes lost and
 //!   duplicated;
+//! - the C2 trade-off sweep: the same storm at one size under other settings of the agent's route-write
+//!   backoff (`[cloud] write_backoff_ms` / `write_backoff_max_ms`), because the two C2 targets pull
+//!   against each other: a short backoff fills the table sooner but spends more refused calls, a long
+//!   one spends fewer calls but leaves the table idle between writes;
 //! - C3: steady state: calls over a period once every route is in place.
 
 use crate::calls::{control_plane_settings, CallStats, Collector};
@@ -18,6 +22,7 @@ use crate::report::{num, Figure, Target};
 use crate::rr::{unix_ms, ProbeResult};
 use crate::stats::summarize;
 use anyhow::{anyhow, bail, Context, Result};
+use crossdock_lab::lab::AgentConfigHook;
 use crossdock_lab::lab::{admin_call, LabState};
 use crossdock_lab::{Lab, LabOptions};
 use crossdock_vpcsim::admin::Faults;
@@ -291,10 +296,87 @@ pub fn c1_figures(samples: &[C1Sample]) -> Vec<Figure> {
 
 // ---------------------------------------------------------------- C2
 
+/// The agent's route-write backoff a storm runs with: after a refused write the agent waits a random
+/// time in [0, window]; the window starts at `write_backoff_ms` and doubles per refusal up to
+/// `write_backoff_max_ms` (`[cloud]` in its configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    pub write_backoff_ms: u64,
+    pub write_backoff_max_ms: u64,
+}
+
+impl Default for Backoff {
+    /// The agent's own defaults.
+    fn default() -> Self {
+        let c = crossdock_config::CloudConfig::default();
+        Backoff {
+            write_backoff_ms: c.write_backoff_ms,
+            write_backoff_max_ms: c.write_backoff_max_ms,
+        }
+    }
+}
+
+impl Backoff {
+    pub fn is_agent_default(&self) -> bool {
+        *self == Backoff::default()
+    }
+
+    /// `500–8000 ms`.
+    pub fn label(&self) -> String {
+        format!("{}–{} ms", self.write_backoff_ms, self.write_backoff_max_ms)
+    }
+
+    /// Parses `write_backoff_ms:write_backoff_max_ms` (`100:2000`) and checks it with the agent's own
+    /// configuration rules, so a setting the agent would refuse is refused here, before any lab exists.
+    pub fn parse(item: &str) -> Result<Backoff> {
+        let item = item.trim();
+        let (a, b) = item.split_once(':').ok_or_else(|| {
+            anyhow!(
+                "{item:?} is not FIRST:MAX (write_backoff_ms:write_backoff_max_ms, e.g. 100:2000)"
+            )
+        })?;
+        let ms = |v: &str, what: &str| {
+            v.trim().parse::<u64>().map_err(|_| {
+                anyhow!(
+                    "{item:?}: {what} {v:?} is not a whole number of milliseconds (e.g. 100:2000)"
+                )
+            })
+        };
+        let b = Backoff {
+            write_backoff_ms: ms(a, "write_backoff_ms")?,
+            write_backoff_max_ms: ms(b, "write_backoff_max_ms")?,
+        };
+        let mut config = crossdock_config::Config {
+            cluster_cidrs: vec!["10.0.0.0/8".parse().expect("a valid range")],
+            ..crossdock_config::Config::default()
+        };
+        // The cloud table is checked only when the agent registers routes.
+        config.cloud.provider = crossdock_config::Provider::Alibaba;
+        b.apply(&mut config);
+        config
+            .validate()
+            .map_err(|e| anyhow!("{item:?}: the agent would refuse it: {e}"))?;
+        Ok(b)
+    }
+
+    fn apply(&self, config: &mut crossdock_config::Config) {
+        config.cloud.write_backoff_ms = self.write_backoff_ms;
+        config.cloud.write_backoff_max_ms = self.write_backoff_max_ms;
+    }
+
+    /// Writes these settings into every agent's configuration of a lab.
+    pub fn hook(self) -> AgentConfigHook {
+        AgentConfigHook::new(move |_, config| self.apply(config))
+    }
+}
+
 /// One C2 storm.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct C2Result {
     pub hosts: usize,
+    /// The agents' route-write backoff in this storm.
+    #[serde(flatten)]
+    pub backoff: Backoff,
     /// Agent processes actually started.
     pub agents_started: usize,
     /// Seconds to start them all (their clock starts with the first).
@@ -335,39 +417,66 @@ impl C2Result {
 /// bound: past 1.3 × the target is missed anyway, and the full run has to end in 20 minutes.
 pub const C2_DEADLINE_FACTOR: f64 = 1.5;
 
-/// C2 for each size.
+/// C2 for each size, the agents with `backoff`.
 pub fn c2(
     sizes: &[usize],
+    backoff: Backoff,
     timings: &Timings,
     bins: &Bins,
     check: &dyn Fn() -> Result<()>,
 ) -> Vec<C2Result> {
     sizes
         .iter()
-        .map(|&n| {
-            let mut r = C2Result {
-                hosts: n,
-                serial_limit_s: timings.serial_limit_secs(n),
-                ..C2Result::default()
-            };
-            if let Err(e) = check().and_then(|()| c2_once(n, timings, bins, &mut r, check)) {
-                r.error = Some(format!("{e:#}"));
-            }
-            eprintln!(
-                "  C2 N={n}: all Available after {} s (serial limit {} s, ratio {}), {} calls/host (max {}), {} available, {} lost, {} duplicates{}",
-                r.converged_s.map(num).unwrap_or("-".into()),
-                num(r.serial_limit_s),
-                r.ratio().map(num).unwrap_or("-".into()),
-                num(r.calls.per_host_mean()),
-                r.calls.per_host_max(),
-                r.available,
-                r.lost,
-                r.duplicates,
-                r.error.as_ref().map(|e| format!("  ERROR {e}")).unwrap_or_default()
-            );
-            r
-        })
+        .map(|&n| c2_storm(n, backoff, timings, bins, check))
         .collect()
+}
+
+/// The C2 trade-off sweep: a storm of `hosts` for each backoff setting.
+pub fn c2_sweep(
+    hosts: usize,
+    settings: &[Backoff],
+    timings: &Timings,
+    bins: &Bins,
+    check: &dyn Fn() -> Result<()>,
+) -> Vec<C2Result> {
+    settings
+        .iter()
+        .map(|&b| c2_storm(hosts, b, timings, bins, check))
+        .collect()
+}
+
+/// One storm, its failure recorded in the result.
+fn c2_storm(
+    n: usize,
+    backoff: Backoff,
+    timings: &Timings,
+    bins: &Bins,
+    check: &dyn Fn() -> Result<()>,
+) -> C2Result {
+    let mut r = C2Result {
+        hosts: n,
+        backoff,
+        serial_limit_s: timings.serial_limit_secs(n),
+        ..C2Result::default()
+    };
+    if let Err(e) = check().and_then(|()| c2_once(n, timings, bins, &mut r, check)) {
+        r.error = Some(format!("{e:#}"));
+    }
+    eprintln!(
+        "  C2 N={n}, backoff {}{}: all Available after {} s (serial limit {} s, ratio {}), {} calls/host (max {}), {} available, {} lost, {} duplicates{}",
+        backoff.label(),
+        if backoff.is_agent_default() { " (agent default)" } else { "" },
+        r.converged_s.map(num).unwrap_or("-".into()),
+        num(r.serial_limit_s),
+        r.ratio().map(num).unwrap_or("-".into()),
+        num(r.calls.per_host_mean()),
+        r.calls.per_host_max(),
+        r.available,
+        r.lost,
+        r.duplicates,
+        r.error.as_ref().map(|e| format!("  ERROR {e}")).unwrap_or_default()
+    );
+    r
 }
 
 /// What the table says about the storm's routes.
@@ -463,6 +572,7 @@ fn c2_once(
             timings.pending_ms,
             timings.account_qps,
         )),
+        agent_config: Some(r.backoff.hook()),
         ..LabOptions::default()
     })
     .with_context(|| format!("building the C2 lab with {n} hosts"))?;
@@ -645,6 +755,155 @@ pub fn c2_figures(results: &[C2Result]) -> Vec<Figure> {
         ));
     }
     out
+}
+
+/// The storms of the trade-off curve at `hosts`: the sweep's and the main run's storm at that size with
+/// the agent's defaults (not run twice), ordered by backoff; empty without a sweep.
+pub fn c2_curve<'a>(
+    main: &'a [C2Result],
+    sweep: &'a [C2Result],
+    hosts: usize,
+) -> Vec<&'a C2Result> {
+    if sweep.is_empty() {
+        return Vec::new();
+    }
+    let mut runs: Vec<&C2Result> = sweep.iter().filter(|r| r.hosts == hosts).collect();
+    if !runs.iter().any(|r| r.backoff.is_agent_default()) {
+        runs.extend(
+            main.iter()
+                .find(|r| r.hosts == hosts && r.backoff.is_agent_default()),
+        );
+    }
+    runs.sort_by_key(|r| (r.backoff.write_backoff_ms, r.backoff.write_backoff_max_ms));
+    runs
+}
+
+/// A storm's convergence time / serial limit; a storm stopped at the deadline gives the deadline's
+/// ratio (a lower bound, as [`C2Result::timed_out`] says).
+fn curve_ratio(r: &C2Result) -> Option<f64> {
+    if r.timed_out() {
+        Some(r.deadline_s / r.serial_limit_s)
+    } else {
+        r.ratio()
+    }
+    .filter(|v| v.is_finite())
+}
+
+/// A storm's API calls per host (mean), counted until every agent was ready or the deadline.
+fn curve_calls(r: &C2Result) -> Option<f64> {
+    (r.calls.total > 0)
+        .then(|| r.calls.per_host_mean())
+        .filter(|v| v.is_finite())
+}
+
+/// Where a storm sits on the curve: (calls per host, convergence / serial limit, lower bound); `None`
+/// when it did not measure both. A storm stopped at the deadline gives the deadline's ratio and the
+/// calls counted until then, both lower bounds.
+pub fn c2_curve_position(r: &C2Result) -> Option<(f64, f64, bool)> {
+    Some((curve_calls(r)?, curve_ratio(r)?, r.timed_out()))
+}
+
+fn curve_label(r: &C2Result) -> String {
+    format!(
+        "{}{}",
+        r.backoff.label(),
+        if r.backoff.is_agent_default() {
+            " (agent default)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The trade-off chart's points: one per storm that measured something, the default highlighted.
+pub fn c2_curve_points(runs: &[&C2Result]) -> Vec<crate::plot::Point> {
+    runs.iter()
+        .filter_map(|r| {
+            let (x, y, lower_bound) = c2_curve_position(r)?;
+            Some(crate::plot::Point {
+                label: format!(
+                    "{}: {}{} ×, {}{} calls/host{}",
+                    curve_label(r),
+                    if lower_bound { "> " } else { "" },
+                    num(y),
+                    if lower_bound { "> " } else { "" },
+                    num(x),
+                    if lower_bound { " (not converged)" } else { "" }
+                ),
+                x,
+                y,
+                lower_bound,
+                highlight: r.backoff.is_agent_default(),
+            })
+        })
+        .collect()
+}
+
+/// One "C2 curve" row per storm of the curve: the ratio to the serial limit and the calls per host,
+/// judged against both C2 targets at once.
+pub fn c2_curve_figures(runs: &[&C2Result]) -> Vec<Figure> {
+    let both = runs
+        .iter()
+        .filter_map(|r| c2_curve_position(r))
+        .filter(|(x, y, lb)| !lb && *x <= 4.0 && *y <= 1.3)
+        .count();
+    let verdict = |v: Option<f64>, target: f64| match v {
+        None => "not measured",
+        Some(v) if v <= target => "met",
+        Some(_) => "not met",
+    };
+    runs.iter()
+        .map(|r| {
+            let (ratio, calls) = (curve_ratio(r), curve_calls(r));
+            let name = format!("N={}, write backoff {}", r.hosts, curve_label(r));
+            let detail = match &r.error {
+                Some(e) => e.clone(),
+                None => format!(
+                    "{}; time {}, calls {}; {} calls in all, failed: {}{}",
+                    if r.timed_out() {
+                        format!(
+                            "not converged: {} of {} routes Available when the wait ended at {} s (serial limit {} s); both values are lower bounds",
+                            r.available,
+                            r.hosts,
+                            num(r.deadline_s),
+                            num(r.serial_limit_s)
+                        )
+                    } else {
+                        format!(
+                            "all Available after {} s against {} s",
+                            r.converged_s.map(num).unwrap_or("n/a".into()),
+                            num(r.serial_limit_s)
+                        )
+                    },
+                    verdict(ratio, 1.3),
+                    verdict(calls, 4.0),
+                    r.calls.total,
+                    if r.calls.by_code.is_empty() {
+                        "none".into()
+                    } else {
+                        r.calls
+                            .by_code
+                            .iter()
+                            .map(|(c, k)| format!("{c} {k}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                    if r.backoff.is_agent_default() {
+                        format!(
+                            "; {both} of the {} settings tried meet both targets",
+                            runs.len()
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
+            };
+            Figure::new("C2 curve", &name, ratio, "×", Target::AtMost(1.3))
+                .also(calls, "calls/host", Target::AtMost(4.0))
+                .lower_bound(r.timed_out())
+                .detail(detail)
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------- C3
@@ -905,6 +1164,183 @@ mod tests {
             f[2].value, None,
             "no agents started: nothing is known about lost routes"
         );
+    }
+
+    #[test]
+    fn backoff_settings_parse_and_default_to_the_agents() {
+        let d = Backoff::default();
+        let c = crossdock_config::CloudConfig::default();
+        assert_eq!(
+            (d.write_backoff_ms, d.write_backoff_max_ms),
+            (c.write_backoff_ms, c.write_backoff_max_ms)
+        );
+        assert!(d.is_agent_default());
+        assert_eq!(C2Result::default().backoff, d);
+        let b = Backoff::parse(" 100 : 2000 ").unwrap();
+        assert_eq!((b.write_backoff_ms, b.write_backoff_max_ms), (100, 2000));
+        assert_eq!(b.label(), "100–2000 ms");
+        assert!(!b.is_agent_default());
+        assert!(Backoff::parse("100").is_err());
+        assert!(Backoff::parse("100:x").is_err());
+        assert!(Backoff::parse("0:100").is_err(), "below the agent's range");
+        // The hook writes both settings into an agent's configuration.
+        let mut config = crossdock_config::Config::default();
+        (b.hook().0)(1, &mut config);
+        assert_eq!(
+            (
+                config.cloud.write_backoff_ms,
+                config.cloud.write_backoff_max_ms
+            ),
+            (100, 2000)
+        );
+    }
+
+    fn storm(first: u64, max: u64, converged: Option<f64>, calls_per_host: u64) -> C2Result {
+        C2Result {
+            hosts: 50,
+            backoff: Backoff {
+                write_backoff_ms: first,
+                write_backoff_max_ms: max,
+            },
+            agents_started: 50,
+            serial_limit_s: 60.0,
+            deadline_s: 110.0,
+            converged_s: converged,
+            available: if converged.is_some() { 50 } else { 40 },
+            lost: if converged.is_some() { 0 } else { 10 },
+            calls: CallStats {
+                total: 50 * calls_per_host,
+                per_host: (0..50)
+                    .map(|i| (format!("i-{i}"), calls_per_host))
+                    .collect(),
+                by_code: BTreeMap::from([("Throttling.User".to_string(), 7)]),
+                ..CallStats::default()
+            },
+            ..C2Result::default()
+        }
+    }
+
+    #[test]
+    fn the_curve_is_the_sweep_plus_the_main_default_storm_in_backoff_order() {
+        let main = vec![
+            storm(500, 8000, Some(72.0), 6),
+            C2Result {
+                hosts: 100,
+                ..storm(500, 8000, Some(150.0), 9)
+            },
+        ];
+        let sweep = vec![
+            storm(2000, 30000, None, 3),
+            storm(100, 2000, Some(66.0), 20),
+        ];
+        let curve = c2_curve(&main, &sweep, 50);
+        let order: Vec<u64> = curve.iter().map(|r| r.backoff.write_backoff_ms).collect();
+        assert_eq!(order, vec![100, 500, 2000]);
+        assert_eq!(
+            curve[1], &main[0],
+            "the default point is the main storm of that size"
+        );
+        // The sweep ran the default itself (no main storm of its size): taken once, from the sweep.
+        let own = vec![
+            storm(500, 8000, Some(70.0), 5),
+            storm(100, 2000, Some(66.0), 20),
+        ];
+        let curve = c2_curve(&main[1..], &own, 50);
+        assert_eq!(curve.len(), 2);
+        assert_eq!(curve[1].converged_s, Some(70.0));
+        // No sweep, no curve.
+        assert!(c2_curve(&main, &[], 50).is_empty());
+    }
+
+    #[test]
+    fn curve_points_and_rows_judge_both_targets_and_mark_the_default_and_bounds() {
+        let main = vec![storm(500, 8000, Some(72.0), 6)];
+        let failed = C2Result {
+            error: Some("lab down".into()),
+            agents_started: 0,
+            converged_s: None,
+            calls: CallStats::default(),
+            ..storm(50, 500, None, 0)
+        };
+        let sweep = vec![
+            storm(100, 2000, Some(66.0), 20),
+            storm(2000, 30000, None, 3),
+            storm(1000, 4000, Some(75.0), 4),
+            failed,
+        ];
+        let curve = c2_curve(&main, &sweep, 50);
+        let points = c2_curve_points(&curve);
+        assert_eq!(points.len(), 4, "the failed storm has no point");
+        let by_first = |ms: &str| points.iter().find(|p| p.label.starts_with(ms)).unwrap();
+        let fast = by_first("100–2000 ms");
+        assert_eq!(
+            (fast.x, fast.y, fast.lower_bound, fast.highlight),
+            (20.0, 1.1, false, false)
+        );
+        let default = by_first("500–8000 ms");
+        assert!(default.highlight && !default.lower_bound);
+        assert!(
+            default.label.contains("(agent default)"),
+            "{}",
+            default.label
+        );
+        assert_eq!((default.x, default.y), (6.0, 1.2));
+        let slow = by_first("2000–30000 ms");
+        assert!(slow.lower_bound && !slow.highlight);
+        assert!((slow.y - 110.0 / 60.0).abs() < 1e-9, "the deadline's ratio");
+        assert_eq!(slow.x, 3.0);
+        assert!(slow.label.contains("not converged"), "{}", slow.label);
+
+        let rows = c2_curve_figures(&curve);
+        assert_eq!(
+            rows.len(),
+            5,
+            "one row per setting, the failed one included"
+        );
+        assert!(rows.iter().all(|f| f.id == "C2 curve"));
+        let row = |ms: &str| rows.iter().find(|f| f.name.contains(ms)).unwrap();
+        // Fast: time met, calls not: not met.
+        let f = row("100–2000 ms");
+        assert_eq!(f.verdict(), "NOT MET");
+        assert!(f.detail.contains("time met, calls not met"), "{}", f.detail);
+        // The default, with how many settings meet both.
+        let f = row("500–8000 ms (agent default)");
+        assert_eq!(f.value_text(), "1.20 ×, 6.00 calls/host");
+        assert_eq!(f.verdict(), "NOT MET");
+        assert!(
+            f.detail
+                .contains("1 of the 5 settings tried meet both targets"),
+            "{}",
+            f.detail
+        );
+        // Both met at once.
+        let f = row("1000–4000 ms");
+        assert_eq!(f.value_text(), "1.25 ×, 4.00 calls/host");
+        assert_eq!(f.verdict(), "met");
+        // Not converged: lower bounds, not met.
+        let f = row("2000–30000 ms");
+        assert!(f.lower_bound);
+        assert_eq!(f.value_text(), "> 1.83 ×, > 3.00 calls/host");
+        assert_eq!(f.verdict(), "NOT MET");
+        assert!(
+            f.detail.contains("40 of 50 routes Available"),
+            "{}",
+            f.detail
+        );
+        // A failed storm: not measured, its error shown.
+        let f = row("50–500 ms");
+        assert_eq!(f.verdict(), "NOT MEASURED");
+        assert_eq!(f.detail, "lab down");
+    }
+
+    #[test]
+    fn a_storms_backoff_is_in_its_json_at_the_top_level() {
+        let r = storm(100, 2000, Some(66.0), 20);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["write_backoff_ms"], 100);
+        assert_eq!(v["write_backoff_max_ms"], 2000);
+        let back: C2Result = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
     }
 
     #[test]

@@ -266,6 +266,163 @@ pub fn line_chart(
     Ok(())
 }
 
+/// One labelled point of a trade-off chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub label: String,
+    pub x: f64,
+    pub y: f64,
+    /// Only a lower bound is known (the measurement stopped at a deadline): drawn as a triangle
+    /// pointing up, its label saying so.
+    pub lower_bound: bool,
+    /// Drawn larger and in red (the defaults).
+    pub highlight: bool,
+}
+
+/// The axis ranges of a trade-off chart: every point and the target region inside, with room above and
+/// to the right for the labels.
+pub fn scatter_extent(points: &[Point], region: (f64, f64)) -> (f64, f64) {
+    let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+    let x = points.iter().map(|p| finite(p.x)).fold(region.0, f64::max);
+    let y = points.iter().map(|p| finite(p.y)).fold(region.1, f64::max);
+    (x.max(1e-9) * 1.3, y.max(1e-9) * 1.2)
+}
+
+/// A trade-off chart: labelled points joined in the given order, and the region where both targets
+/// hold (`x <= region.0`, `y <= region.1`) shaded and outlined.
+pub fn tradeoff_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[Point],
+    region: (f64, f64),
+    region_label: &str,
+) -> Result<()> {
+    init_font()?;
+    let (width, height) = (1300u32, 720u32);
+    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (xmax, ymax) = scatter_extent(points, region);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..xmax, 0f64..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    let green = RGBColor(44, 160, 44);
+    chart
+        .draw_series([Rectangle::new(
+            [(0.0, 0.0), region],
+            green.mix(0.18).filled(),
+        )])
+        .map_err(err)?
+        .label(region_label.to_string())
+        .legend(move |(x, y)| {
+            Rectangle::new([(x, y - 6), (x + 14, y + 6)], green.mix(0.4).filled())
+        });
+    chart
+        .draw_series([Rectangle::new([(0.0, 0.0), region], green.stroke_width(2))])
+        .map_err(err)?;
+    let drawn: Vec<&Point> = points
+        .iter()
+        .filter(|p| p.x.is_finite() && p.y.is_finite())
+        .collect();
+    let grey = RGBColor(150, 150, 150);
+    chart
+        .draw_series(LineSeries::new(
+            drawn.iter().map(|p| (p.x, p.y)),
+            grey.stroke_width(1),
+        ))
+        .map_err(err)?;
+    let blue = COLORS[0];
+    let orange = COLORS[1];
+    let kinds: [(&str, bool, bool); 4] = [
+        ("converged", false, false),
+        ("not converged: lower bound (both values)", true, false),
+        ("agent default", false, true),
+        ("agent default, not converged: lower bound", true, true),
+    ];
+    for (name, lower, high) in kinds {
+        let these: Vec<(f64, f64)> = drawn
+            .iter()
+            .filter(|p| p.lower_bound == lower && p.highlight == high)
+            .map(|p| (p.x, p.y))
+            .collect();
+        if these.is_empty() {
+            continue;
+        }
+        let color = if high {
+            RED
+        } else if lower {
+            orange
+        } else {
+            blue
+        };
+        let size = if high { 10 } else { 7 };
+        if lower {
+            chart
+                .draw_series(
+                    these
+                        .iter()
+                        .map(|&c| TriangleMarker::new(c, size + 2, color.filled())),
+                )
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| TriangleMarker::new((x + 7, y), 7, color.filled()));
+        } else {
+            chart
+                .draw_series(these.iter().map(|&c| Circle::new(c, size, color.filled())))
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 7, y), 6, color.filled()));
+        }
+        if high {
+            chart
+                .draw_series(
+                    these
+                        .iter()
+                        .map(|&c| Circle::new(c, size + 5, BLACK.stroke_width(2))),
+                )
+                .map_err(err)?;
+        }
+    }
+    for p in &drawn {
+        let (px, py) = chart.backend_coord(&(p.x, p.y));
+        let approx = (p.label.chars().count() as i32) * 7;
+        let x = if px + 14 + approx > width as i32 - 20 {
+            px - 14 - approx
+        } else {
+            px + 14
+        };
+        root.draw(&Text::new(
+            p.label.clone(),
+            (x, py - 22),
+            ("sans-serif", 14).into_font().color(&BLACK),
+        ))
+        .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +478,48 @@ mod tests {
         )
         .unwrap();
         assert!(is_png(&p));
+        let p = dir.path().join("tradeoff.png");
+        let point = |label: &str, x, y, lower_bound, highlight| Point {
+            label: label.into(),
+            x,
+            y,
+            lower_bound,
+            highlight,
+        };
+        tradeoff_chart(
+            &p,
+            "trade-off",
+            "calls per host",
+            "time / serial limit",
+            &[
+                point("fast", 30.0, 1.1, false, false),
+                point("default", 12.0, 1.4, false, true),
+                point("slow", 5.0, 1.7, true, false),
+            ],
+            (4.0, 1.3),
+            "both targets met",
+        )
+        .unwrap();
+        assert!(is_png(&p));
+    }
+
+    #[test]
+    fn the_tradeoff_axes_hold_every_point_and_the_target_region() {
+        let p = |x, y| Point {
+            label: String::new(),
+            x,
+            y,
+            lower_bound: false,
+            highlight: false,
+        };
+        // Points far outside the region: the axes reach past them, with room for the labels.
+        let (x, y) = scatter_extent(&[p(30.0, 1.1), p(12.0, 1.7)], (4.0, 1.3));
+        assert!(x > 30.0 && y > 1.7, "{x} {y}");
+        // Points inside the region: the region still shows whole.
+        let (x, y) = scatter_extent(&[p(2.0, 1.0)], (4.0, 1.3));
+        assert!(x > 4.0 && y > 1.3, "{x} {y}");
+        // No point (every storm failed): the region alone; a non-finite value is ignored.
+        let (x, y) = scatter_extent(&[p(f64::NAN, 1.0)], (4.0, 1.3));
+        assert!(x.is_finite() && x > 4.0 && y > 1.3, "{x} {y}");
     }
 }

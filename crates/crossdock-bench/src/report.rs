@@ -78,6 +78,35 @@ pub struct Figure {
     pub lower_bound: bool,
     /// Spread, the raw parts, or why it is missing.
     pub detail: String,
+    /// A second value judged in the same row (a point of a trade-off, where both targets must hold at
+    /// once); `lower_bound` applies to it as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub also: Option<Also>,
+}
+
+/// The second value of a [`Figure`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Also {
+    pub value: Option<f64>,
+    pub unit: String,
+    pub target: Target,
+}
+
+fn value_with_unit(value: Option<f64>, unit: &str, lower_bound: bool) -> String {
+    let bound = if lower_bound { "> " } else { "" };
+    match value {
+        Some(v) if unit.is_empty() => format!("{bound}{}", num(v)),
+        Some(v) => format!("{bound}{} {unit}", num(v)),
+        None => "n/a".into(),
+    }
+}
+
+fn met_one(value: Option<f64>, target: Target) -> Option<bool> {
+    match (value, target) {
+        (_, Target::None) => None,
+        (Some(v), t) => t.met(v),
+        (None, _) => Some(false),
+    }
 }
 
 impl Figure {
@@ -90,7 +119,18 @@ impl Figure {
             target,
             lower_bound: false,
             detail: String::new(),
+            also: None,
         }
+    }
+
+    /// Adds a second value that must meet its own target for the row to be met.
+    pub fn also(mut self, value: Option<f64>, unit: &str, target: Target) -> Figure {
+        self.also = Some(Also {
+            value: value.filter(|v| v.is_finite()),
+            unit: unit.into(),
+            target,
+        });
+        self
     }
 
     /// Marks the value as a lower bound.
@@ -104,30 +144,47 @@ impl Figure {
         self
     }
 
-    /// `Some(true|false)` against the target; `None` without target. A missing value misses its target.
+    /// `Some(true|false)` against the target (and the second value's, if any: both must hold);
+    /// `None` without target. A missing value misses its target.
     pub fn met(&self) -> Option<bool> {
-        match (self.value, self.target) {
-            (_, Target::None) => None,
-            (Some(v), t) => t.met(v),
-            (None, _) => Some(false),
+        let first = met_one(self.value, self.target);
+        match self.also.as_ref().map(|a| met_one(a.value, a.target)) {
+            None | Some(None) => first,
+            Some(Some(second)) => Some(first.unwrap_or(true) && second),
         }
     }
 
+    /// Whether a value the row is judged on is missing.
+    fn missing(&self) -> bool {
+        self.value.is_none() || self.also.as_ref().is_some_and(|a| a.value.is_none())
+    }
+
     pub fn verdict(&self) -> &'static str {
-        match (self.met(), self.value) {
-            (None, _) => "",
-            (Some(true), _) => "met",
-            (Some(false), None) => "NOT MEASURED",
-            (Some(false), Some(_)) => "NOT MET",
+        match self.met() {
+            None => "",
+            Some(true) => "met",
+            Some(false) if self.missing() => "NOT MEASURED",
+            Some(false) => "NOT MET",
         }
     }
 
     pub fn value_text(&self) -> String {
-        let bound = if self.lower_bound { "> " } else { "" };
-        match self.value {
-            Some(v) if self.unit.is_empty() => format!("{bound}{}", num(v)),
-            Some(v) => format!("{bound}{} {}", num(v), self.unit),
-            None => "n/a".into(),
+        let first = value_with_unit(self.value, &self.unit, self.lower_bound);
+        match &self.also {
+            None => first,
+            Some(a) => format!(
+                "{first}, {}",
+                value_with_unit(a.value, &a.unit, self.lower_bound)
+            ),
+        }
+    }
+
+    /// The target, or both targets.
+    pub fn target_text(&self) -> String {
+        let first = self.target.show(&self.unit);
+        match &self.also {
+            None => first,
+            Some(a) => format!("{first}, {}", a.target.show(&a.unit)),
         }
     }
 }
@@ -144,7 +201,7 @@ pub fn markdown_table(figures: &[Figure]) -> String {
             f.id,
             f.name,
             f.value_text(),
-            f.target.show(&f.unit),
+            f.target_text(),
             f.verdict(),
             f.detail.replace('|', "\\|").replace('\n', " ")
         );
@@ -161,7 +218,7 @@ pub fn text_table(figures: &[Figure]) -> String {
                 f.id.clone(),
                 f.name.clone(),
                 f.value_text(),
-                f.target.show(&f.unit),
+                f.target_text(),
                 f.verdict().to_string(),
             ]
         })
@@ -248,5 +305,39 @@ mod tests {
         let txt = text_table(&figs);
         assert_eq!(txt.lines().count(), 3);
         assert!(txt.lines().nth(2).unwrap().ends_with("NOT MET"));
+    }
+
+    #[test]
+    fn a_row_with_two_values_is_met_only_when_both_are() {
+        let row = |ratio: Option<f64>, calls: Option<f64>| {
+            Figure::new("C2 curve", "x", ratio, "×", Target::AtMost(1.3)).also(
+                calls,
+                "calls/host",
+                Target::AtMost(4.0),
+            )
+        };
+        assert_eq!(row(Some(1.2), Some(3.0)).verdict(), "met");
+        assert_eq!(row(Some(1.2), Some(9.0)).verdict(), "NOT MET");
+        assert_eq!(row(Some(1.5), Some(3.0)).verdict(), "NOT MET");
+        assert_eq!(row(Some(1.2), None).verdict(), "NOT MEASURED");
+        assert_eq!(row(None, Some(3.0)).verdict(), "NOT MEASURED");
+        let r = row(Some(1.2), Some(3.0));
+        assert_eq!(r.value_text(), "1.20 ×, 3.00 calls/host");
+        assert_eq!(r.target_text(), "≤ 1.30 ×, ≤ 4.00 calls/host");
+        assert_eq!(
+            row(Some(1.6), Some(30.0)).lower_bound(true).value_text(),
+            "> 1.60 ×, > 30.0 calls/host"
+        );
+        let md = markdown_table(&[r]);
+        assert!(
+            md.contains(
+                "| C2 curve | x | 1.20 ×, 3.00 calls/host | ≤ 1.30 ×, ≤ 4.00 calls/host | met |"
+            ),
+            "{md}"
+        );
+        // A row without a second value reads as before.
+        let one = Figure::new("C1", "y", Some(2.0), "s", Target::AtMost(2.5));
+        assert_eq!(one.target_text(), "≤ 2.50 s");
+        assert!(!serde_json::to_string(&one).unwrap().contains("also"));
     }
 }

@@ -4,10 +4,12 @@
 //! the background while the start-up and storm benchmarks use their own labs):
 //! 1. the data-path lab (`bench-dp`: two Docker 20.10 hosts, agents running) and the data path;
 //! 2. in the background on that lab: C3 with F1 idle in its first minutes, then F1 churn;
-//! 3. in the foreground meanwhile: C1 (fresh `bench-c1` labs) and C2 (a `bench-c2` lab per size);
+//! 3. in the foreground meanwhile: C1 (fresh `bench-c1` labs), C2 (a `bench-c2` lab per size), then the
+//!    C2 trade-off sweep (a `bench-c2` lab per backoff setting, at one size; the agent's defaults are
+//!    the main storm of that size, not run again);
 //! 4. the report: a table on stdout, `results.md`, `results.json`, PNG plots.
 
-use crate::control::{self, Bins, C1Sample, C2Result, C3Result, Timings};
+use crate::control::{self, Backoff, Bins, C1Sample, C2Result, C3Result, Timings};
 use crate::datapath::{self, Metric, Variant};
 use crate::footprint::{self, Phase, Sampler};
 use crate::plot::{self, Bar};
@@ -43,6 +45,10 @@ pub const LAB_NAMES: [&str; 3] = ["bench-dp", "bench-c1", "bench-c2"];
 /// The parts of a run.
 pub const PARTS: [&str; 5] = ["datapath", "c1", "c2", "c3", "f1"];
 
+/// The C2 sweep's backoff settings (write_backoff_ms:write_backoff_max_ms) besides the agent's
+/// defaults (500:8000): one shorter and one longer, so the defaults sit between two points.
+pub const C2_SWEEP_DEFAULT: &str = "100:2000,2000:30000";
+
 /// `crossdock-bench` options.
 #[derive(Debug, Clone, Args)]
 pub struct Options {
@@ -73,6 +79,15 @@ pub struct Options {
     /// C2 storm sizes. Default 50,100,200 (quick: 10,20).
     #[arg(long, value_delimiter = ',')]
     pub c2_sizes: Vec<usize>,
+    /// C2 trade-off sweep: route-write backoff settings FIRST:MAX (the agent's [cloud]
+    /// write_backoff_ms:write_backoff_max_ms), comma-separated, a storm of --c2-sweep-hosts hosts each;
+    /// the agent's default point is the main storm of that size. Part of c2. Default
+    /// "100:2000,2000:30000"; "" or "none" turns the sweep off.
+    #[arg(long, value_name = "LIST")]
+    pub c2_sweep: Option<String>,
+    /// Hosts per storm of the C2 sweep. Default 50 (quick: 10).
+    #[arg(long, value_name = "N")]
+    pub c2_sweep_hosts: Option<usize>,
     /// C3 steady-state period in seconds. Default 600 (quick: 60).
     #[arg(long)]
     pub c3_secs: Option<u64>,
@@ -93,9 +108,49 @@ pub struct Settings {
     pub timings: Timings,
     pub c1_reps: usize,
     pub c2_sizes: Vec<usize>,
+    /// The C2 sweep's backoff settings besides the agent's defaults; empty: no sweep.
+    #[serde(default)]
+    pub c2_sweep: Vec<Backoff>,
+    /// Hosts per storm of the C2 sweep.
+    #[serde(default)]
+    pub c2_sweep_hosts: usize,
     pub c3_secs: u64,
     pub idle_secs: u64,
     pub churn_secs: u64,
+}
+
+/// Parses `--c2-sweep`: `FIRST:MAX` items, comma-separated; `""` or `none` for no sweep. The agent's
+/// defaults are left out (the main storm of the sweep's size is that point).
+pub fn parse_sweep(list: &str) -> Result<Vec<Backoff>> {
+    let list = list.trim();
+    if list.is_empty() || list.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<Backoff> = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let b = Backoff::parse(item).map_err(|e| anyhow!("--c2-sweep: {e:#}"))?;
+        if out.contains(&b) {
+            bail!("--c2-sweep: {item:?} is listed twice; list each setting once");
+        }
+        out.push(b);
+    }
+    out.retain(|b| !b.is_agent_default());
+    Ok(out)
+}
+
+impl Settings {
+    /// The storms the C2 sweep runs: its settings, and the agent's defaults first when no main storm
+    /// has the sweep's size; none without a sweep.
+    pub fn c2_sweep_runs(&self) -> Vec<Backoff> {
+        if self.c2_sweep.is_empty() {
+            return Vec::new();
+        }
+        let default = (!self.c2_sizes.contains(&self.c2_sweep_hosts)).then(Backoff::default);
+        default
+            .into_iter()
+            .chain(self.c2_sweep.iter().copied())
+            .collect()
+    }
 }
 
 impl Options {
@@ -133,6 +188,8 @@ impl Options {
             } else {
                 self.c2_sizes.clone()
             },
+            c2_sweep: parse_sweep(self.c2_sweep.as_deref().unwrap_or(C2_SWEEP_DEFAULT))?,
+            c2_sweep_hosts: self.c2_sweep_hosts.unwrap_or(if q { 10 } else { 50 }),
             c3_secs: self.c3_secs.unwrap_or(if q { 60 } else { 600 }),
             idle_secs: self.idle_secs.unwrap_or(if q { 60 } else { 300 }),
             churn_secs: self.churn_secs.unwrap_or(if q { 15 } else { 60 }),
@@ -147,6 +204,13 @@ impl Options {
         {
             bail!(
                 "--c2-sizes: {n} is not 1..={} (the lab's limit)",
+                crossdock_lab::lab::MAX_HOSTS
+            );
+        }
+        if settings.c2_sweep_hosts == 0 || settings.c2_sweep_hosts > crossdock_lab::lab::MAX_HOSTS {
+            bail!(
+                "--c2-sweep-hosts: {} is not 1..={} (the lab's limit)",
+                settings.c2_sweep_hosts,
                 crossdock_lab::lab::MAX_HOSTS
             );
         }
@@ -167,6 +231,10 @@ pub struct Report {
     pub datapath: Option<datapath::Results>,
     pub c1: Vec<C1Sample>,
     pub c2: Vec<C2Result>,
+    /// The C2 trade-off sweep's storms (the agent's default point is in `c2` when a main storm has
+    /// the sweep's size).
+    #[serde(default)]
+    pub c2_sweep: Vec<C2Result>,
     pub c3: Option<C3Result>,
     pub f1_idle: Option<Phase>,
     pub f1_churn: Option<Phase>,
@@ -355,6 +423,7 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
         datapath: None,
         c1: Vec::new(),
         c2: Vec::new(),
+        c2_sweep: Vec::new(),
         c3: None,
         f1_idle: None,
         f1_churn: None,
@@ -456,8 +525,25 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
         }
         if wants(s, "c2") {
             section!("== C2: boot storms of {:?} hosts", s.c2_sizes);
-            report.c2 = control::c2(&s.c2_sizes, &s.timings, bins, &check);
+            report.c2 = control::c2(&s.c2_sizes, Backoff::default(), &s.timings, bins, &check);
             check()?;
+            let runs = s.c2_sweep_runs();
+            if !runs.is_empty() {
+                section!(
+                    "== C2 trade-off sweep: storms of {} hosts with write backoff {} (the agent's default {}{})",
+                    s.c2_sweep_hosts,
+                    runs.iter().map(Backoff::label).collect::<Vec<_>>().join(", "),
+                    Backoff::default().label(),
+                    if s.c2_sizes.contains(&s.c2_sweep_hosts) {
+                        ": the main storm of that size"
+                    } else {
+                        ""
+                    }
+                );
+                report.c2_sweep =
+                    control::c2_sweep(s.c2_sweep_hosts, &runs, &s.timings, bins, &check);
+                check()?;
+            }
         }
         Ok(())
     })();
@@ -505,11 +591,17 @@ pub fn figures(r: &Report) -> Vec<Figure> {
         f.extend(control::c1_figures(&r.c1));
     }
     f.extend(control::c2_figures(&r.c2));
+    f.extend(control::c2_curve_figures(&c2_curve(r)));
     if let Some(c3) = &r.c3 {
         f.extend(control::c3_figures(c3));
     }
     f.extend(footprint::figures(r.f1_idle.as_ref(), r.f1_churn.as_ref()));
     f
+}
+
+/// The storms of the C2 trade-off curve.
+fn c2_curve(r: &Report) -> Vec<&C2Result> {
+    control::c2_curve(&r.c2, &r.c2_sweep, r.settings.c2_sweep_hosts)
 }
 
 fn plots(r: &Report, out: &Path) -> Result<Vec<String>> {
@@ -659,6 +751,23 @@ fn plots(r: &Report, out: &Path) -> Result<Vec<String>> {
         )?;
         written.push(p.display().to_string());
     }
+    let points = control::c2_curve_points(&c2_curve(r));
+    if !points.is_empty() {
+        let p = out.join("c2-tradeoff.png");
+        plot::tradeoff_chart(
+            &p,
+            &format!(
+                "C2 trade-off at N = {}: the agent's route-write backoff (first–max window)",
+                r.settings.c2_sweep_hosts
+            ),
+            "API calls per host (mean, failed calls included)",
+            "time to all routes Available / serial limit",
+            &points,
+            (4.0, 1.3),
+            "both targets: ≤ 4 calls/host and ≤ 1.3 × serial limit",
+        )?;
+        written.push(p.display().to_string());
+    }
     let mut rss = Vec::new();
     for phase in [&r.f1_idle, &r.f1_churn].into_iter().flatten() {
         for s in &phase.series {
@@ -793,46 +902,38 @@ pub fn markdown(r: &Report) -> String {
     if !r.c2.is_empty() {
         m.push_str("\n## C2: boot storms\n\n| N | agents started (spawn s) | all Available s | serial limit s | ratio | agents ready s | calls/host mean (max) | reads | writes | failed by code | lost | duplicates | agents' RSS total MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for c in &r.c2 {
-            m.push_str(&format!(
-                "| {} | {} ({}) | {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |\n",
-                c.hosts,
-                c.agents_started,
-                num(c.spawn_s),
-                match c.converged_s {
-                    Some(v) => num(v),
-                    None if c.timed_out() => format!("> {} (deadline)", num(c.deadline_s)),
-                    None => "n/a".into(),
-                },
-                num(c.serial_limit_s),
-                match c.ratio() {
-                    Some(v) => num(v),
-                    None if c.timed_out() => format!("> {}", num(c.deadline_s / c.serial_limit_s)),
-                    None => "n/a".into(),
-                },
-                c.agents_ready_s.map(num).unwrap_or("n/a".into()),
-                num(c.calls.per_host_mean()),
-                c.calls.per_host_max(),
-                c.calls.reads,
-                c.calls.writes,
-                if c.calls.by_code.is_empty() {
-                    "none".into()
-                } else {
-                    c.calls
-                        .by_code
-                        .iter()
-                        .map(|(k, v)| format!("{k} {v}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-                c.lost,
-                c.duplicates,
-                num(c.agents_rss_mib)
-            ));
+            m.push_str(&format!("| {} | {} |\n", c.hosts, storm_cells(c)));
         }
         for c in r.c2.iter().filter(|c| c.error.is_some()) {
             m.push_str(&format!(
                 "\nN={}: {}\n",
                 c.hosts,
+                c.error.clone().unwrap_or_default()
+            ));
+        }
+    }
+    let curve = c2_curve(r);
+    if !curve.is_empty() {
+        m.push_str(&format!(
+            "\n## C2 trade-off: the agent's route-write backoff at N = {}\n\nEach row a storm with `[cloud] write_backoff_ms`–`write_backoff_max_ms` set as shown (the default row is the main storm of that size).\n\n| write backoff | agents started (spawn s) | all Available s | serial limit s | ratio | agents ready s | calls/host mean (max) | reads | writes | failed by code | lost | duplicates | agents' RSS total MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+            r.settings.c2_sweep_hosts
+        ));
+        for c in &curve {
+            m.push_str(&format!(
+                "| {}{} | {} |\n",
+                c.backoff.label(),
+                if c.backoff.is_agent_default() {
+                    " (agent default)"
+                } else {
+                    ""
+                },
+                storm_cells(c)
+            ));
+        }
+        for c in curve.iter().filter(|c| c.error.is_some()) {
+            m.push_str(&format!(
+                "\n{}: {}\n",
+                c.backoff.label(),
                 c.error.clone().unwrap_or_default()
             ));
         }
@@ -854,6 +955,44 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     m
+}
+
+/// A storm's cells after its first column, for the storm tables.
+fn storm_cells(c: &C2Result) -> String {
+    format!(
+        "{} ({}) | {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {}",
+        c.agents_started,
+        num(c.spawn_s),
+        match c.converged_s {
+            Some(v) => num(v),
+            None if c.timed_out() => format!("> {} (deadline)", num(c.deadline_s)),
+            None => "n/a".into(),
+        },
+        num(c.serial_limit_s),
+        match c.ratio() {
+            Some(v) => num(v),
+            None if c.timed_out() => format!("> {}", num(c.deadline_s / c.serial_limit_s)),
+            None => "n/a".into(),
+        },
+        c.agents_ready_s.map(num).unwrap_or("n/a".into()),
+        num(c.calls.per_host_mean()),
+        c.calls.per_host_max(),
+        c.calls.reads,
+        c.calls.writes,
+        if c.calls.by_code.is_empty() {
+            "none".into()
+        } else {
+            c.calls
+                .by_code
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        c.lost,
+        c.duplicates,
+        num(c.agents_rss_mib)
+    )
 }
 
 fn write(r: &Report, out: &Path) -> Result<()> {
@@ -897,6 +1036,79 @@ mod tests {
         assert_eq!(quick.c3_secs, 60);
     }
 
+    fn b(first: u64, max: u64) -> Backoff {
+        Backoff {
+            write_backoff_ms: first,
+            write_backoff_max_ms: max,
+        }
+    }
+
+    #[test]
+    fn the_c2_sweep_defaults_to_two_points_around_the_agents_defaults() {
+        let full = opts(&[]).resolve("b".into()).unwrap();
+        assert_eq!(full.c2_sweep, vec![b(100, 2000), b(2000, 30000)]);
+        assert_eq!(full.c2_sweep_hosts, 50);
+        // 50 is a main storm size: the default point is that storm, not run again.
+        assert_eq!(full.c2_sweep_runs(), vec![b(100, 2000), b(2000, 30000)]);
+        let quick = opts(&["--quick"]).resolve("b".into()).unwrap();
+        assert_eq!(quick.c2_sweep_hosts, 10);
+        assert_eq!(quick.c2_sweep_runs().len(), 2, "10 is a quick storm size");
+        // No main storm of the sweep's size: the default point is run with the sweep, first.
+        let other = opts(&["--c2-sizes", "100", "--c2-sweep", "50:1000 , 500:8000"])
+            .resolve("b".into())
+            .unwrap();
+        assert_eq!(
+            other.c2_sweep,
+            vec![b(50, 1000)],
+            "the default pair is not a sweep point"
+        );
+        assert_eq!(other.c2_sweep_runs(), vec![Backoff::default(), b(50, 1000)]);
+        // Off.
+        for off in ["", "none", " NONE "] {
+            let s = opts(&["--c2-sweep", off]).resolve("b".into()).unwrap();
+            assert!(s.c2_sweep.is_empty(), "{off:?}");
+            assert!(s.c2_sweep_runs().is_empty(), "{off:?}");
+        }
+        let only = opts(&["--only", "c2", "--c2-sweep-hosts", "20"])
+            .resolve("b".into())
+            .unwrap();
+        assert_eq!(only.c2_sweep_hosts, 20);
+        assert_eq!(only.c2_sweep_runs()[0], Backoff::default());
+    }
+
+    #[test]
+    fn bad_sweeps_are_refused_naming_the_item_and_the_fix() {
+        let err = |args: &[&str]| {
+            format!(
+                "{:#}",
+                opts(args).resolve("b".into()).expect_err("must be refused")
+            )
+        };
+        let e = err(&["--c2-sweep", "100-2000"]);
+        assert!(
+            e.contains("--c2-sweep") && e.contains("\"100-2000\" is not FIRST:MAX"),
+            "{e}"
+        );
+        let e = err(&["--c2-sweep", "100:lots"]);
+        assert!(e.contains("\"lots\" is not a whole number"), "{e}");
+        // The agent's own ranges: first window 10..=60000, max from the first to 600000.
+        let e = err(&["--c2-sweep", "5:2000"]);
+        assert!(
+            e.contains("cloud.write_backoff_ms") && e.contains("from 10 to 60000"),
+            "{e}"
+        );
+        let e = err(&["--c2-sweep", "2000:1000"]);
+        assert!(
+            e.contains("cloud.write_backoff_max_ms") && e.contains("from 2000"),
+            "{e}"
+        );
+        let e = err(&["--c2-sweep", "100:2000,100:2000"]);
+        assert!(e.contains("listed twice"), "{e}");
+        let e = err(&["--c2-sweep-hosts", "0"]);
+        assert!(e.contains("--c2-sweep-hosts: 0 is not 1..=200"), "{e}");
+        assert!(err(&["--c2-sweep-hosts", "201"]).contains("--c2-sweep-hosts"));
+    }
+
     #[test]
     fn bad_options_are_refused_with_the_valid_choices() {
         let e = opts(&["--only", "warp"])
@@ -933,8 +1145,44 @@ mod tests {
                 serial_limit_s: 12.0,
                 converged_s: Some(14.0),
                 available: 10,
+                calls: crate::calls::CallStats {
+                    total: 60,
+                    per_host: (0..10).map(|i| (format!("i-{i}"), 6)).collect(),
+                    ..Default::default()
+                },
                 ..C2Result::default()
             }],
+            c2_sweep: vec![
+                C2Result {
+                    hosts: 10,
+                    backoff: b(100, 2000),
+                    agents_started: 10,
+                    serial_limit_s: 12.0,
+                    converged_s: Some(13.0),
+                    available: 10,
+                    calls: crate::calls::CallStats {
+                        total: 200,
+                        per_host: (0..10).map(|i| (format!("i-{i}"), 20)).collect(),
+                        ..Default::default()
+                    },
+                    ..C2Result::default()
+                },
+                C2Result {
+                    hosts: 10,
+                    backoff: b(2000, 30000),
+                    agents_started: 10,
+                    serial_limit_s: 12.0,
+                    deadline_s: 38.0,
+                    available: 7,
+                    lost: 3,
+                    calls: crate::calls::CallStats {
+                        total: 30,
+                        per_host: (0..10).map(|i| (format!("i-{i}"), 3)).collect(),
+                        ..Default::default()
+                    },
+                    ..C2Result::default()
+                },
+            ],
             c3: None,
             f1_idle: None,
             f1_churn: None,
@@ -945,6 +1193,35 @@ mod tests {
         let md = markdown(&r);
         assert!(md.contains("| C2 | N=10: time to all routes Available / serial limit | 1.17 × | ≤ 1.30 × | met |"), "{md}");
         assert!(md.contains("| 10 | 10 ("), "{md}");
+        // The trade-off: the sweep's storms and the main storm of that size as the default point.
+        let curve: Vec<&Figure> = r.figures.iter().filter(|f| f.id == "C2 curve").collect();
+        assert_eq!(curve.len(), 3, "{:?}", r.figures);
+        assert!(md.contains("| C2 curve | N=10, write backoff 100–2000 ms | 1.08 ×, 20.0 calls/host | ≤ 1.30 ×, ≤ 4.00 calls/host | NOT MET |"), "{md}");
+        assert!(
+            md.contains("| C2 curve | N=10, write backoff 500–8000 ms (agent default) | 1.17 ×, "),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| C2 curve | N=10, write backoff 2000–30000 ms | > 3.17 ×, > 3.00 calls/host |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("## C2 trade-off: the agent's route-write backoff at N = 10"),
+            "{md}"
+        );
+        assert!(md.contains("| 500–8000 ms (agent default) | 10 ("), "{md}");
+        assert!(
+            md.contains("| 2000–30000 ms | 10 (0) | > 38.0 (deadline) |"),
+            "{md}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["c2_sweep"][0]["write_backoff_ms"], 100);
+        assert_eq!(json["c2_sweep"][1]["write_backoff_max_ms"], 30000);
+        assert_eq!(json["c2"][0]["write_backoff_ms"], 500);
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(back.c2_sweep, r.c2_sweep);
         assert!(md.contains("- something"));
         assert!(md.contains("![c2-calls.png](c2-calls.png)"));
         assert!(
