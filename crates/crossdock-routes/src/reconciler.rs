@@ -86,7 +86,7 @@ impl Default for RoutesConfig {
             rediscover_every: 10,
             write_backoff: Duration::from_millis(500),
             write_backoff_max: Duration::from_secs(8),
-            write_patience: Duration::from_secs(300),
+            write_patience: Duration::from_secs(120),
         }
     }
 }
