@@ -20,7 +20,9 @@ use crate::counters::{CallCounters, Snapshot};
 use crate::credentials::{CredentialStatus, CredentialsProvider};
 use crate::error::{ApiError, Error, ErrorClass, TransportKind};
 use crate::metadata::{system_clock, transport_message, Clock};
-use crate::retry::{rate_limit_hint, tokio_sleeper, RetryBudget, RetryPolicy, Sleeper};
+use crate::retry::{
+    rate_limit_hint, tokio_sleeper, RetryBudget, RetryPolicy, Sleeper, ThrottleGate,
+};
 use crate::signing;
 use crate::types::*;
 
@@ -81,6 +83,11 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Capacity of the client-wide retry budget (tokens; a retry costs 5, a success returns 1).
     pub retry_budget: u64,
+    /// First window of the throttle gate ([`crate::ThrottleGate`]): after a throttled answer, every call of
+    /// this client waits a random time in [0, window] first.
+    pub throttle_window: Duration,
+    /// Largest window of the throttle gate.
+    pub throttle_window_max: Duration,
 }
 
 impl ClientOptions {
@@ -94,6 +101,8 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             retry_budget: 100,
+            throttle_window: Duration::from_secs(1),
+            throttle_window_max: Duration::from_secs(60),
         }
     }
 }
@@ -147,6 +156,7 @@ pub struct Client {
     credentials: Arc<CredentialsProvider>,
     retry: RetryPolicy,
     budget: RetryBudget,
+    gate: ThrottleGate,
     counters: Arc<CallCounters>,
     sleeper: Sleeper,
     clock: Clock,
@@ -215,6 +225,7 @@ impl Client {
             credentials,
             retry: opts.retry,
             budget: RetryBudget::new(opts.retry_budget),
+            gate: ThrottleGate::new(opts.throttle_window, opts.throttle_window_max),
             counters,
             sleeper: tokio_sleeper(),
             clock: system_clock(),
@@ -246,6 +257,11 @@ impl Client {
     /// The credentials' state (no secrets).
     pub fn credential_status(&self) -> CredentialStatus {
         self.credentials.status()
+    }
+
+    /// The throttle gate's current window (zero: no account-wide throttling seen lately).
+    pub fn throttle_window(&self) -> Duration {
+        self.gate.window()
     }
 
     /// Tokens left in the retry budget.
@@ -283,16 +299,27 @@ impl Client {
         let started = tokio::time::Instant::now();
         let mut waited = Duration::ZERO;
         let mut attempt: u32 = 0;
+        let mut pending_wait = self.gate.delay();
         loop {
             attempt += 1;
+            if !pending_wait.is_zero() {
+                (self.sleeper)(pending_wait).await;
+                waited += pending_wait;
+            }
             let result = self.attempt(product, action, &owned).await;
             let err = match result {
                 Ok(v) => {
+                    self.gate.passed();
                     self.budget.refund();
                     return Ok(v);
                 }
                 Err(e) => e,
             };
+            if err.is_throttling() {
+                self.gate.throttled();
+            } else {
+                self.gate.passed();
+            }
             if err.class() == ErrorClass::Retryable
                 && err.code() == Some("InvalidSecurityToken.Expired")
             {
@@ -302,7 +329,11 @@ impl Client {
             if err.class() != ErrorClass::Retryable || attempt >= max_attempts {
                 return Err(err);
             }
-            let delay = self.retry.delay(attempt, err.retry_hint());
+            // Our backoff (or the server's hint), or the throttle gate's wait if that is longer.
+            let delay = self
+                .retry
+                .delay(attempt, err.retry_hint())
+                .max(self.gate.delay());
             // Time budget of this call: real elapsed time or the sum of our waits, whichever is larger
             // (the latter keeps the limit meaningful when the sleeper does not really sleep).
             let spent = started.elapsed().max(waited);
@@ -324,8 +355,7 @@ impl Client {
             }
             self.counters.record_retry();
             tracing::debug!(action, attempt, ?delay, error = %err, "retrying");
-            (self.sleeper)(delay).await;
-            waited += delay;
+            pending_wait = delay;
         }
     }
 

@@ -349,7 +349,15 @@ impl Error {
         }
     }
 
-    /// The server's wait hint, if any.
+    /// A throttled answer (`Throttling*` or HTTP 429): the account or the API is over its rate.
+    pub fn is_throttling(&self) -> bool {
+        match self {
+            Error::Api(e) => e.code.starts_with("Throttling") || e.http_status == 429,
+            _ => false,
+        }
+    }
+
+    /// The server's rate-limit hint, if the answer carried one.
     pub fn retry_hint(&self) -> Option<Duration> {
         match self {
             Error::Api(e) => e.retry_hint,

@@ -167,9 +167,105 @@ impl Default for RetryBudget {
     }
 }
 
+/// Courtesy towards an account-wide rate limit, shared by every call of one client.
+///
+/// A throttle (`Throttling.User`: 20 calls/s for the whole account, say) is shared by every host of
+/// the account, and hosts booting together each see only their own calls. Per-call backoff resets with
+/// every call and every pass, so a fleet keeps hammering the limit and most of its calls are refused.
+/// The gate remembers: each throttled answer doubles a window (from `initial`, up to `max`), each
+/// answer that was not throttled shrinks it by `initial` until it closes; while it is open, every
+/// attempt of this client (first attempts too) waits a random time in [0, window]. The hosts of a
+/// storm slow down until the account's limit holds them, and speed up again as the storm ends. A
+/// client that is never throttled never waits.
+#[derive(Debug)]
+pub struct ThrottleGate {
+    initial_ms: u64,
+    max_ms: u64,
+    window_ms: AtomicU64,
+}
+
+impl ThrottleGate {
+    /// A closed gate.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        let initial_ms = (initial.as_millis() as u64).max(1);
+        Self {
+            initial_ms,
+            max_ms: (max.as_millis() as u64).max(initial_ms),
+            window_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A throttled answer: the window doubles (opening at `initial`), up to `max`.
+    pub fn throttled(&self) {
+        let _ = self
+            .window_ms
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                Some(w.saturating_mul(2).max(self.initial_ms).min(self.max_ms))
+            });
+    }
+
+    /// An answer that was not throttled: the window shrinks by `initial` (closing at zero).
+    pub fn passed(&self) {
+        let _ = self
+            .window_ms
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                (w > 0).then(|| w.saturating_sub(self.initial_ms))
+            });
+    }
+
+    /// The current window (zero: closed).
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.window_ms.load(Ordering::SeqCst))
+    }
+
+    /// The wait before the next attempt: uniform in [0, window]; zero while closed.
+    pub fn delay(&self) -> Duration {
+        let w = self.window_ms.load(Ordering::SeqCst);
+        if w == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(rand::thread_rng().gen_range(0..=w))
+    }
+}
+
+impl Default for ThrottleGate {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(1), Duration::from_secs(60))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_gate_opens_doubles_caps_and_closes() {
+        let g = ThrottleGate::new(Duration::from_millis(100), Duration::from_millis(500));
+        assert_eq!(g.delay(), Duration::ZERO, "closed until throttled");
+        g.passed();
+        assert_eq!(g.window(), Duration::ZERO);
+        g.throttled();
+        assert_eq!(g.window(), Duration::from_millis(100));
+        g.throttled();
+        g.throttled();
+        assert_eq!(g.window(), Duration::from_millis(400));
+        g.throttled();
+        assert_eq!(g.window(), Duration::from_millis(500), "capped");
+        let mut distinct = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let d = g.delay();
+            assert!(d <= Duration::from_millis(500), "{d:?}");
+            distinct.insert(d);
+        }
+        assert!(distinct.len() > 50, "spread: {}", distinct.len());
+        for _ in 0..4 {
+            g.passed();
+        }
+        assert_eq!(g.window(), Duration::from_millis(100));
+        g.passed();
+        assert_eq!(g.window(), Duration::ZERO, "closed again");
+        assert_eq!(g.delay(), Duration::ZERO);
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered_within_bounds() {

@@ -275,6 +275,52 @@ async fn throttling_honours_the_servers_time_left_hint() {
 }
 
 #[tokio::test]
+async fn after_throttling_every_call_waits_in_a_window_that_closes_with_successes() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    // Three throttled answers, then the account has room again.
+    let server = TestServer::start(move |_| {
+        if n2.fetch_add(1, Ordering::SeqCst) < 3 {
+            Reply::error(
+                400,
+                "Throttling.User",
+                "Request was denied due to user flow control.",
+            )
+        } else {
+            Reply::json(json!({"RequestId": "r"}))
+        }
+    })
+    .await;
+    let (c, sleeps) = client_for(&server, false, fast_retry());
+    assert_eq!(c.throttle_window(), Duration::ZERO, "closed at first");
+    c.delete_route_entry("rte-1").await.unwrap();
+    assert_eq!(server.requests().len(), 4);
+    // Throttled thrice: 1 s, 2 s, 4 s; one success takes 1 s off.
+    assert_eq!(c.throttle_window(), Duration::from_secs(3));
+    let first_call: Vec<Duration> = std::mem::take(&mut *sleeps.lock().unwrap());
+    assert_eq!(first_call.len(), 3, "{first_call:?}");
+    assert!(first_call.iter().all(|d| *d <= Duration::from_secs(4)));
+
+    // A new call (not a retry) waits in the window before its first attempt; the window keeps
+    // closing with every answer that is not throttled.
+    c.delete_route_entry("rte-2").await.unwrap();
+    let second_call: Vec<Duration> = std::mem::take(&mut *sleeps.lock().unwrap());
+    assert!(second_call.len() <= 1, "{second_call:?}");
+    assert!(second_call.iter().all(|d| *d <= Duration::from_secs(3)));
+    assert_eq!(c.throttle_window(), Duration::from_secs(2));
+    c.delete_route_entry("rte-3").await.unwrap();
+    c.delete_route_entry("rte-4").await.unwrap();
+    assert_eq!(c.throttle_window(), Duration::ZERO);
+    sleeps.lock().unwrap().clear();
+    c.delete_route_entry("rte-5").await.unwrap();
+    assert!(
+        sleeps.lock().unwrap().is_empty(),
+        "a closed gate never waits"
+    );
+    assert_eq!(server.requests().len(), 8);
+}
+
+#[tokio::test]
 async fn permanent_duplicate_and_not_found_are_not_retried() {
     let server = TestServer::start(|r| match r.param("RouteEntryId").unwrap_or("") {
         "rte-quota" => Reply::error(400, "QuotaExceeded", "route entry quota exceeded"),
