@@ -281,7 +281,10 @@ impl Client {
             .await
     }
 
-    /// [`Client::call`] with at most `max_attempts` attempts (1: the caller paces its own retries).
+    /// [`Client::call`] with at most `max_attempts` attempts. With 1 the caller paces its own retries
+    /// (route writes): the call goes out at once, without the throttle gate's wait, and its answer
+    /// still tells the gate whether the account is throttled. Holding a route write back behind the
+    /// reads would leave the table idle while it is the one thing every host waits for.
     async fn call_with_attempts(
         &self,
         product: Product,
@@ -299,7 +302,12 @@ impl Client {
         let started = tokio::time::Instant::now();
         let mut waited = Duration::ZERO;
         let mut attempt: u32 = 0;
-        let mut pending_wait = self.gate.delay();
+        let caller_paced = max_attempts == 1;
+        let mut pending_wait = if caller_paced {
+            Duration::ZERO
+        } else {
+            self.gate.delay()
+        };
         loop {
             attempt += 1;
             if !pending_wait.is_zero() {

@@ -176,7 +176,8 @@ impl Default for RetryBudget {
 /// answer that was not throttled shrinks it by `initial` until it closes; while it is open, every
 /// attempt of this client (first attempts too) waits a random time in [0, window]. The hosts of a
 /// storm slow down until the account's limit holds them, and speed up again as the storm ends. A
-/// client that is never throttled never waits.
+/// client that is never throttled never waits. Calls whose caller paces its own retries (route
+/// writes, see `Client::create_route_entry_once`) are not held back, only counted.
 #[derive(Debug)]
 pub struct ThrottleGate {
     initial_ms: u64,

@@ -287,7 +287,7 @@ async fn after_throttling_every_call_waits_in_a_window_that_closes_with_successe
                 "Request was denied due to user flow control.",
             )
         } else {
-            Reply::json(json!({"RequestId": "r"}))
+            Reply::json(json!({"RequestId": "r", "RouteEntryId": "rte-new"}))
         }
     })
     .await;
@@ -308,8 +308,19 @@ async fn after_throttling_every_call_waits_in_a_window_that_closes_with_successe
     assert!(second_call.len() <= 1, "{second_call:?}");
     assert!(second_call.iter().all(|d| *d <= Duration::from_secs(3)));
     assert_eq!(c.throttle_window(), Duration::from_secs(2));
+    // A route write whose caller paces its own retries goes out at once, gate open or not.
+    let req = CreateRouteEntry {
+        route_table_id: "vtb-1".into(),
+        destination_cidr_block: "10.1.0.0/24".into(),
+        next_hop_id: "i-1".into(),
+        name: "crossdock".into(),
+        description: "crossdock:i-1".into(),
+        client_token: client_token("i-1", "10.1.0.0/24", "vtb-1", 0),
+    };
+    assert_eq!(c.create_route_entry_once(&req).await.unwrap(), "rte-new");
+    assert!(sleeps.lock().unwrap().is_empty(), "the write was held back");
+    assert_eq!(c.throttle_window(), Duration::from_secs(1), "but counted");
     c.delete_route_entry("rte-3").await.unwrap();
-    c.delete_route_entry("rte-4").await.unwrap();
     assert_eq!(c.throttle_window(), Duration::ZERO);
     sleeps.lock().unwrap().clear();
     c.delete_route_entry("rte-5").await.unwrap();
