@@ -102,7 +102,7 @@ impl ClientOptions {
             retry: RetryPolicy::default(),
             retry_budget: 100,
             throttle_window: Duration::from_secs(1),
-            throttle_window_max: Duration::from_secs(60),
+            throttle_window_max: Duration::from_secs(30),
         }
     }
 }

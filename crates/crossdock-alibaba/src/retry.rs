@@ -173,7 +173,7 @@ impl Default for RetryBudget {
 /// the account, and hosts booting together each see only their own calls. Per-call backoff resets with
 /// every call and every pass, so a fleet keeps hammering the limit and most of its calls are refused.
 /// The gate remembers: each throttled answer doubles a window (from `initial`, up to `max`), each
-/// answer that was not throttled shrinks it by `initial` until it closes; while it is open, every
+/// answer that was not throttled halves it (closing below `initial`); while it is open, every
 /// attempt of this client (first attempts too) waits a random time in [0, window]. The hosts of a
 /// storm slow down until the account's limit holds them, and speed up again as the storm ends. A
 /// client that is never throttled never waits. Calls whose caller paces its own retries (route
@@ -205,12 +205,13 @@ impl ThrottleGate {
             });
     }
 
-    /// An answer that was not throttled: the window shrinks by `initial` (closing at zero).
+    /// An answer that was not throttled: the window halves, closing when it falls below `initial`,
+    /// so the last hosts of a storm are not held back once the account has room again.
     pub fn passed(&self) {
         let _ = self
             .window_ms
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
-                (w > 0).then(|| w.saturating_sub(self.initial_ms))
+                (w > 0).then(|| if w / 2 < self.initial_ms { 0 } else { w / 2 })
             });
     }
 
@@ -231,7 +232,7 @@ impl ThrottleGate {
 
 impl Default for ThrottleGate {
     fn default() -> Self {
-        Self::new(Duration::from_secs(1), Duration::from_secs(60))
+        Self::new(Duration::from_secs(1), Duration::from_secs(30))
     }
 }
 
@@ -259,12 +260,16 @@ mod tests {
             distinct.insert(d);
         }
         assert!(distinct.len() > 50, "spread: {}", distinct.len());
-        for _ in 0..4 {
-            g.passed();
-        }
-        assert_eq!(g.window(), Duration::from_millis(100));
         g.passed();
-        assert_eq!(g.window(), Duration::ZERO, "closed again");
+        assert_eq!(g.window(), Duration::from_millis(250));
+        g.passed();
+        assert_eq!(g.window(), Duration::from_millis(125));
+        g.passed();
+        assert_eq!(
+            g.window(),
+            Duration::ZERO,
+            "closed again below the first window"
+        );
         assert_eq!(g.delay(), Duration::ZERO);
     }
 
