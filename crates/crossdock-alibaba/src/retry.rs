@@ -211,7 +211,7 @@ impl ThrottleGate {
         let _ = self
             .window_ms
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
-                (w > 0).then(|| if w / 2 < self.initial_ms { 0 } else { w / 2 })
+                (w > 0).then_some(if w / 2 < self.initial_ms { 0 } else { w / 2 })
             });
     }
 
