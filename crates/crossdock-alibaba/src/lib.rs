@@ -36,7 +36,7 @@ pub use credentials::{
 };
 pub use error::{classify, ApiError, Error, ErrorClass, TransportKind};
 pub use metadata::{system_clock, Clock, Identity, MetadataClient, TokenMode};
-pub use retry::{tokio_sleeper, RetryBudget, RetryPolicy, Sleeper, ThrottleGate};
+pub use retry::{full_jitter, tokio_sleeper, RetryBudget, RetryPolicy, Sleeper, ThrottleGate};
 pub use secret::Secret;
 pub use types::{
     client_token, CreateRouteEntry, NetworkInterface, NextHop, RouteEntry, RouteEntryFilter,

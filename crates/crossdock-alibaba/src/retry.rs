@@ -75,6 +75,17 @@ impl RetryPolicy {
         half + Duration::from_millis(jitter)
     }
 
+    /// The "full jitter" wait after `retry` failed attempts: uniform in [0, ceiling], for callers that
+    /// pace many hosts failing together (they must not come back together), at least the server's hint
+    /// (capped at `max_hint`).
+    pub fn full_jitter_delay(&self, retry: u32, hint: Option<Duration>) -> Duration {
+        let ours = full_jitter(self.ceiling(retry));
+        match hint {
+            Some(h) => ours.max(h.min(self.max_hint)),
+            None => ours,
+        }
+    }
+
     /// The wait before the next attempt: the server's hint (capped at `max_hint`) if it gave one and it
     /// is longer than our backoff, else our backoff.
     pub fn delay(&self, retry: u32, hint: Option<Duration>) -> Duration {
@@ -84,6 +95,15 @@ impl RetryPolicy {
             None => ours,
         }
     }
+}
+
+/// A random wait uniformly in [0, max] (millisecond steps).
+pub fn full_jitter(max: Duration) -> Duration {
+    let ms = max.as_millis() as u64;
+    if ms == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
 }
 
 /// Reads a rate-limit hint from response headers: `TimeLeft:<ms>` inside any `x-ratelimit-*` header
@@ -222,11 +242,7 @@ impl ThrottleGate {
 
     /// The wait before the next attempt: uniform in [0, window]; zero while closed.
     pub fn delay(&self) -> Duration {
-        let w = self.window_ms.load(Ordering::SeqCst);
-        if w == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_millis(rand::thread_rng().gen_range(0..=w))
+        full_jitter(self.window())
     }
 }
 

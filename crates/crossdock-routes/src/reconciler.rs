@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 
 use crossdock_alibaba::{
-    client_token, CreateRouteEntry, Error as CloudError, ErrorClass, Identity, RouteEntry,
-    RouteEntryFilter, Sleeper,
+    client_token, CreateRouteEntry, Error as CloudError, ErrorClass, Identity, RetryPolicy,
+    RouteEntry, RouteEntryFilter, Sleeper,
 };
 use crossdock_config::SourceDestCheck as SdcMode;
 
@@ -929,23 +929,14 @@ impl RouteReconciler {
     /// The wait after the `refusals`-th refused route write: uniform in [0, window] ("full
     /// jitter", so hosts refused together do not come back together), the window doubling per
     /// refusal from `write_backoff` up to `write_backoff_max`; at least the server's hint.
-    fn write_delay(&self, refusals: u32, hint: Option<Duration>) -> Duration {
-        let window = self
-            .cfg
-            .write_backoff
-            .saturating_mul(1u32 << refusals.saturating_sub(1).min(20))
-            .min(self.cfg.write_backoff_max);
-        let ms = window.as_millis() as u64;
-        let ours = Duration::from_millis(rand::random::<u64>() % (ms + 1));
-        match hint {
-            Some(h) => ours.max(h.min(self.cfg.write_backoff_max)),
-            None => ours,
+    pub(crate) fn write_delay(&self, refusals: u32, hint: Option<Duration>) -> Duration {
+        RetryPolicy {
+            initial_backoff: self.cfg.write_backoff,
+            max_backoff: self.cfg.write_backoff_max,
+            max_hint: self.cfg.write_backoff_max,
+            ..RetryPolicy::default()
         }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn write_delay_for_test(&self, refusals: u32, hint: Option<Duration>) -> Duration {
-        self.write_delay(refusals, hint)
+        .full_jitter_delay(refusals, hint)
     }
 
     async fn create_and_wait(

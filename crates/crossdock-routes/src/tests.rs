@@ -583,9 +583,7 @@ async fn refused_writes_back_off_in_growing_jittered_windows_without_rereading()
 async fn refusal_delays_spread_hosts_refused_together() {
     let fake = Arc::new(FakeCloud::standard());
     let (rec, _) = reconciler(&fake, cfg());
-    let delays: Vec<Duration> = (0..200)
-        .map(|_| rec.write_delay_for_test(1, None))
-        .collect();
+    let delays: Vec<Duration> = (0..200).map(|_| rec.write_delay(1, None)).collect();
     let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
     assert!(
         distinct.len() > 100,
@@ -594,8 +592,8 @@ async fn refusal_delays_spread_hosts_refused_together() {
     );
     assert!(delays.iter().all(|d| *d <= Duration::from_millis(500)));
     // A server hint is a floor, capped at the largest window.
-    assert!(rec.write_delay_for_test(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
-    assert!(rec.write_delay_for_test(1, Some(Duration::from_secs(600))) <= Duration::from_secs(8));
+    assert!(rec.write_delay(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+    assert!(rec.write_delay(1, Some(Duration::from_secs(600))) <= Duration::from_secs(8));
 }
 
 #[tokio::test]
