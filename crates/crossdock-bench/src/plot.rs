@@ -74,6 +74,22 @@ type Chart<'a, 'b> = ChartContext<
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
+/// The frame every chart here starts from: a title, margins, label areas, both axes from 0.
+fn titled_chart<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    xmax: f64,
+    ymax: f64,
+) -> Result<Chart<'a, 'b>> {
+    ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..xmax, 0f64..ymax)
+        .map_err(err)
+}
+
 /// Draws the legend box at `position` and writes the PNG: the common end of every chart.
 fn legend_and_write<'a, 'b: 'a>(
     chart: &mut Chart<'a, 'b>,
@@ -118,13 +134,7 @@ pub fn bar_chart(
         .chain(hlines.iter().map(|h| h.0))
         .fold(0.0f64, f64::max);
     let ymax = if top > 0.0 { top * 1.18 } else { 1.0 };
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..n, 0f64..ymax)
-        .map_err(err)?;
+    let mut chart = titled_chart(&root, title, n, ymax)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -230,13 +240,7 @@ pub fn line_chart(
         .fold(0.0f64, f64::max)
         .max(1e-9)
         * 1.15;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..xmax, 0f64..ymax)
-        .map_err(err)?;
+    let mut chart = titled_chart(&root, title, xmax, ymax)?;
     chart
         .configure_mesh()
         .x_desc(x_label)
@@ -311,13 +315,7 @@ pub fn tradeoff_chart(
     let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (xmax, ymax) = scatter_extent(points, region);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..xmax, 0f64..ymax)
-        .map_err(err)?;
+    let mut chart = titled_chart(&root, title, xmax, ymax)?;
     chart
         .configure_mesh()
         .x_desc(x_label)
