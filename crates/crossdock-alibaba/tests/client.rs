@@ -34,6 +34,18 @@ fn fast_retry() -> RetryPolicy {
     }
 }
 
+/// A create request for 10.1.0.0/24 → i-1 in vtb-1, marked as crossdock's.
+fn route_to_i1() -> CreateRouteEntry {
+    CreateRouteEntry {
+        route_table_id: "vtb-1".into(),
+        destination_cidr_block: "10.1.0.0/24".into(),
+        next_hop_id: "i-1".into(),
+        name: "crossdock".into(),
+        description: "crossdock:i-1".into(),
+        client_token: client_token("i-1", "10.1.0.0/24", "vtb-1", 0),
+    }
+}
+
 fn client_for(
     server: &TestServer,
     sts: bool,
@@ -211,14 +223,7 @@ async fn retryable_errors_are_retried_with_growing_jittered_backoff() {
     })
     .await;
     let (c, sleeps) = client_for(&server, false, fast_retry());
-    let req = CreateRouteEntry {
-        route_table_id: "vtb-1".into(),
-        destination_cidr_block: "10.1.0.0/24".into(),
-        next_hop_id: "i-1".into(),
-        name: "crossdock".into(),
-        description: "crossdock:i-1".into(),
-        client_token: client_token("i-1", "10.1.0.0/24", "vtb-1", 0),
-    };
+    let req = route_to_i1();
     assert_eq!(c.create_route_entry(&req).await.unwrap(), "rte-new");
     let reqs = server.requests();
     assert_eq!(reqs.len(), 4);
@@ -309,14 +314,7 @@ async fn after_throttling_every_call_waits_in_a_window_that_closes_with_successe
     assert!(second_call.iter().all(|d| *d <= Duration::from_secs(2)));
     assert_eq!(c.throttle_window(), Duration::from_secs(1));
     // A route write whose caller paces its own retries goes out at once, gate open or not.
-    let req = CreateRouteEntry {
-        route_table_id: "vtb-1".into(),
-        destination_cidr_block: "10.1.0.0/24".into(),
-        next_hop_id: "i-1".into(),
-        name: "crossdock".into(),
-        description: "crossdock:i-1".into(),
-        client_token: client_token("i-1", "10.1.0.0/24", "vtb-1", 0),
-    };
+    let req = route_to_i1();
     assert_eq!(c.create_route_entry_once(&req).await.unwrap(), "rte-new");
     assert!(sleeps.lock().unwrap().is_empty(), "the write was held back");
     assert_eq!(c.throttle_window(), Duration::ZERO, "but counted");
