@@ -1,6 +1,9 @@
 //! `crossdock`: one binary, thin on purpose. It parses the command line, then hands each subcommand to
 //! the library crate that owns it; logging set-up, signals and the logic live there. Exit codes are the
 //! same everywhere: 0 success, 1 a runtime failure (or doctor warnings), 2 bad input (or doctor failures).
+//!
+//! The `lab` subcommand (the emulated VPC, namespaces, a dockerd per host) exists only with the `lab`
+//! feature, which is on by default for development and off in the packaged binary.
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,9 +31,13 @@ enum Command {
     Status(crossdock_agent::cli::StatusArgs),
     /// Delete this host's own VPC routes, for decommissioning.
     Deregister(crossdock_agent::cli::DeregisterArgs),
+    /// Write Docker's bridge subnet, derived from this host's private IP, into daemon.json (before
+    /// Docker starts; fleet mode).
+    Init(crossdock_init::cli::InitArgs),
     /// Diagnose every step of direct routing on this host and in the VPC, and say the fix.
     Doctor(crossdock_doctor::cli::DoctorArgs),
     /// A simulated Alibaba VPC on this machine: emulator, network namespaces, one dockerd per host.
+    #[cfg(feature = "lab")]
     Lab(crossdock_lab::cli::LabArgs),
     /// Print shell completions or the man page.
     Generate {
@@ -53,7 +60,9 @@ fn main() -> ExitCode {
         Command::Agent(args) => crossdock_agent::cli::run_agent(args),
         Command::Status(args) => crossdock_agent::cli::run_status(args),
         Command::Deregister(args) => crossdock_agent::cli::run_deregister(args),
+        Command::Init(args) => crossdock_init::cli::run(args),
         Command::Doctor(args) => crossdock_doctor::cli::run(args),
+        #[cfg(feature = "lab")]
         Command::Lab(args) => crossdock_lab::cli::run(args),
         Command::Generate { what } => generate(what),
     };

@@ -1,5 +1,5 @@
 //! The agent's host side against a REAL dockerd (20.10 and 28.x), a real kernel and real iptables, in a
-//! fresh network namespace (root only; prints "skipped: needs root" otherwise).
+//! fresh network namespace (root only; reports a skip otherwise: `crossdock_lab::testing::skip`).
 //!
 //! One scenario per Docker version, in the order an operator meets them: start (rules, sysctls,
 //! conditions, socket mode), an idle resync (zero changes), Docker's own rules and the FORWARD policy
@@ -213,8 +213,7 @@ fn write_config(
 }
 
 fn scenario(version: DockerVersion) {
-    if !crossdock_lab::is_root() {
-        eprintln!("skipped: needs root");
+    if !crossdock_lab::testing::root_or_skip() {
         return;
     }
     let started = Instant::now();
@@ -488,8 +487,7 @@ fn agent_host_side_on_docker_28() {
 /// firewall rule is written, and the conditions say so.
 #[test]
 fn static_mode_ready_and_watchdog() {
-    if !crossdock_lab::is_root() {
-        eprintln!("skipped: needs root");
+    if !crossdock_lab::testing::root_or_skip() {
         return;
     }
     use std::os::unix::net::UnixDatagram;
@@ -584,8 +582,7 @@ fn static_mode_ready_and_watchdog() {
 /// At boot the agent may start before Docker: it binds its socket, reports `docker` pending and
 /// /healthz 503, applies nothing, and converges as soon as the daemon answers.
 fn boot_before_docker(version: DockerVersion) {
-    if !crossdock_lab::is_root() {
-        eprintln!("skipped: needs root");
+    if !crossdock_lab::testing::root_or_skip() {
         return;
     }
     let tag = format!("boot-{}-{}", version.as_str(), std::process::id());

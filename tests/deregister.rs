@@ -3,7 +3,7 @@
 //! not a user's route that points at this same instance — and leaves traffic between the remaining hosts
 //! alone. A second run finds nothing to do.
 //!
-//! Root only (namespaces, real dockerds): prints "skipped: needs root" otherwise.
+//! Root only (namespaces, real dockerds): reports a skip otherwise (`crossdock_lab::testing::skip`).
 
 mod common;
 

@@ -7,7 +7,7 @@
 //! with crossdock's marker and `Available`, the ENI checks are off, and the FORWARD policy is still
 //! DROP on both hosts — what the article did by hand, done by the agent and done narrowly.
 //!
-//! Root only (namespaces, real dockerds): prints "skipped: needs root" otherwise.
+//! Root only (namespaces, real dockerds): reports a skip otherwise (`crossdock_lab::testing::skip`).
 
 mod common;
 

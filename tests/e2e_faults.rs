@@ -12,7 +12,7 @@
 //! - ten hosts booting at once into a TaskConflict storm (serialised route writes) and throttling.
 //!
 //! Durations are the except where the behaviour is the same with less: see each constant.
-//! Root only: prints "skipped: needs root" otherwise.
+//! Root only: reports a skip otherwise (`crossdock_lab::testing::skip`).
 
 mod common;
 

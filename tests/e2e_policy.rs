@@ -11,7 +11,7 @@
 //! - The ENI source/destination check: with `source_dest_check = "report"` the agent reports it and
 //!   traffic does not flow; switched to `disable` (the default), the agent turns it off and it flows.
 //!
-//! Root only: prints "skipped: needs root" otherwise.
+//! Root only: reports a skip otherwise (`crossdock_lab::testing::skip`).
 
 mod common;
 

@@ -14,8 +14,9 @@
 //! root inside a private mount namespace; the host is not changed. It runs twice: once around
 //! `tests/packaging/sandbox-probe.py` (what the sandbox allows and denies), once with the real agent
 //! next to Debian's dockerd inside the booted root (`tests/packaging/agent-check.sh`: the two paired
-//! through their whole life cycle). Those need root and say "skipped: needs root" otherwise. A test
-//! whose tool is missing says which Debian package `scripts/install-deps` installs for it.
+//! through their whole life cycle). Those need root and report a skip otherwise; a test whose tool is
+//! missing reports a skip naming the Debian package `scripts/install-deps` installs for it. Every
+//! skip goes through `crossdock_lab::testing::skip`, whose one marker fails `scripts/test`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
@@ -26,6 +27,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const UNIT: &str = "systemd/crossdock-agent.service";
+const INIT_UNIT: &str = "systemd/crossdock-init.service";
 const MAX_EXPOSURE: f64 = 3.5;
 
 fn repo() -> PathBuf {
@@ -43,7 +45,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Whether `tool` can be run; if not, prints why the calling test is skipped.
+/// Whether `tool` can be run; if not, reports why the calling test is skipped.
 fn have(tool: &str, package: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -52,9 +54,9 @@ fn have(tool: &str, package: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !found {
-        eprintln!(
-            "skipped: `{tool}` is not installed (Debian package {package}; scripts/install-deps installs it)"
-        );
+        crossdock_lab::testing::skip(&format!(
+            "`{tool}` is not installed (Debian package {package}; scripts/install-deps installs it)"
+        ));
     }
     found
 }
@@ -113,6 +115,19 @@ fn unit_exposure_is_at_most_3_5() {
     assert!(
         score <= MAX_EXPOSURE,
         "crossdock-agent.service exposure {score} is above {MAX_EXPOSURE}: see `systemd-analyze security --offline=true {UNIT}`"
+    );
+}
+
+#[test]
+fn init_unit_exposure_is_at_most_3_5() {
+    if !have("systemd-analyze", "systemd") {
+        return;
+    }
+    let score = exposure(&repo().join(INIT_UNIT));
+    eprintln!("exposure: crossdock-init.service {score}");
+    assert!(
+        score <= MAX_EXPOSURE,
+        "crossdock-init.service exposure {score} is above {MAX_EXPOSURE}: see `systemd-analyze security --offline=true {INIT_UNIT}`"
     );
 }
 
@@ -208,6 +223,62 @@ fn unit_keeps_the_agent_contract() {
     assert_eq!(one("Service", "RuntimeDirectoryMode"), "0750");
     assert_eq!(one("Service", "NoNewPrivileges"), "yes");
     assert_eq!(one("Install", "WantedBy"), "multi-user.target");
+}
+
+#[test]
+fn init_unit_runs_once_before_docker_and_writes_only_etc_docker() {
+    let s = unit_settings(&read(INIT_UNIT));
+    let one = |sec: &str, key: &str| -> String {
+        let v = s
+            .get(&(sec.to_string(), key.to_string()))
+            .unwrap_or_else(|| panic!("[{sec}] {key}= is missing from {INIT_UNIT}"));
+        assert_eq!(v.len(), 1, "[{sec}] {key}= is set more than once: {v:?}");
+        v[0].clone()
+    };
+    let words = |sec: &str, key: &str| -> BTreeSet<String> {
+        s.get(&(sec.to_string(), key.to_string()))
+            .map(|vs| {
+                vs.iter()
+                    .flat_map(|v| v.split_whitespace().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let set = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<BTreeSet<_>>();
+
+    assert_eq!(one("Service", "Type"), "oneshot");
+    assert_eq!(one("Service", "RemainAfterExit"), "yes");
+    assert_eq!(one("Service", "ExecStart"), "/usr/bin/crossdock init");
+    // After the network (the metadata service), before Docker (which reads daemon.json at start).
+    assert!(words("Unit", "After").contains("network-online.target"));
+    assert!(words("Unit", "Wants").contains("network-online.target"));
+    assert!(words("Unit", "Before").contains("docker.service"));
+    assert!(!words("Unit", "After").contains("docker.service"));
+    for hard in ["Requires", "BindsTo", "Requisite", "PartOf", "RequiredBy"] {
+        assert!(
+            !words("Unit", hard).contains("docker.service")
+                && !words("Install", hard).contains("docker.service"),
+            "{hard}=docker.service: a failed init must not keep Docker from starting"
+        );
+    }
+    assert_eq!(
+        words("Install", "WantedBy"),
+        set(&["multi-user.target", "docker.service"])
+    );
+    // No capabilities; the file system read-only except /etc/docker.
+    assert_eq!(words("Service", "CapabilityBoundingSet"), BTreeSet::new());
+    assert_eq!(one("Service", "ProtectSystem"), "strict");
+    assert_eq!(one("Service", "ConfigurationDirectory"), "docker");
+    assert_eq!(one("Service", "ConfigurationDirectoryMode"), "0755");
+    assert!(
+        !s.contains_key(&("Service".to_string(), "ReadWritePaths".to_string())),
+        "no writable path besides /etc/docker"
+    );
+    assert_eq!(
+        words("Service", "RestrictAddressFamilies"),
+        set(&["AF_UNIX", "AF_INET", "AF_INET6"])
+    );
+    assert_eq!(one("Service", "NoNewPrivileges"), "yes");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -332,10 +403,10 @@ fn run_throwaway_root(mode: &str) -> Result<Recorded, String> {
     Ok(Recorded(files))
 }
 
-/// Whether this machine can run the throwaway root; if not, prints why the test is skipped.
+/// Whether this machine can run the throwaway root; if not, reports why the test is skipped.
 fn can_run_throwaway_root() -> bool {
     if !is_root() {
-        eprintln!("skipped: needs root");
+        crossdock_lab::testing::skip("needs root");
         return false;
     }
     [
@@ -364,6 +435,7 @@ const EXPECTED_FILES: &[&str] = &[
     "/usr/bin/crossdock",
     "/etc/crossdock/agent.toml",
     "/usr/lib/systemd/system/crossdock-agent.service",
+    "/usr/lib/systemd/system/crossdock-init.service",
     "/usr/lib/sysusers.d/crossdock.conf",
     "/usr/lib/tmpfiles.d/crossdock-agent.conf",
     "/usr/share/man/man1/crossdock.1.gz",
@@ -376,6 +448,7 @@ const EXPECTED_FILES: &[&str] = &[
     "/usr/share/doc/crossdock/examples/README.md",
     "/usr/share/doc/crossdock/examples/ram-policy.json",
     "/usr/share/doc/crossdock/examples/cloud-init-user-data.yaml",
+    "/usr/share/doc/crossdock/examples/cloud-init-user-data-per-host.yaml",
 ];
 
 #[test]
@@ -420,6 +493,19 @@ fn package_contents_and_metadata() {
         !postinst.contains("deb-systemd-invoke start") && !postinst.contains("_dh_action=start"),
         "the package must not start the agent on a fresh install:\n{postinst}"
     );
+    // crossdock-init is shipped but never started or re-run by the package, and enabled only again
+    // on an upgrade where the operator had enabled it (the `was-enabled` guard): it rewrites Docker's
+    // configuration, which only cloud-init or the operator may decide to do.
+    for line in postinst.lines().filter(|l| l.contains("crossdock-init")) {
+        assert!(
+            !line.contains("deb-systemd-invoke") && !line.contains("systemctl"),
+            "postinst starts or restarts crossdock-init: {line}\n{postinst}"
+        );
+    }
+    assert!(
+        postinst.contains("if deb-systemd-helper --quiet was-enabled crossdock-init.service; then"),
+        "crossdock-init must be enabled only where it was enabled before:\n{postinst}"
+    );
 
     let listing = text(&run(Command::new("dpkg-deb").arg("-c").arg(deb)).stdout);
     let paths: BTreeSet<String> = listing
@@ -452,7 +538,7 @@ fn package_contents_and_metadata() {
         man.starts_with(".ie") || man.contains(".TH crossdock"),
         "not a man page:\n{man}"
     );
-    for sub in ["agent", "status", "deregister", "doctor"] {
+    for sub in ["agent", "status", "deregister", "doctor", "init"] {
         assert!(man.contains(sub), "man page does not mention {sub}");
     }
     let bash = std::fs::read_to_string(
@@ -506,17 +592,19 @@ fn package_installs_into_a_throwaway_root_without_starting_anything() {
 #[test]
 fn unit_verify_is_clean_in_the_installed_root() {
     let Some(r) = throwaway_root() else { return };
-    let (out, rc) = r.step("verify");
-    eprintln!(
-        "systemd-analyze verify crossdock-agent.service: exit {rc}, output {:?}",
-        out
-    );
-    assert_eq!(rc, 0, "systemd-analyze verify failed:\n{out}");
-    assert_eq!(
-        out.trim(),
-        "",
-        "systemd-analyze verify printed warnings:\n{out}"
-    );
+    for (step, unit) in [
+        ("verify", "crossdock-agent.service"),
+        ("verify-init", "crossdock-init.service"),
+    ] {
+        let (out, rc) = r.step(step);
+        eprintln!("systemd-analyze verify {unit}: exit {rc}, output {out:?}");
+        assert_eq!(rc, 0, "systemd-analyze verify {unit} failed:\n{out}");
+        assert_eq!(
+            out.trim(),
+            "",
+            "systemd-analyze verify {unit} printed warnings:\n{out}"
+        );
+    }
 }
 
 #[test]
@@ -595,7 +683,7 @@ const PROBE_CHECKS: &[&str] = &[
 fn hardened_unit_lets_the_agent_work_and_takes_the_rest() {
     let Some(r) = throwaway_root() else { return };
     if let Some(why) = r.0.get("boot.skipped") {
-        eprintln!("skipped: {}; scripts/install-deps installs it", why.trim());
+        crossdock_lab::testing::skip(&format!("{}; scripts/install-deps installs it", why.trim()));
         return;
     }
     let (boot, rc) = r.step("boot");
@@ -970,7 +1058,10 @@ fn installed_agent_runs_under_the_hardened_unit() {
 // cloud-init user data
 // ---------------------------------------------------------------------------------------------
 
+/// The one user data for every host of a fleet (no per-host value).
 const USER_DATA: &str = "deploy/cloud-init/user-data.yaml";
+/// The per-host variant: the operator renders each host's `bip`.
+const USER_DATA_PER_HOST: &str = "deploy/cloud-init/user-data-per-host.yaml";
 
 fn cloud_init_schema(file: &Path) -> (bool, String) {
     let out = run(Command::new("cloud-init")
@@ -987,9 +1078,10 @@ fn cloud_init_user_data_passes_the_schema_and_a_broken_copy_does_not() {
     if !have("cloud-init", "cloud-init") {
         return;
     }
-    let file = repo().join(USER_DATA);
-    let (ok, out) = cloud_init_schema(&file);
-    assert!(ok, "cloud-init schema refused {USER_DATA}:\n{out}");
+    for file in [USER_DATA, USER_DATA_PER_HOST] {
+        let (ok, out) = cloud_init_schema(&repo().join(file));
+        assert!(ok, "cloud-init schema refused {file}:\n{out}");
+    }
 
     let original = read(USER_DATA);
     let dir = tempfile::tempdir().unwrap();
@@ -998,8 +1090,8 @@ fn cloud_init_user_data_passes_the_schema_and_a_broken_copy_does_not() {
         (
             "missing path",
             original.replacen(
-                "  - path: /etc/docker/daemon.json",
-                "  - paht: /etc/docker/daemon.json",
+                "  - path: /etc/crossdock/agent.toml",
+                "  - paht: /etc/crossdock/agent.toml",
                 1,
             ),
         ),
@@ -1021,45 +1113,132 @@ fn cloud_init_user_data_passes_the_schema_and_a_broken_copy_does_not() {
     }
 }
 
-#[test]
-fn cloud_init_user_data_writes_a_consistent_configuration() {
+/// A user data file as JSON, read with the YAML library cloud-init itself uses; `None` (the test
+/// is skipped) without python3-yaml.
+fn user_data_doc(file: &str) -> Option<serde_json::Value> {
     if !have(
         "/usr/bin/python3",
         "python3-yaml (a dependency of cloud-init)",
     ) {
-        return;
+        return None;
     }
-    // YAML -> JSON with the YAML library cloud-init itself uses.
     let out = run(Command::new("/usr/bin/python3")
         .args([
             "-c",
             "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
         ])
-        .arg(repo().join(USER_DATA)));
+        .arg(repo().join(file)));
     assert!(
         out.status.success(),
-        "cannot read {USER_DATA} as YAML: {}",
+        "cannot read {file} as YAML: {}",
         text(&out.stderr)
     );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let files = doc["write_files"].as_array().expect("write_files");
-    let content = |path: &str| -> String {
-        files
-            .iter()
-            .find(|f| f["path"] == path)
-            .and_then(|f| f["content"].as_str())
-            .unwrap_or_else(|| panic!("{USER_DATA} does not write {path}"))
-            .to_string()
-    };
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
 
+/// The content of the file `path` that the user data `doc` writes.
+fn written(doc: &serde_json::Value, file: &str, path: &str) -> Option<String> {
+    doc["write_files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{file} has no write_files"))
+        .iter()
+        .find(|f| f["path"] == path)
+        .and_then(|f| f["content"].as_str())
+        .map(String::from)
+}
+
+#[test]
+fn cloud_init_user_data_is_one_fleet_configuration_for_every_host() {
+    let Some(doc) = user_data_doc(USER_DATA) else {
+        return;
+    };
+    let toml = written(&doc, USER_DATA, "/etc/crossdock/agent.toml")
+        .unwrap_or_else(|| panic!("{USER_DATA} does not write /etc/crossdock/agent.toml"));
+    // The workspace's own reader (used by the lab's fleet test) reads the same text.
+    let raw = read(USER_DATA);
+    assert_eq!(
+        crossdock_init::userdata::write_files_content(&raw, "/etc/crossdock/agent.toml").as_deref(),
+        Some(toml.as_str()),
+        "crossdock_init::userdata and cloud-init's YAML library disagree about {USER_DATA}"
+    );
+    let config = crossdock_config::parse(&toml).unwrap_or_else(|e| {
+        panic!("the agent.toml written by {USER_DATA} is refused by the agent: {e}")
+    });
+    assert_eq!(config.cloud.provider, crossdock_config::Provider::Alibaba);
+    assert_eq!(config.subnet.mode, crossdock_config::SubnetMode::Derived);
+    assert_eq!(
+        config
+            .fleet
+            .tag
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("crossdock-cluster=prod")
+    );
+    // No per-host value: Docker's subnet is not in the file, crossdock init derives it.
+    assert_eq!(
+        written(&doc, USER_DATA, "/etc/docker/daemon.json"),
+        None,
+        "{USER_DATA} must not write a per-host daemon.json"
+    );
+    assert!(
+        !doc.to_string().contains("\"bip\""),
+        "{USER_DATA} sets a bip"
+    );
+    // The example of its comment holds: a 192.168.0.0/16 VPC, 192.168.1.10 -> 10.1.10.0/24.
+    let subnet = config
+        .derived_subnet(
+            "192.168.1.10".parse().unwrap(),
+            Some("192.168.0.0/16".parse().unwrap()),
+        )
+        .unwrap();
+    assert_eq!(subnet.to_string(), "10.1.10.0/24");
+    assert!(
+        raw.contains("192.168.1.10 gets 10.1.10.0/24"),
+        "the comment's example changed"
+    );
+
+    // runcmd: install (keeping the configuration), init before Docker restarts, then the agent.
+    let steps: Vec<String> = doc["runcmd"]
+        .as_array()
+        .expect("runcmd")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let at = |what: &[&str]| -> usize {
+        steps
+            .iter()
+            .position(|s| what.iter().all(|w| s.contains(w)))
+            .unwrap_or_else(|| panic!("runcmd has no step with {what:?}: {steps:#?}"))
+    };
+    let install = at(&["--force-confold"]);
+    let init = at(&["enable", "--now", "crossdock-init.service"]);
+    let docker = at(&["restart", "docker.service"]);
+    let agent = at(&["enable", "--now", "crossdock-agent.service"]);
+    assert!(
+        install < init && init < docker && docker < agent,
+        "runcmd order must be install, crossdock-init, Docker restart, agent: {steps:#?}"
+    );
+}
+
+#[test]
+fn cloud_init_per_host_user_data_writes_a_consistent_configuration() {
+    let Some(doc) = user_data_doc(USER_DATA_PER_HOST) else {
+        return;
+    };
+    let content = |path: &str| -> String {
+        written(&doc, USER_DATA_PER_HOST, path)
+            .unwrap_or_else(|| panic!("{USER_DATA_PER_HOST} does not write {path}"))
+    };
     let config =
         crossdock_config::parse(&content("/etc/crossdock/agent.toml")).unwrap_or_else(|e| {
-            panic!("the agent.toml written by {USER_DATA} is refused by the agent: {e}")
+            panic!("the agent.toml written by {USER_DATA_PER_HOST} is refused by the agent: {e}")
         });
     assert_eq!(config.cloud.provider, crossdock_config::Provider::Alibaba);
+    assert_eq!(config.subnet.mode, crossdock_config::SubnetMode::Docker);
 
     let daemon: serde_json::Value = serde_json::from_str(&content("/etc/docker/daemon.json"))
-        .unwrap_or_else(|e| panic!("daemon.json in {USER_DATA} is not JSON: {e}"));
+        .unwrap_or_else(|e| panic!("daemon.json in {USER_DATA_PER_HOST} is not JSON: {e}"));
     assert!(
         daemon.get("allow-direct-routing").is_none(),
         "the agent's raw-table ACCEPT makes allow-direct-routing unnecessary"
@@ -1236,5 +1415,60 @@ fn default_config_documents_every_setting_commented_out() {
     assert!(
         missing.is_empty(),
         "packaging/agent.toml does not document {missing:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// what the packaged binary links
+// ---------------------------------------------------------------------------------------------
+
+/// The binary installed on every host is the agent's: the lab and the VPC/STS emulator sit behind the
+/// root package's `lab` feature, which scripts/package (and `cargo deb`) leave off. Checked on the
+/// dependency graph cargo resolves for that configuration, so no second build is needed here
+/// (scripts/test lints the configuration: `cargo clippy -p crossdock --no-default-features`).
+#[test]
+fn the_packaged_build_leaves_the_lab_and_the_emulator_out() {
+    let tree = |extra: &[&str]| -> BTreeSet<String> {
+        let out = run(Command::new(env!("CARGO"))
+            .args([
+                "tree",
+                "-p",
+                "crossdock",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+            ])
+            .args(["--format", "{p}", "--offline"])
+            .args(extra)
+            .current_dir(repo()));
+        assert!(out.status.success(), "cargo tree: {}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| c.starts_with("crossdock"))
+            .map(String::from)
+            .collect()
+    };
+    let shipped = tree(&["--no-default-features"]);
+    for c in [
+        "crossdock-agent",
+        "crossdock-doctor",
+        "crossdock-init",
+        "crossdock-alibaba",
+    ] {
+        assert!(shipped.contains(c), "{c} missing from {shipped:?}");
+    }
+    for c in ["crossdock-lab", "crossdock-vpcsim", "crossdock-bench"] {
+        assert!(!shipped.contains(c), "the packaged binary links {c}");
+    }
+    // The development build keeps the lab, so `crossdock lab` and the tests work from a clone.
+    assert!(tree(&[]).contains("crossdock-lab"));
+    // scripts/package builds exactly that configuration, and `cargo deb` on its own would too.
+    assert!(read("scripts/package").contains("--no-default-features"));
+    let manifest: toml::Value = toml::from_str(&read("Cargo.toml")).unwrap();
+    assert_eq!(
+        manifest["package"]["metadata"]["deb"]["default-features"].as_bool(),
+        Some(false)
     );
 }

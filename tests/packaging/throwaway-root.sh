@@ -12,7 +12,7 @@
 #
 # Steps (each command's output goes to RESULTS_DIR/<step>.out, its exit status to <step>.rc):
 #   1. `dpkg --root` install (maintainer scripts run chrooted, as in an image build: no systemd).
-#   2. `systemd-analyze verify` of the installed unit, inside the root.
+#   2. `systemd-analyze verify` of the installed units, inside the root.
 #   3. Upgrade to a repacked copy with a higher version, after a local edit of the conffile.
 #   4. Boot the root with systemd-nspawn (own network namespace) and start the installed unit.
 #      probe (default): with tests/packaging/sandbox-probe.py as its main process, which checks the
@@ -77,6 +77,7 @@ step installed-runtime-dir ls -d "$R/run/crossdock"
 
 # 2. verify, inside the root where /usr/bin/crossdock, /bin/kill and the man page exist.
 step verify chroot "$R" systemd-analyze verify crossdock-agent.service
+step verify-init chroot "$R" systemd-analyze verify crossdock-init.service
 
 # 3. Upgrade over a local edit of the conffile.
 echo '# local edit made by the packaging test' >>"$R/etc/crossdock/agent.toml"

@@ -21,8 +21,9 @@ pub struct AgentArgs {
         env = "CROSSDOCK_CONFIG"
     )]
     pub config: std::path::PathBuf,
-    /// Validate the configuration (and, if Docker answers, the served network and its subnet), print
-    /// the effective configuration as TOML and exit: 0 valid, 2 invalid.
+    /// Validate the configuration (with the scrape address against this host's and, if Docker
+    /// answers, the served network and its subnet); when valid, print the effective configuration as
+    /// TOML. Exit 0 valid, 2 invalid (then only the error is printed).
     #[arg(long, conflicts_with = "cleanup")]
     pub check_config: bool,
     /// Remove every iptables rule and chain crossdock owns, and nothing else, then exit. Stop the
@@ -34,9 +35,13 @@ pub struct AgentArgs {
 /// `crossdock status`
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print the raw JSON of the agent's /status.
+    /// Print the raw JSON of the agent's /status (with --fleet: of its `fleet` part).
     #[arg(long)]
     pub json: bool,
+    /// Fleet mode: every member host with its subnet and its route per table, members without a
+    /// route and routes whose host is gone first.
+    #[arg(long)]
+    pub fleet: bool,
     /// The agent's health socket.
     #[arg(
         long,
@@ -120,70 +125,63 @@ pub fn run_agent(args: AgentArgs) -> u8 {
     }
 }
 
-/// `--check-config`: the file, then (best effort, bounded) what Docker says about the network.
+/// `--check-config`: the file (already loaded), then what only this host can tell: the scrape
+/// address, and (best effort, bounded) what Docker says about the network. The effective
+/// configuration is printed only when all of it passed, so a refusal (exit 2) is never mistaken for
+/// success when the output is skimmed or piped; the verdict goes to stderr either way.
 fn check_config(path: &Path, cfg: Config) -> u8 {
-    print!("{}", cfg.to_toml());
-    if cfg.docker.static_subnet.is_some() {
-        eprintln!(
-            "crossdock: {}: valid (static_subnet mode: Docker not consulted)",
-            path.display()
-        );
-        return 0;
-    }
     let rt = match runtime(1) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let result = rt.block_on(async {
-        use crossdock_docker::DockerSource;
-        let docker = crossdock_docker::BollardDocker::new(cfg.docker_socket());
-        tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            docker.inspect_network(&cfg.docker.network),
-        )
-        .await
-    });
-    match result {
-        Ok(Ok(net)) => match crossdock_config::check_subnet(net.subnet, &cfg) {
-            Ok(()) => {
-                eprintln!(
-                    "crossdock: {}: valid; Docker network `{}` is {} on {}",
-                    path.display(),
-                    net.name,
-                    net.subnet,
-                    net.bridge
-                );
-                0
-            }
-            Err(e) => {
-                eprintln!("crossdock: {}: {e}", path.display());
-                2
-            }
+    let (code, verdict) = rt.block_on(check_on_host(&cfg));
+    if code == 0 {
+        print!("{}", cfg.to_toml());
+    }
+    eprintln!("crossdock: {}: {verdict}", path.display());
+    code
+}
+
+/// The exit code and the one-line verdict of `--check-config` beyond the file itself.
+async fn check_on_host(cfg: &Config) -> (u8, String) {
+    use crossdock_docker::DockerSource;
+    if let Err(e) = crate::scrape::check_listen(&cfg.metrics, &crossdock_hostnet::RtNetlink).await {
+        return (2, e.to_string());
+    }
+    if cfg.docker.static_subnet.is_some() {
+        return (0, "valid (static_subnet mode: Docker not consulted)".into());
+    }
+    let docker = crossdock_docker::BollardDocker::new(cfg.docker_socket());
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        docker.inspect_network(&cfg.docker.network),
+    )
+    .await;
+    match answer {
+        Ok(Ok(net)) => match crossdock_config::check_subnet(net.subnet, cfg) {
+            Ok(()) => (
+                0,
+                format!(
+                    "valid; Docker network `{}` is {} on {}",
+                    net.name, net.subnet, net.bridge
+                ),
+            ),
+            Err(e) => (2, e.to_string()),
         },
         Ok(Err(e @ crossdock_docker::DockerError::NetworkNotFound { .. })) => {
+            tracing::debug!(error = %e, "network lookup");
             let ce = crossdock_config::ConfigError::new(
                 "docker.network",
                 format!("Docker has no network named `{}`", cfg.docker.network),
                 "create it, or name an existing bridge network (`docker network ls`)",
             );
-            tracing::debug!(error = %e, "network lookup");
-            eprintln!("crossdock: {}: {ce}", path.display());
-            2
+            (2, ce.to_string())
         }
-        Ok(Err(e)) => {
-            eprintln!(
-                "crossdock: {}: valid; the served network was not checked: {e}",
-                path.display()
-            );
-            0
-        }
-        Err(_) => {
-            eprintln!(
-                "crossdock: {}: valid; the served network was not checked: Docker did not answer within 5 s",
-                path.display()
-            );
-            0
-        }
+        Ok(Err(e)) => (0, format!("valid; the served network was not checked: {e}")),
+        Err(_) => (
+            0,
+            "valid; the served network was not checked: Docker did not answer within 5 s".into(),
+        ),
     }
 }
 
@@ -215,7 +213,7 @@ fn run_cleanup(path: &Path) -> u8 {
             }
         }
         let fw = crossdock_hostnet::Iptables::new(lock_wait);
-        match crossdock_hostnet::cleanup(&fw).await {
+        match crossdock_hostnet::Firewall::cleanup(&fw).await {
             Ok(ch) => {
                 for line in &ch.log {
                     println!("{line}");
@@ -258,9 +256,7 @@ pub fn run_status(args: StatusArgs) -> u8 {
             return 1;
         }
         Err(e) => {
-            eprintln!(
-                "crossdock: {e} (fix: start the agent, `systemctl status crossdock`, or point --socket / CROSSDOCK_SOCKET at its health socket)"
-            );
+            eprintln!("crossdock: {}", no_agent(&e.to_string()));
             return 1;
         }
     };
@@ -271,6 +267,9 @@ pub fn run_status(args: StatusArgs) -> u8 {
             return 1;
         }
     };
+    if args.fleet {
+        return print_fleet(&v["fleet"], args.json);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
@@ -287,12 +286,161 @@ pub fn run_status(args: StatusArgs) -> u8 {
     }
 }
 
+/// What `crossdock status` says when no agent answers: the error and where to look (the unit is
+/// `crossdock-agent`).
+fn no_agent(error: &str) -> String {
+    format!(
+        "{error} (fix: start the agent, see `systemctl status crossdock-agent`, or point --socket / CROSSDOCK_SOCKET at its health socket)"
+    )
+}
+
 fn s(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => "-".into(),
         serde_json::Value::String(s) if s.is_empty() => "-".into(),
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// `crossdock status --fleet`: exit 0 when every member is routed and no stale route waits, 1
+/// otherwise, 2 when the agent is not in fleet mode.
+fn print_fleet(f: &serde_json::Value, json: bool) -> u8 {
+    if !f.is_object() {
+        eprintln!(
+            "crossdock: the agent is not in fleet mode or has not swept yet (fix: set [fleet] tag, or wait for its first route pass)"
+        );
+        return 2;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(f).unwrap_or_default());
+    } else {
+        print!("{}", render_fleet_hosts(f));
+    }
+    let clean = ["routes_missing", "stale_routes", "conflicts"]
+        .iter()
+        .all(|k| f[*k].as_array().is_none_or(|a| a.is_empty()));
+    u8::from(!clean)
+}
+
+/// The fleet view: one line per member (subnet, route per table), then the routes whose host is gone.
+pub fn render_fleet_hosts(f: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let hosts = f["hosts"].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<9} {:<16} {:<18} {:<7} ROUTES",
+        "MEMBER", "STATUS", "PRIVATE IP", "SUBNET", "ROUTED"
+    );
+    let mut sorted = hosts.clone();
+    // Members lacking a route first: they stand out.
+    sorted.sort_by_key(|h| {
+        !h["routes"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["status"] == "Missing"))
+    });
+    for h in &sorted {
+        let routes = h["routes"].as_array().cloned().unwrap_or_default();
+        let routed = if routes.is_empty() {
+            "-"
+        } else if routes.iter().all(|r| r["status"] == "Available") {
+            "yes"
+        } else if routes.iter().any(|r| r["status"] == "Missing") {
+            "MISSING"
+        } else {
+            "pending"
+        };
+        let per_table: Vec<String> = routes
+            .iter()
+            .map(|r| format!("{}={}", s(&r["table_id"]), s(&r["status"])))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<24} {:<9} {:<16} {:<18} {:<7} {}",
+            s(&h["instance_id"]),
+            s(&h["status"]),
+            s(&h["private_ip"]),
+            s(&h["subnet"]),
+            routed,
+            per_table.join(" ")
+        );
+    }
+    for r in f["stale_routes"].as_array().cloned().unwrap_or_default() {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<9} {:<16} {:<18} {:<7} {}={} (host gone; {}, due in {} s)",
+            s(&r["instance_id"]),
+            "RELEASED",
+            "-",
+            s(&r["cidr"]),
+            "STALE",
+            s(&r["table_id"]),
+            s(&r["entry_id"]),
+            s(&r["waiting_for"]),
+            s(&r["due_in_secs"])
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} members ({} running)",
+        hosts.len(),
+        s(&f["running"])
+    );
+    out
+}
+
+/// Fleet mode's part of `crossdock status`: membership, missing routes, stale routes waiting.
+fn render_fleet(out: &mut String, f: &serde_json::Value) {
+    use std::fmt::Write;
+    let list = |k: &str| f[k].as_array().cloned().unwrap_or_default();
+    let (missing, stale, conflicts) = (
+        list("routes_missing"),
+        list("stale_routes"),
+        list("conflicts"),
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "fleet {}: {} members ({} running), {} routes missing, {} stale routes waiting, {} conflicts",
+        s(&f["tag"]),
+        s(&f["members"]),
+        s(&f["running"]),
+        missing.len(),
+        stale.len(),
+        conflicts.len()
+    );
+    for m in &missing {
+        let _ = writeln!(
+            out,
+            "  missing  {:<18} → {:<22} in {}",
+            s(&m["cidr"]),
+            s(&m["instance_id"]),
+            s(&m["table_id"])
+        );
+    }
+    for r in &stale {
+        let _ = writeln!(
+            out,
+            "  stale    {:<18} → {:<22} in {} ({} released; {}, due in {} s)",
+            s(&r["cidr"]),
+            s(&r["instance_id"]),
+            s(&r["table_id"]),
+            s(&r["entry_id"]),
+            s(&r["waiting_for"]),
+            s(&r["due_in_secs"])
+        );
+    }
+    for c in &conflicts {
+        let _ = writeln!(
+            out,
+            "  conflict {:<18} → {:<22} in {} held by {} ({})",
+            s(&c["cidr"]),
+            s(&c["instance_id"]),
+            s(&c["table_id"]),
+            s(&c["entry_id"]),
+            s(&c["holder"])
+        );
     }
 }
 
@@ -360,6 +508,9 @@ pub fn render_status(v: &serde_json::Value) -> String {
                 s(&r["owner"])
             );
         }
+    }
+    if v["fleet"].is_object() {
+        render_fleet(&mut out, &v["fleet"]);
     }
     let c = &v["counters"];
     let _ = writeln!(out);
@@ -433,6 +584,72 @@ pub fn run_deregister(args: DeregisterArgs) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_an_agent_status_points_at_the_unit() {
+        let m = no_agent("cannot connect to /run/crossdock/agent.sock");
+        assert!(m.contains("`systemctl status crossdock-agent`"), "{m}");
+        assert!(!m.contains("crossdock`"), "{m}");
+    }
+
+    #[test]
+    fn check_config_refuses_a_scrape_address_of_another_host_without_asking_docker() {
+        let cfg = crossdock_config::parse(
+            "cluster_cidrs = [\"10.0.0.0/8\"]\n[docker]\nhost = \"unix:///nonexistent/docker.sock\"\n[metrics]\nlisten = \"192.0.2.77:9464\"\nscrapers = [\"192.0.2.0/24\"]",
+        )
+        .unwrap();
+        let rt = runtime(1).unwrap();
+        let (code, verdict) = rt.block_on(check_on_host(&cfg));
+        assert_eq!(code, 2, "{verdict}");
+        assert!(
+            verdict.starts_with("metrics.listen: 192.0.2.77 is not an address of this host"),
+            "{verdict}"
+        );
+        let mut local = cfg.clone();
+        local.metrics.listen = Some("127.0.0.1:9464".parse().unwrap());
+        let (code, verdict) = rt.block_on(check_on_host(&local));
+        assert_eq!(code, 0, "{verdict}");
+        assert!(
+            verdict.contains("the served network was not checked"),
+            "{verdict}"
+        );
+    }
+
+    #[test]
+    fn fleet_view_puts_unrouted_members_first_and_marks_gone_hosts() {
+        let f = serde_json::json!({
+            "tag": "crossdock-cluster=prod", "members": 2, "running": 2,
+            "routes_missing": [{"table_id": "vtb-1", "cidr": "10.1.12.0/24", "instance_id": "i-b"}],
+            "stale_routes": [{"table_id": "vtb-1", "cidr": "10.1.13.0/24", "entry_id": "rte-9",
+                "instance_id": "i-gone", "waiting_for": "grace_period", "due_in_secs": 120}],
+            "conflicts": [],
+            "hosts": [
+                {"instance_id": "i-a", "status": "Running", "private_ip": "192.168.1.11",
+                 "vswitch_id": "vsw-1", "subnet": "10.1.11.0/24",
+                 "routes": [{"table_id": "vtb-1", "entry_id": "rte-1", "status": "Available"}]},
+                {"instance_id": "i-b", "status": "Running", "private_ip": "192.168.1.12",
+                 "vswitch_id": "vsw-1", "subnet": "10.1.12.0/24",
+                 "routes": [{"table_id": "vtb-1", "entry_id": "", "status": "Missing"}]}
+            ]
+        });
+        let text = render_fleet_hosts(&f);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].starts_with("i-b") && lines[1].contains("MISSING"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("i-a") && lines[2].contains("vtb-1=Available"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("i-gone")
+                && lines[3].contains("STALE")
+                && lines[3].contains("due in 120 s"),
+            "{text}"
+        );
+        assert_eq!(print_fleet(&serde_json::Value::Null, false), 2);
+    }
 
     #[test]
     fn status_table_shows_every_condition_and_the_network() {

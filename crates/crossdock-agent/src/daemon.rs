@@ -9,13 +9,15 @@
 //! time Docker answers, a missing network or a subnet outside the cluster range makes the agent exit
 //! with status 2 before any rule or sysctl is written. Later (someone deletes the network, changes bip
 //! to a subnet outside the range) the same problem is a failed condition and the last good state stays.
-//! A reload (SIGHUP) whose file is invalid, or whose cluster range no longer holds the served subnet,
-//! is rejected with the same one-line message and the running configuration stays.
+//! A reload (SIGHUP) whose file is invalid, whose cluster range no longer holds the served subnet, or
+//! whose scrape address (`[metrics] listen`) is not this host's or cannot be bound, is rejected with
+//! the same one-line message and the running configuration (and scrape listener) stays.
 
 use crate::health;
 use crate::host::{run_pass, HostDeps};
 use crate::logging::LogHandle;
 use crate::routes::{RouteSync, RouteSyncReport};
+use crate::scrape::{self, ScrapeEndpoint};
 use crate::state::AgentState;
 use crossdock_config::{Config, ConfigError};
 use crossdock_docker::{BollardDocker, DockerEvent, DockerSource};
@@ -78,6 +80,7 @@ fn apply_route_report(state: &Mutex<AgentState>, r: &RouteSyncReport) {
         st.instance_id = r.instance_id.clone();
     }
     st.routes = r.routes.clone();
+    st.fleet = r.fleet.clone();
 }
 
 /// The route loop: a pass at start, whenever the served subnet changes, and every `interval` (or
@@ -163,6 +166,15 @@ pub async fn run(
         Ok(s) => s,
         Err(e) => return Exit::Runtime(format!("cannot install signal handlers: {e}")),
     };
+
+    // The scrape endpoint: its address checked like the rest of the file, then bound.
+    if let Err(e) = scrape::check_listen(&cfg.metrics, &RtNetlink).await {
+        return Exit::Config(e);
+    }
+    let mut endpoint = ScrapeEndpoint::new(health::scrape_router(state.clone(), routes.clone()));
+    if let Err(e) = endpoint.apply(&cfg.metrics).await {
+        return Exit::Runtime(e);
+    }
 
     // Health socket first: systemd hears READY=1 only once it answers.
     let socket = cfg.health_socket.clone();
@@ -269,7 +281,7 @@ pub async fn run(
                 }
                 sig = signals.next() => match sig {
                     Some(SIGHUP) => {
-                        match reload(&config_path, &cfg, &state) {
+                        match reload(&config_path, &cfg, &state, &mut endpoint).await {
                             Ok(new) => {
                                 for what in restart_only_changes(&cfg, &new) {
                                     tracing::warn!(setting = what, "changed in the file; takes effect when the agent restarts");
@@ -322,9 +334,20 @@ pub async fn run(
     exit
 }
 
-fn reload(path: &Path, old: &Config, state: &Mutex<AgentState>) -> Result<Config, ConfigError> {
-    let new = crossdock_config::load(path)?;
-    check_reload(&new, state, old)?;
+/// Reads and checks the file; applies the scrape endpoint's part (a new address is bound before the
+/// old one is let go), the rest is applied by the caller. Nothing changes when this fails.
+async fn reload(
+    path: &Path,
+    old: &Config,
+    state: &Mutex<AgentState>,
+    endpoint: &mut ScrapeEndpoint,
+) -> Result<Config, String> {
+    let new = crossdock_config::load(path).map_err(|e| e.to_string())?;
+    check_reload(&new, state, old).map_err(|e| e.to_string())?;
+    scrape::check_listen(&new.metrics, &RtNetlink)
+        .await
+        .map_err(|e| e.to_string())?;
+    endpoint.apply(&new.metrics).await?;
     Ok(new)
 }
 

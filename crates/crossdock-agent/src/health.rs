@@ -1,5 +1,7 @@
 //! The health socket: HTTP on a unix socket (mode 0660, so a group can be granted read access without
-//! root), serving `/healthz`, `/status` and `/metrics` from the shared [`AgentState`].
+//! root), serving `/healthz`, `/status` and `/metrics` from the shared [`AgentState`]. The optional TCP
+//! scrape endpoint ([`crate::scrape`]) serves the same `/healthz` and `/metrics` handlers through
+//! [`scrape_router`]; `/status` (paths, identity, messages) stays on the socket.
 
 use crate::routes::RouteSync;
 use crate::state::AgentState;
@@ -16,13 +18,23 @@ struct Shared {
     routes: Arc<dyn RouteSync>,
 }
 
-/// The router for the health socket.
-pub fn router(state: Arc<Mutex<AgentState>>, routes: Arc<dyn RouteSync>) -> Router {
+/// `/healthz` and `/metrics`: what both the socket and the scrape endpoint serve.
+fn common() -> Router<Shared> {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/status", get(status))
         .route("/metrics", get(metrics))
+}
+
+/// The router for the health socket.
+pub fn router(state: Arc<Mutex<AgentState>>, routes: Arc<dyn RouteSync>) -> Router {
+    common()
+        .route("/status", get(status))
         .with_state(Shared { state, routes })
+}
+
+/// The router for the TCP scrape endpoint: `/healthz` and `/metrics` only.
+pub fn scrape_router(state: Arc<Mutex<AgentState>>, routes: Arc<dyn RouteSync>) -> Router {
+    common().with_state(Shared { state, routes })
 }
 
 /// 200 `ok` when every condition is ready or disabled; otherwise 503 listing the others, one a line.
@@ -51,6 +63,9 @@ async fn metrics(AxState(s): AxState<Shared>) -> impl IntoResponse {
         st.metrics.render(&st.conditions, &mut out);
     }
     s.routes.write_prometheus(&mut out);
+    if let Some(p) = crate::metrics::ProcessStats::read() {
+        p.render(&mut out);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -109,6 +124,9 @@ mod tests {
         assert!(m
             .text()
             .contains("# TYPE crossdock_reconcile_total counter"));
+        assert!(m
+            .text()
+            .contains("# TYPE process_resident_memory_bytes gauge"));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("h.sock"))
             .unwrap()

@@ -1,6 +1,7 @@
 //! One host reconcile pass: learn the served network from Docker (or the static subnet), check it
-//! against the cluster range, then assert forwarding and the firewall rules, updating the `docker`,
-//! `subnet`, `forwarding` and `firewall` conditions and the counters as it goes.
+//! against the cluster range, then assert forwarding and the firewall rules (the cluster's, and the
+//! scrape port's when `[metrics] listen` is exposed), updating the `docker`, `subnet`, `forwarding`
+//! and `firewall` conditions and the counters as it goes.
 //!
 //! Every side effect goes through a trait ([`DockerSource`], [`Firewall`], [`Sysctl`], [`Links`]), so
 //! the pass is unit-tested here with in-memory parts; the root integration tests run it against a real
@@ -15,7 +16,7 @@ use crate::state::{AgentState, State, Update};
 use crossdock_config::{check_subnet, Config, ConfigError};
 use crossdock_docker::{DockerError, DockerSource};
 use crossdock_hostnet::{
-    desired_rules, desired_sysctls, ensure_sysctls, reconcile, DesiredInput, Firewall, Links,
+    desired_rules, desired_sysctls, ensure_sysctls, DesiredInput, Firewall, Links, ScrapeGuard,
     Sysctl,
 };
 use ipnet::Ipv4Net;
@@ -277,58 +278,77 @@ pub async fn run_pass(
     }
 
     // 3. Firewall.
-    match bridge {
-        Some(bridge) => {
-            let desired = desired_rules(&DesiredInput {
-                cluster_cidrs: cfg.cluster_cidrs.clone(),
-                local_subnet: subnet,
-                bridge: bridge.clone(),
-                external_interface: state
-                    .lock()
-                    .unwrap()
-                    .external_interface
-                    .clone()
-                    .unwrap_or_default(),
-            });
-            let result = reconcile(&desired, deps.firewall.as_ref()).await;
-            let mut st = state.lock().unwrap();
-            match result {
-                Ok(ch) => {
-                    for line in &ch.log {
-                        tracing::info!(change = %line, "iptables");
-                    }
-                    st.metrics.rules_added += ch.rules_added as u64;
-                    st.metrics.rules_removed += ch.rules_removed as u64;
-                    st.metrics.chains_created += ch.chains_created as u64;
-                    st.metrics.chains_removed += ch.chains_removed as u64;
-                    out.changes += ch.total() as u64;
-                    st.set(
-                        "firewall",
-                        Update::ready(
-                            "InPlace",
-                            format!(
-                                "{} rules in place for {subnet} on {bridge}; the last pass made {} changes",
-                                desired.len(),
-                                ch.total()
-                            ),
-                        ),
-                    );
-                }
-                Err(e) => {
-                    errors.push(e.kind());
-                    st.set("firewall", Update::failed("IptablesFailed", e.to_string()));
-                }
-            }
-        }
-        None => state.lock().unwrap().set(
+    firewall_step(cfg, deps, state, subnet, bridge, &mut out, &mut errors).await;
+    finish(state, trigger, started, out, &errors)
+}
+
+/// The firewall: the cluster rules for the bridge, plus the scrape port's rules when `[metrics] listen`
+/// is exposed. A static-subnet host (no bridge) keeps only the latter; once it has written them it
+/// keeps applying, so switching the listener off removes them.
+async fn firewall_step(
+    cfg: &Config,
+    deps: &HostDeps,
+    state: &Mutex<AgentState>,
+    subnet: Ipv4Net,
+    bridge: Option<String>,
+    out: &mut PassOutcome,
+    errors: &mut Vec<&'static str>,
+) {
+    let scrape = cfg.metrics.exposed().map(|listen| ScrapeGuard {
+        listen,
+        scrapers: cfg.metrics.scrapers.clone(),
+    });
+    let kept = state.lock().unwrap().scrape_rules_kept;
+    if bridge.is_none() && scrape.is_none() && !kept {
+        state.lock().unwrap().set(
             "firewall",
             Update::disabled(
                 "StaticSubnet",
                 "no bridge in static_subnet mode: host firewall rules are not managed",
             ),
-        ),
+        );
+        return;
     }
-    finish(state, trigger, started, out, &errors)
+    let what = match &bridge {
+        Some(b) => format!("for {subnet} on {b}"),
+        None => "for the scrape port (static_subnet mode)".to_string(),
+    };
+    let desired = DesiredInput {
+        cluster_cidrs: cfg.cluster_cidrs.clone(),
+        local_subnet: subnet,
+        bridge,
+        scrape,
+    };
+    let result = deps.firewall.apply(&desired).await;
+    let mut st = state.lock().unwrap();
+    match result {
+        Ok(ch) => {
+            for line in &ch.log {
+                tracing::info!(change = %line, "iptables");
+            }
+            st.metrics.rules_added += ch.rules_added as u64;
+            st.metrics.rules_removed += ch.rules_removed as u64;
+            st.metrics.chains_created += ch.chains_created as u64;
+            st.metrics.chains_removed += ch.chains_removed as u64;
+            out.changes += ch.total() as u64;
+            st.scrape_rules_kept = desired.scrape.is_some();
+            st.set(
+                "firewall",
+                Update::ready(
+                    "InPlace",
+                    format!(
+                        "{} rules in place {what}; the last pass made {} changes",
+                        desired_rules(&desired).len(),
+                        ch.total()
+                    ),
+                ),
+            );
+        }
+        Err(e) => {
+            errors.push(e.kind());
+            st.set("firewall", Update::failed("IptablesFailed", e.to_string()));
+        }
+    }
 }
 
 fn finish(
@@ -361,7 +381,7 @@ mod tests {
     use async_trait::async_trait;
     use crossdock_docker::{DockerEvent, ServedNetwork};
     use crossdock_hostnet::{
-        in_place, LinkInfo, MemoryFirewall, NetlinkError, SysctlError, Table, DOCKER_USER,
+        LinkInfo, MemoryFirewall, NetlinkError, SysctlError, Table, DOCKER_USER,
     };
     use std::collections::BTreeMap;
     use tokio::sync::mpsc;
@@ -579,7 +599,6 @@ mod tests {
             cond(&r, "forwarding"),
             (State::Pending, "WaitingForSubnet".into())
         );
-        assert!(in_place(&[], r.fw.as_ref()).await.unwrap());
         assert_eq!(r.fw.writes(), 0);
         assert_eq!(o.changes, 0);
         assert_eq!(r.sysctl.read("net/ipv4/ip_forward").unwrap(), "0");
@@ -629,6 +648,82 @@ mod tests {
             cond(&r, "forwarding"),
             (State::Failed, "InterfaceNotFound".into())
         );
+    }
+
+    /// The rules of `chain` in the filter table, one string each.
+    fn filter_chain(r: &Rig, chain: &str) -> Vec<String> {
+        r.fw.dump(Table::Filter)
+            .chain(chain)
+            .map(|c| c.rules.iter().map(|x| x.args.join(" ")).collect())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn an_exposed_scrape_port_gets_its_rules_and_loses_them_when_switched_off() {
+        let exposed = format!(
+            "{CFG}\n[metrics]\nlisten = \"192.168.1.11:9464\"\nscrapers = [\"192.168.1.12/32\"]"
+        );
+        let r = rig(&exposed, Ok(net("10.1.0.0/24")), Some("eth0"));
+        let o = run_pass(&r.cfg, &r.deps, &r.state, "start").await;
+        assert_eq!(
+            o.changes,
+            2 + 4 + 9,
+            "2 sysctls, 4 chains, 9 rules and jumps"
+        );
+        let input = filter_chain(&r, "INPUT");
+        assert!(input[0].ends_with("-j CROSSDOCK-INPUT"), "{input:?}");
+        assert!(
+            input[1].contains("--dport 9464") && input[1].contains("REJECT"),
+            "{input:?}"
+        );
+        assert!(filter_chain(&r, "CROSSDOCK-INPUT")[0].starts_with("-s 192.168.1.12/32"));
+        assert_eq!(
+            run_pass(&r.cfg, &r.deps, &r.state, "resync").await.changes,
+            0
+        );
+        // Loopback needs no rules: a reload to 127.0.0.1 removes them.
+        let local =
+            crossdock_config::parse(&format!("{CFG}\n[metrics]\nlisten = \"127.0.0.1:9464\""))
+                .unwrap();
+        let o = run_pass(&local, &r.deps, &r.state, "reload").await;
+        assert_eq!(
+            o.changes,
+            1 + 3,
+            "the chain, its rule, the jump and the REJECT"
+        );
+        assert!(filter_chain(&r, "INPUT").is_empty());
+        assert!(r.fw.dump(Table::Filter).chain("CROSSDOCK-INPUT").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_static_host_keeps_only_the_scrape_port_rules() {
+        let text = format!(
+            "{CFG}\n[docker]\nstatic_subnet = \"10.9.0.0/24\"\n[metrics]\nlisten = \"192.168.1.11:9464\"\nscrapers = [\"192.168.1.12/32\"]"
+        );
+        let r = rig(&text, Ok(net("10.1.0.0/24")), Some("eth0"));
+        let o = run_pass(&r.cfg, &r.deps, &r.state, "start").await;
+        assert!(o.ok, "{o:?}");
+        assert_eq!(
+            o.changes,
+            2 + 1 + 3,
+            "2 sysctls, CROSSDOCK-INPUT, its rule, 2 in INPUT"
+        );
+        assert_eq!(cond(&r, "firewall"), (State::Ready, "InPlace".into()));
+        assert!(r
+            .fw
+            .dump(Table::Filter)
+            .chain("CROSSDOCK-FORWARD")
+            .is_none());
+        // Switched off: removed once, then the firewall is not managed any more.
+        let off =
+            crossdock_config::parse(&format!("{CFG}\n[docker]\nstatic_subnet = \"10.9.0.0/24\""))
+                .unwrap();
+        assert_eq!(run_pass(&off, &r.deps, &r.state, "reload").await.changes, 4);
+        assert!(filter_chain(&r, "INPUT").is_empty());
+        let writes = r.fw.writes();
+        run_pass(&off, &r.deps, &r.state, "resync").await;
+        assert_eq!(cond(&r, "firewall").0, State::Disabled);
+        assert_eq!(r.fw.writes(), writes);
     }
 
     #[tokio::test]

@@ -4,7 +4,8 @@
 //! changed something; [`host::run_pass`] turns that plus the configuration into kernel state through
 //! [`crossdock_hostnet`] (sysctls, iptables); the learned subnet goes to the route side
 //! ([`routes::RouteSync`]) which keeps the VPC route; everything found lands in [`state::AgentState`],
-//! served by [`health`] on a unix socket and shown by `crossdock status`. [`daemon`] drives it all.
+//! served by [`health`] on a unix socket (and by [`scrape`] over TCP for Prometheus, when configured)
+//! and shown by `crossdock status`. [`daemon`] drives it all.
 pub mod cli;
 pub mod daemon;
 pub mod health;
@@ -12,4 +13,5 @@ pub mod host;
 pub mod logging;
 pub mod metrics;
 pub mod routes;
+pub mod scrape;
 pub mod state;

@@ -170,6 +170,114 @@ impl Metrics {
                 );
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_condition_reason The current reason of each condition (CamelCase, as in /status), always 1.\n# TYPE crossdock_condition_reason gauge"
+        );
+        for (name, c) in conditions.iter() {
+            let _ = writeln!(
+                out,
+                "crossdock_condition_reason{{condition=\"{name}\",reason=\"{}\"}} 1",
+                label_value(&c.reason)
+            );
+        }
+    }
+}
+
+/// Escapes a Prometheus label value (backslash, double quote, newline).
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Linux reports process times in clock ticks of `USER_HZ`, which is 100 on every architecture the
+/// agent is built for (the kernel's ABI value, independent of `CONFIG_HZ`; Prometheus' own process
+/// collector assumes the same). Reading it with `sysconf` would need `unsafe`.
+const USER_HZ: f64 = 100.0;
+
+/// This process's resource use, read from `/proc/self`, exported under the names every Prometheus
+/// client library uses (`process_*`), so the usual dashboards and alerts apply to the agent as-is.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessStats {
+    pub resident_memory_bytes: u64,
+    pub cpu_seconds: f64,
+    pub start_time_seconds: f64,
+    pub open_fds: u64,
+}
+
+impl ProcessStats {
+    /// Reads `/proc/self`; `None` if any part cannot be read (then the samples are left out).
+    pub fn read() -> Option<Self> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let system = std::fs::read_to_string("/proc/stat").ok()?;
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+        Self::parse(&status, &stat, &system, open_fds)
+    }
+
+    /// From the texts of `/proc/self/status` (`VmRSS`), `/proc/self/stat` (utime, stime,
+    /// starttime) and `/proc/stat` (`btime`).
+    pub fn parse(status: &str, stat: &str, system: &str, open_fds: u64) -> Option<Self> {
+        let rss_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+        let fields: Vec<&str> = stat
+            .get(stat.rfind(')')? + 1..)?
+            .split_whitespace()
+            .collect();
+        let field = |n: usize| -> Option<f64> { fields.get(n - 3)?.parse().ok() };
+        let boot: f64 = system
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Self {
+            resident_memory_bytes: rss_kib * 1024,
+            cpu_seconds: (field(14)? + field(15)?) / USER_HZ,
+            start_time_seconds: boot + field(22)? / USER_HZ,
+            open_fds,
+        })
+    }
+
+    /// Prometheus text for these values.
+    pub fn render(&self, out: &mut String) {
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        metric(
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            self.cpu_seconds.to_string(),
+        );
+        metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            self.resident_memory_bytes.to_string(),
+        );
+        metric(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            self.start_time_seconds.to_string(),
+        );
+        metric(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            self.open_fds.to_string(),
+        );
     }
 }
 
@@ -213,9 +321,35 @@ mod tests {
                 "{l}"
             );
         }
+        assert!(out.contains(
+            "crossdock_condition_reason{condition=\"docker\",reason=\"NotCheckedYet\"} 1"
+        ));
         let c = m.counters_json();
         assert_eq!(c["reconciles"], 3);
         assert_eq!(c["reconcile_errors"], 1);
         assert_eq!(c["last_reconcile_changes"], 0);
+    }
+
+    #[test]
+    fn process_stats_come_from_proc_self() {
+        let status = "Name:\tcrossdock\nVmRSS:\t   12345 kB\nThreads:\t3\n";
+        let stat =
+            "4242 (cross dock) S 1 4242 4242 0 -1 4194560 5 0 0 0 150 50 0 0 20 0 3 0 12000 1 2 3";
+        let system = "cpu  1 2 3\nbtime 1700000000\nprocesses 99\n";
+        let p = ProcessStats::parse(status, stat, system, 17).unwrap();
+        assert_eq!(p.resident_memory_bytes, 12345 * 1024);
+        assert_eq!(p.cpu_seconds, 2.0);
+        assert_eq!(p.start_time_seconds, 1_700_000_120.0);
+        assert_eq!(p.open_fds, 17);
+        assert_eq!(ProcessStats::parse("VmRSS: x kB", stat, system, 1), None);
+        let mut out = String::new();
+        p.render(&mut out);
+        assert!(
+            out.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 2\n")
+        );
+        assert!(out.contains("process_resident_memory_bytes 12641280\n"));
+        // The real thing: this test process has some memory and a start time after boot.
+        let me = ProcessStats::read().expect("/proc/self is readable");
+        assert!(me.resident_memory_bytes > 0 && me.start_time_seconds > 1.0e9 && me.open_fds > 0);
     }
 }

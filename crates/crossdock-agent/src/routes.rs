@@ -24,6 +24,8 @@ pub struct RouteSyncReport {
     pub routes: Vec<RouteEntryStatus>,
     /// Run again after this long instead of the regular `[cloud] resync_interval_secs`.
     pub retry_after: Option<Duration>,
+    /// Fleet mode: the cluster as the last sweep saw it.
+    pub fleet: Option<crossdock_routes::FleetStatus>,
 }
 
 /// Keeps the VPC route for this host's subnet.
@@ -54,6 +56,7 @@ impl RouteSync for NoRoutes {
             instance_id: None,
             routes: Vec::new(),
             retry_after: None,
+            fleet: None,
         }
     }
 }
@@ -63,9 +66,10 @@ impl RouteSync for NoRoutes {
 pub fn for_config(cfg: &crossdock_config::Config) -> std::sync::Arc<dyn RouteSync> {
     match cfg.cloud.provider {
         crossdock_config::Provider::None => std::sync::Arc::new(NoRoutes),
-        crossdock_config::Provider::Alibaba => {
-            std::sync::Arc::new(AlibabaRoutes::new(cfg.cloud.clone()))
-        }
+        crossdock_config::Provider::Alibaba => std::sync::Arc::new(
+            AlibabaRoutes::new(cfg.cloud.clone())
+                .with_fleet(crossdock_routes::FleetSettings::from_config(cfg)),
+        ),
     }
 }
 
@@ -74,14 +78,22 @@ pub fn for_config(cfg: &crossdock_config::Config) -> std::sync::Arc<dyn RouteSyn
 #[derive(Debug)]
 pub struct AlibabaRoutes {
     cloud: crossdock_config::CloudConfig,
+    fleet: Option<crossdock_routes::FleetSettings>,
     inner: tokio::sync::Mutex<Option<std::sync::Arc<crossdock_routes::RouteReconciler>>>,
     ready: std::sync::Mutex<Option<std::sync::Arc<crossdock_routes::RouteReconciler>>>,
 }
 
 impl AlibabaRoutes {
+    /// Fleet mode's settings (`None`: per-host mode).
+    pub fn with_fleet(mut self, fleet: Option<crossdock_routes::FleetSettings>) -> Self {
+        self.fleet = fleet;
+        self
+    }
+
     pub fn new(cloud: crossdock_config::CloudConfig) -> Self {
         Self {
             cloud,
+            fleet: None,
             inner: tokio::sync::Mutex::new(None),
             ready: std::sync::Mutex::new(None),
         }
@@ -114,6 +126,7 @@ fn convert(r: &crossdock_routes::RouteReport, instance_id: Option<String>) -> Ro
             })
             .collect(),
         retry_after: r.retry_after,
+        fleet: r.fleet.clone(),
     }
 }
 
@@ -125,7 +138,7 @@ impl RouteSync for AlibabaRoutes {
             if guard.is_none() {
                 match crossdock_routes::connect(&self.cloud).await {
                     Ok(r) => {
-                        let r = std::sync::Arc::new(r);
+                        let r = std::sync::Arc::new(r.with_fleet(self.fleet.clone()));
                         *self.ready.lock().unwrap() = Some(r.clone());
                         *guard = Some(r);
                     }

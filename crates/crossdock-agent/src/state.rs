@@ -273,7 +273,12 @@ pub struct AgentState {
     pub external_interface: Option<String>,
     pub conditions: Conditions,
     pub routes: Vec<RouteEntryStatus>,
+    /// Fleet mode: the cluster as the route side's last sweep saw it.
+    pub fleet: Option<crossdock_routes::FleetStatus>,
     pub metrics: Metrics,
+    /// Whether the last successful firewall pass wrote the scrape port's rules (so a static-subnet
+    /// host, which otherwise keeps no rules, still removes them once the listener is switched off).
+    pub scrape_rules_kept: bool,
 }
 
 impl AgentState {
@@ -290,7 +295,9 @@ impl AgentState {
             external_interface: None,
             conditions: Conditions::new(now),
             routes: Vec::new(),
+            fleet: None,
             metrics: Metrics::default(),
+            scrape_rules_kept: false,
         }
     }
 
@@ -320,7 +327,7 @@ impl AgentState {
 
     /// The `/status` document (see docs/CONTRACTS.md).
     pub fn status_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut doc = serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "pid": self.pid,
             "started_at": self.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -333,7 +340,11 @@ impl AgentState {
             "conditions": self.conditions,
             "routes": self.routes,
             "counters": self.metrics.counters_json(),
-        })
+        });
+        if let Some(fleet) = &self.fleet {
+            doc["fleet"] = serde_json::to_value(fleet).unwrap_or_default();
+        }
+        doc
     }
 }
 

@@ -5,7 +5,10 @@
 //! says is transient, waiting [`RetryPolicy::delay`] between attempts (the server's rate-limit hint
 //! when it gives one), within the per-call attempt/time limits and the client-wide [`RetryBudget`].
 //! Writes are safe to retry: creates carry a deterministic `ClientToken`, deletes of a vanished entry
-//! come back as not-found, and the source/destination-check change is idempotent.
+//! come back as not-found, and the source/destination-check change is idempotent. The batch writes of
+//! fleet mode (`CreateRouteEntries`, `DeleteRouteEntries`) carry no token and are sent once: their
+//! caller paces retries, and a retried batch is still safe because an entry that did commit comes back
+//! per entry as a duplicate (create) or not found (delete).
 //!
 //! Endpoints are the region's public ones unless configured; `http://` is accepted so the lab's
 //! emulator can be used. Environment proxies are ignored (a VPC host reaches the endpoints directly,
@@ -177,6 +180,7 @@ impl std::fmt::Debug for Client {
 const ROUTE_ENTRY_PAGE: &str = "100";
 const ROUTE_TABLE_PAGE: u64 = 50;
 const VSWITCH_PAGE: u64 = 50;
+const INSTANCE_PAGE: &str = "100";
 /// A listing that goes on for longer than this many pages is treated as a broken server.
 const MAX_PAGES: usize = 1000;
 
@@ -583,12 +587,7 @@ impl Client {
             );
             match raw.next_token.filter(|t| !t.is_empty()) {
                 Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                Some(_) => {
-                    return Err(Error::Decode {
-                        action: "DescribeRouteEntryList".into(),
-                        message: "the server returned the same NextToken twice".into(),
-                    })
-                }
+                Some(_) => return Err(same_token_twice("DescribeRouteEntryList")),
                 None => return Ok(out),
             }
         }
@@ -642,6 +641,146 @@ impl Client {
         )
         .await
         .map(|_| ())
+    }
+
+    /// `CreateRouteEntries` (next hop type `Instance`), one attempt: the caller paces retries of a
+    /// refused call (`TaskConflict`, throttling) as for [`Client::create_route_entry_once`]. The answer
+    /// can be a partial success (HTTP 200 with `FailedRouteEntries`). An empty batch makes no call;
+    /// more than [`MAX_ROUTE_BATCH`] entries is refused before sending.
+    pub async fn create_route_entries_once(
+        &self,
+        routes: &[NewRoute],
+    ) -> Result<BatchResult, Error> {
+        let mut params = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            let key = |k: &str| format!("RouteEntries.{}.{k}", i + 1);
+            params.push((key("RouteTableId"), r.route_table_id.clone()));
+            params.push((key("DstCidrBlock"), r.destination_cidr_block.clone()));
+            params.push((key("NextHop"), r.next_hop_id.clone()));
+            params.push((key("NextHopType"), "Instance".to_string()));
+            if !r.name.is_empty() {
+                params.push((key("Name"), r.name.clone()));
+            }
+            if !r.description.is_empty() {
+                params.push((key("Description"), r.description.clone()));
+            }
+        }
+        self.batch_once(Product::Vpc, "CreateRouteEntries", routes.len(), params)
+            .await
+    }
+
+    /// `DeleteRouteEntries`, one attempt (see [`Client::create_route_entries_once`]). Entries that
+    /// are already gone come back in `FailedRouteEntries` with a not-found code.
+    pub async fn delete_route_entries_once(
+        &self,
+        entries: &[RouteToDelete],
+    ) -> Result<BatchResult, Error> {
+        let mut params = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let key = |k: &str| format!("RouteEntries.{}.{k}", i + 1);
+            params.push((key("RouteTableId"), e.route_table_id().to_string()));
+            match e {
+                RouteToDelete::ById { route_entry_id, .. } => {
+                    params.push((key("RouteEntryId"), route_entry_id.clone()));
+                }
+                RouteToDelete::ByDestination {
+                    destination_cidr_block,
+                    next_hop_id,
+                    ..
+                } => {
+                    params.push((key("DstCidrBlock"), destination_cidr_block.clone()));
+                    params.push((key("NextHop"), next_hop_id.clone()));
+                }
+            }
+        }
+        self.batch_once(Product::Vpc, "DeleteRouteEntries", entries.len(), params)
+            .await
+    }
+
+    async fn batch_once(
+        &self,
+        product: Product,
+        action: &str,
+        entries: usize,
+        params: Vec<(String, String)>,
+    ) -> Result<BatchResult, Error> {
+        if entries == 0 {
+            return Ok(BatchResult::default());
+        }
+        if entries > MAX_ROUTE_BATCH {
+            return Err(Error::Config {
+                field: format!("{action} RouteEntries"),
+                message: format!(
+                    "{entries} entries in one call; the API takes at most {MAX_ROUTE_BATCH}"
+                ),
+                fix: format!(
+                    "split the batch into calls of at most {MAX_ROUTE_BATCH} entries \
+                     (crossdock_alibaba::MAX_ROUTE_BATCH); this is a bug of the caller"
+                ),
+            });
+        }
+        let params: Vec<(&str, String)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let raw: RawBatchResult = self
+            .call_typed_with_attempts(product, action, &params, 1)
+            .await?;
+        Ok(raw.into())
+    }
+
+    /// ECS `DescribeInstances` with the query's filters, every page (`NextToken`). Instance ids go
+    /// as a JSON array, at most [`MAX_INSTANCE_IDS`] per call; a longer list is split into several
+    /// listings whose results are concatenated. A released instance is simply absent.
+    pub async fn describe_instances(&self, q: &InstanceQuery) -> Result<Vec<Instance>, Error> {
+        let mut base: Vec<(&str, String)> = vec![("MaxResults", INSTANCE_PAGE.to_string())];
+        if let Some(v) = &q.vpc_id {
+            base.push(("VpcId", v.clone()));
+        }
+        if let Some(t) = &q.tag {
+            base.push(("Tag.1.Key", t.key.clone()));
+            base.push(("Tag.1.Value", t.value.clone()));
+        }
+        if q.instance_ids.is_empty() {
+            return self.describe_instances_pages(base).await;
+        }
+        let mut out = Vec::new();
+        for chunk in q.instance_ids.chunks(MAX_INSTANCE_IDS) {
+            let mut params = base.clone();
+            params.push(("InstanceIds", serde_json::Value::from(chunk).to_string()));
+            out.extend(self.describe_instances_pages(params).await?);
+        }
+        Ok(out)
+    }
+
+    async fn describe_instances_pages(
+        &self,
+        base: Vec<(&str, String)>,
+    ) -> Result<Vec<Instance>, Error> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut params = base.clone();
+            if let Some(t) = &token {
+                params.push(("NextToken", t.clone()));
+            }
+            let raw: RawInstances = self
+                .call_typed(Product::Ecs, "DescribeInstances", &params)
+                .await?;
+            out.extend(
+                raw.instances
+                    .unwrap_or_default()
+                    .items
+                    .into_iter()
+                    .map(Instance::from),
+            );
+            match raw.next_token.filter(|t| !t.is_empty()) {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                Some(_) => return Err(same_token_twice("DescribeInstances")),
+                None => return Ok(out),
+            }
+        }
+        Err(too_many_pages("DescribeInstances"))
     }
 
     /// `DescribeVSwitches` of a VPC, every page.
@@ -735,6 +874,13 @@ impl Client {
         )
         .await
         .map(|_| ())
+    }
+}
+
+fn same_token_twice(action: &str) -> Error {
+    Error::Decode {
+        action: action.to_string(),
+        message: "the server returned the same NextToken twice".into(),
     }
 }
 

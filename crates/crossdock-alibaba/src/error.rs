@@ -158,8 +158,9 @@ impl ApiError {
             return format!(
                 "the RAM policy of these credentials does not allow {}: add it to the policy of the \
                  instance RAM role (crossdock needs vpc:DescribeRouteTableList, vpc:DescribeRouteEntryList, \
-                 vpc:CreateRouteEntry, vpc:DeleteRouteEntry, vpc:DescribeVSwitches, vpc:DescribeVpcAttribute, \
-                 ecs:DescribeNetworkInterfaces, ecs:ModifyNetworkInterfaceAttribute)",
+                 vpc:CreateRouteEntry, vpc:DeleteRouteEntry, vpc:CreateRouteEntries, vpc:DeleteRouteEntries, \
+                 vpc:DescribeVSwitches, vpc:DescribeVpcAttribute, ecs:DescribeNetworkInterfaces, \
+                 ecs:ModifyNetworkInterfaceAttribute, ecs:DescribeInstances; deploy/ram-policy.json)",
                 self.ram_action()
             );
         }

@@ -1,7 +1,7 @@
 //! Alibaba Cloud VPC/ECS client: signed RPC calls, typed errors and retries, STS credentials, instance
 //! identity.
 //!
-//! There is no maintained Alibaba SDK for Rust, and crossdock needs eight API actions, so this crate is a
+//! There is no maintained Alibaba SDK for Rust, and crossdock needs eleven API actions, so this crate is a
 //! small, exact client rather than a generated one: ACS3-HMAC-SHA256 signing (pinned by the official
 //! SDK's captured requests), errors mapped to what the caller should do ([`ErrorClass`], with a fix
 //! text), retries with jittered capped backoff that honour the server's rate-limit hints, Alibaba's
@@ -39,8 +39,9 @@ pub use metadata::{system_clock, Clock, Identity, MetadataClient, TokenMode};
 pub use retry::{full_jitter, tokio_sleeper, RetryBudget, RetryPolicy, Sleeper, ThrottleGate};
 pub use secret::Secret;
 pub use types::{
-    client_token, CreateRouteEntry, NetworkInterface, NextHop, RouteEntry, RouteEntryFilter,
-    RouteTable, VSwitch, VpcAttribute,
+    client_token, BatchFailure, BatchResult, CreateRouteEntry, Instance, InstanceQuery,
+    InstanceStatus, NetworkInterface, NewRoute, NextHop, RouteEntry, RouteEntryFilter, RouteTable,
+    RouteToDelete, Tag, VSwitch, VpcAttribute, MAX_INSTANCE_IDS, MAX_ROUTE_BATCH,
 };
 
 /// Everything needed to talk to the cloud as this instance.

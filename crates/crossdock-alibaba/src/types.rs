@@ -156,6 +156,205 @@ pub fn client_token(instance_id: &str, cidr: &str, table_id: &str, generation: u
     format!("cd-{}", &digest[..40])
 }
 
+/// Most route entries one `CreateRouteEntries` / `DeleteRouteEntries` call takes.
+pub const MAX_ROUTE_BATCH: usize = 50;
+
+/// Most instance ids one `DescribeInstances` call takes (`InstanceIds`).
+pub const MAX_INSTANCE_IDS: usize = 100;
+
+/// A resource tag (`Tag.N.Key` / `Tag.N.Value` in requests, `TagKey` / `TagValue` in answers).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Tag {
+    /// Tag key, e.g. `crossdock-cluster`.
+    pub key: String,
+    /// Tag value, e.g. `prod`.
+    pub value: String,
+}
+
+/// An ECS instance's `Status`. A released instance has none: it is absent from every answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum InstanceStatus {
+    /// Being created.
+    Pending,
+    /// Booting.
+    Starting,
+    /// Running.
+    Running,
+    /// Shutting down.
+    Stopping,
+    /// Stopped (still exists, keeps its private IP).
+    Stopped,
+    /// Any other status the API may report, verbatim.
+    Other(String),
+}
+
+impl InstanceStatus {
+    /// The wire spelling (`Running`, ...).
+    pub fn as_str(&self) -> &str {
+        match self {
+            InstanceStatus::Pending => "Pending",
+            InstanceStatus::Starting => "Starting",
+            InstanceStatus::Running => "Running",
+            InstanceStatus::Stopping => "Stopping",
+            InstanceStatus::Stopped => "Stopped",
+            InstanceStatus::Other(s) => s,
+        }
+    }
+
+    /// Reads the wire spelling, ignoring ASCII case; unknown values are kept as [`InstanceStatus::Other`].
+    pub fn parse(raw: &str) -> Self {
+        let known = [
+            InstanceStatus::Pending,
+            InstanceStatus::Starting,
+            InstanceStatus::Running,
+            InstanceStatus::Stopping,
+            InstanceStatus::Stopped,
+        ];
+        known
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(raw.trim()))
+            .unwrap_or_else(|| InstanceStatus::Other(raw.trim().to_string()))
+    }
+}
+
+impl std::fmt::Display for InstanceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for InstanceStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// An ECS instance as fleet mode sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    /// `i-...`.
+    pub instance_id: String,
+    /// `HostName`.
+    pub hostname: String,
+    /// `Status`.
+    pub status: InstanceStatus,
+    /// The VPC (`VpcAttributes.VpcId`).
+    pub vpc_id: String,
+    /// The vSwitch (`VpcAttributes.VSwitchId`).
+    pub vswitch_id: String,
+    /// The primary private IPv4 (`VpcAttributes.PrivateIpAddress`, else the primary ENI's
+    /// `PrimaryIpAddress`); `None` when the answer has no parsable one.
+    pub private_ip: Option<std::net::Ipv4Addr>,
+    /// The primary ENI (`NetworkInterfaces`, type `Primary`, else the first listed).
+    pub eni_id: Option<String>,
+    /// The instance's tags.
+    pub tags: Vec<Tag>,
+}
+
+impl Instance {
+    /// Whether the instance carries `tag` (key and value equal).
+    pub fn has_tag(&self, tag: &Tag) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+}
+
+/// Filters of `DescribeInstances` (each empty/`None` = not filtered).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceQuery {
+    /// `VpcId`.
+    pub vpc_id: Option<String>,
+    /// `Tag.1.Key` / `Tag.1.Value`.
+    pub tag: Option<Tag>,
+    /// `InstanceIds` (sent as a JSON array, at most [`MAX_INSTANCE_IDS`] per call; the client splits
+    /// longer lists).
+    pub instance_ids: Vec<String>,
+}
+
+/// One entry of `CreateRouteEntries` (next hop type `Instance`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRoute {
+    /// `RouteEntries.N.RouteTableId`.
+    pub route_table_id: String,
+    /// `RouteEntries.N.DstCidrBlock`.
+    pub destination_cidr_block: String,
+    /// `RouteEntries.N.NextHop`: the instance.
+    pub next_hop_id: String,
+    /// `RouteEntries.N.Name` (1..=128 characters; empty = not sent).
+    pub name: String,
+    /// `RouteEntries.N.Description` (1..=256 characters; empty = not sent).
+    pub description: String,
+}
+
+/// One entry of `DeleteRouteEntries`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteToDelete {
+    /// By entry id.
+    ById {
+        /// The table.
+        route_table_id: String,
+        /// `rte-...`.
+        route_entry_id: String,
+    },
+    /// By destination and next hop.
+    ByDestination {
+        /// The table.
+        route_table_id: String,
+        /// The destination CIDR.
+        destination_cidr_block: String,
+        /// The next hop instance.
+        next_hop_id: String,
+    },
+}
+
+impl RouteToDelete {
+    /// The table the entry is in.
+    pub fn route_table_id(&self) -> &str {
+        match self {
+            RouteToDelete::ById { route_table_id, .. }
+            | RouteToDelete::ByDestination { route_table_id, .. } => route_table_id,
+        }
+    }
+}
+
+/// One refused entry of a batch write (`FailedRouteEntries[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchFailure {
+    /// `DstCidrBlock` of the refused entry.
+    pub destination_cidr_block: String,
+    /// `NextHop` of the refused entry.
+    pub next_hop: String,
+    /// `FailedCode`, e.g. `VPC_ROUTE_ENTRY_CIDR_BLOCK_DUPLICATE`.
+    pub code: String,
+    /// `FailedMessage`.
+    pub message: String,
+}
+
+impl BatchFailure {
+    /// What to do about this entry, by the same table as whole-call errors ([`crate::classify`]).
+    pub fn class(&self) -> crate::ErrorClass {
+        crate::classify(&self.code, 200)
+    }
+
+    /// The destination already exists in the table (`VPC_ROUTE_ENTRY_CIDR_BLOCK_DUPLICATE` or
+    /// `InvalidCIDRBlock.Duplicate`): look it up, ours = done.
+    pub fn is_duplicate(&self) -> bool {
+        self.class() == crate::ErrorClass::Duplicate
+    }
+}
+
+/// The answer of a batch write: it can succeed partly, each refused entry with its own code.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BatchResult {
+    /// `SuccessCount`.
+    pub success_count: u32,
+    /// `FailedCount`.
+    pub failed_count: u32,
+    /// `RouteEntryIds` of created entries (empty for deletes).
+    pub route_entry_ids: Vec<String>,
+    /// `FailedRouteEntries`.
+    pub failed: Vec<BatchFailure>,
+}
+
 // ---- wire shapes -------------------------------------------------------------------------------
 
 pub(crate) fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -192,6 +391,7 @@ pub(crate) struct RawStrings {
         alias = "VSwitchId",
         alias = "SecondaryCidrBlock",
         alias = "UserCidr",
+        alias = "IpAddress",
         default
     )]
     pub items: Vec<String>,
@@ -436,6 +636,187 @@ impl From<RawNetworkInterface> for NetworkInterface {
     }
 }
 
+/// A list that Alibaba sends either bare (`[..]`) or wrapped in an object named after its element
+/// (`{"RouteEntryId": [..]}`); `null` or absent reads as empty.
+pub(crate) fn lenient_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum L<T> {
+        Bare(Vec<T>),
+        Wrapped(std::collections::BTreeMap<String, Vec<T>>),
+    }
+    Ok(match Option::<L<T>>::deserialize(d)? {
+        Some(L::Bare(v)) => v,
+        Some(L::Wrapped(m)) => m.into_values().flatten().collect(),
+        None => Vec::new(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct RawInstances {
+    #[serde(default)]
+    pub next_token: Option<String>,
+    #[serde(default)]
+    pub instances: Option<RawInstanceList>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct RawInstanceList {
+    #[serde(rename = "Instance", default)]
+    pub items: Vec<RawInstance>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct RawInstance {
+    #[serde(default)]
+    pub instance_id: String,
+    #[serde(default)]
+    pub host_name: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub vpc_attributes: Option<RawInstanceVpc>,
+    #[serde(default)]
+    pub network_interfaces: Option<RawInstanceEnis>,
+    #[serde(default)]
+    pub tags: Option<RawTags>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct RawInstanceVpc {
+    #[serde(default)]
+    pub vpc_id: String,
+    #[serde(rename = "VSwitchId", default)]
+    pub vswitch_id: String,
+    #[serde(default)]
+    pub private_ip_address: Option<RawStrings>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct RawInstanceEnis {
+    #[serde(rename = "NetworkInterface", default)]
+    pub items: Vec<RawInstanceEni>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct RawInstanceEni {
+    #[serde(default)]
+    pub network_interface_id: String,
+    #[serde(default)]
+    pub primary_ip_address: String,
+    #[serde(rename = "Type", default)]
+    pub interface_type: String,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct RawTags {
+    #[serde(rename = "Tag", default)]
+    pub items: Vec<RawTag>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct RawTag {
+    #[serde(default)]
+    pub tag_key: String,
+    #[serde(default)]
+    pub tag_value: String,
+}
+
+impl From<RawInstance> for Instance {
+    fn from(r: RawInstance) -> Self {
+        let vpc = r.vpc_attributes.unwrap_or_default();
+        let enis = r.network_interfaces.unwrap_or_default().items;
+        let primary = enis
+            .iter()
+            .find(|n| n.interface_type.eq_ignore_ascii_case("Primary"))
+            .or_else(|| enis.first());
+        let private_ip = vpc
+            .private_ip_address
+            .unwrap_or_default()
+            .items
+            .iter()
+            .chain(primary.map(|n| &n.primary_ip_address))
+            .find_map(|ip| ip.trim().parse().ok());
+        Self {
+            instance_id: r.instance_id,
+            hostname: r.host_name,
+            status: InstanceStatus::parse(&r.status),
+            vpc_id: vpc.vpc_id,
+            vswitch_id: vpc.vswitch_id,
+            private_ip,
+            eni_id: primary
+                .map(|n| n.network_interface_id.clone())
+                .filter(|id| !id.is_empty()),
+            tags: r
+                .tags
+                .unwrap_or_default()
+                .items
+                .into_iter()
+                .map(|t| Tag {
+                    key: t.tag_key,
+                    value: t.tag_value,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct RawBatchResult {
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub success_count: u64,
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub failed_count: u64,
+    #[serde(default, deserialize_with = "lenient_list")]
+    pub route_entry_ids: Vec<String>,
+    #[serde(default, deserialize_with = "lenient_list")]
+    pub failed_route_entries: Vec<RawBatchFailure>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct RawBatchFailure {
+    #[serde(default)]
+    pub dst_cidr_block: String,
+    #[serde(default)]
+    pub next_hop: String,
+    #[serde(default)]
+    pub failed_code: String,
+    #[serde(default)]
+    pub failed_message: String,
+}
+
+impl From<RawBatchResult> for BatchResult {
+    fn from(r: RawBatchResult) -> Self {
+        let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Self {
+            success_count: count(r.success_count),
+            failed_count: count(r.failed_count),
+            route_entry_ids: r.route_entry_ids,
+            failed: r
+                .failed_route_entries
+                .into_iter()
+                .map(|f| BatchFailure {
+                    destination_cidr_block: f.dst_cidr_block,
+                    next_hop: f.next_hop,
+                    code: f.failed_code,
+                    message: f.failed_message,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,6 +873,74 @@ mod tests {
             "SecondaryCidrBlocks": {"SecondaryCidrBlock": ["172.16.0.0/16"]}, "UserCidrs": {"UserCidr": []}});
         let a: VpcAttribute = serde_json::from_value::<RawVpcAttribute>(v).unwrap().into();
         assert_eq!(a.secondary_cidr_blocks, ["172.16.0.0/16"]);
+    }
+
+    #[test]
+    fn reads_instances_with_fallbacks_for_missing_parts() {
+        let v = serde_json::json!({"NextToken": "", "Instances": {"Instance": [
+            // No VpcAttributes IP: the primary ENI's address; no Primary type: the first ENI.
+            {"InstanceId": "i-1", "Status": "stopped",
+             "VpcAttributes": {"VpcId": "vpc-1", "PrivateIpAddress": {"IpAddress": []}},
+             "NetworkInterfaces": {"NetworkInterface": [
+                {"NetworkInterfaceId": "eni-9", "PrimaryIpAddress": "192.168.3.4"}]}},
+            // An unparsable IP is no IP; an empty ENI id is no ENI; null wrappers are empty.
+            {"InstanceId": "i-2", "Status": "Running",
+             "VpcAttributes": {"PrivateIpAddress": {"IpAddress": ["not-an-ip"]}},
+             "NetworkInterfaces": {"NetworkInterface": [{"NetworkInterfaceId": "", "Type": "Primary"}]},
+             "Tags": null},
+        ]}});
+        let raw: RawInstances = serde_json::from_value(v).unwrap();
+        let got: Vec<Instance> = raw
+            .instances
+            .unwrap()
+            .items
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        assert_eq!(got[0].status, InstanceStatus::Stopped);
+        assert_eq!(got[0].private_ip, Some("192.168.3.4".parse().unwrap()));
+        assert_eq!(got[0].eni_id.as_deref(), Some("eni-9"));
+        assert_eq!((got[1].private_ip, got[1].eni_id.clone()), (None, None));
+        assert!(got[1].tags.is_empty());
+        for s in [
+            "Pending", "Starting", "Running", "Stopping", "Stopped", "Deleted",
+        ] {
+            assert_eq!(InstanceStatus::parse(s).as_str(), s);
+        }
+        assert_eq!(
+            serde_json::to_value(InstanceStatus::Running).unwrap(),
+            "Running"
+        );
+    }
+
+    #[test]
+    fn reads_batch_answers_bare_or_wrapped() {
+        let bare: BatchResult = serde_json::from_value::<RawBatchResult>(serde_json::json!({
+            "SuccessCount": "2", "FailedCount": 0, "RouteEntryIds": ["rte-1", "rte-2"],
+            "FailedRouteEntries": []}))
+        .unwrap()
+        .into();
+        let wrapped: BatchResult = serde_json::from_value::<RawBatchResult>(serde_json::json!({
+            "SuccessCount": 2, "RouteEntryIds": {"RouteEntryId": ["rte-1", "rte-2"]},
+            "FailedRouteEntries": {"FailedRouteEntry": []}}))
+        .unwrap()
+        .into();
+        assert_eq!(bare, wrapped);
+        assert_eq!(bare.route_entry_ids, ["rte-1", "rte-2"]);
+        let empty: BatchResult =
+            serde_json::from_value::<RawBatchResult>(serde_json::json!({"RouteEntryIds": null}))
+                .unwrap()
+                .into();
+        assert_eq!(empty, BatchResult::default());
+        let dup = |code: &str| BatchFailure {
+            destination_cidr_block: "10.0.0.0/24".into(),
+            next_hop: "i-1".into(),
+            code: code.into(),
+            message: String::new(),
+        };
+        assert!(dup("VPC_ROUTE_ENTRY_CIDR_BLOCK_DUPLICATE").is_duplicate());
+        assert!(dup("InvalidCIDRBlock.Duplicate").is_duplicate());
+        assert!(!dup("QuotaExceeded").is_duplicate());
     }
 
     #[test]

@@ -550,3 +550,423 @@ async fn no_secret_in_debug_display_or_errors() {
         assert!(!text.contains(TOKEN), "token leaked: {text}");
     }
 }
+
+// ---- fleet mode: DescribeInstances, CreateRouteEntries, DeleteRouteEntries ----------------------
+
+/// The request's parameters without the ones every call carries, sorted.
+fn own_params(r: &common::Recorded) -> Vec<(String, String)> {
+    let mut p: Vec<_> = r
+        .query
+        .iter()
+        .filter(|(k, _)| k != "RegionId")
+        .cloned()
+        .collect();
+    p.sort();
+    p
+}
+
+fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut p: Vec<_> = kv
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    p.sort();
+    p
+}
+
+/// An instance of DescribeInstances in Alibaba's shape.
+fn instance_json(id: &str, ip: &str, status: &str) -> serde_json::Value {
+    json!({
+        "InstanceId": id, "HostName": format!("host-{id}"), "Status": status,
+        "VpcAttributes": {"VpcId": "vpc-1", "VSwitchId": "vsw-1",
+            "PrivateIpAddress": {"IpAddress": [ip]}, "NatIpAddress": ""},
+        "NetworkInterfaces": {"NetworkInterface": [
+            {"NetworkInterfaceId": format!("eni-2{id}"), "PrimaryIpAddress": "192.168.9.9", "Type": "Secondary"},
+            {"NetworkInterfaceId": format!("eni-{id}"), "PrimaryIpAddress": ip, "Type": "Primary"}]},
+        "Tags": {"Tag": [{"TagKey": "crossdock-cluster", "TagValue": "prod"}, {"TagKey": "team", "TagValue": "a"}]},
+    })
+}
+
+fn cluster_tag() -> Tag {
+    Tag {
+        key: "crossdock-cluster".into(),
+        value: "prod".into(),
+    }
+}
+
+#[tokio::test]
+async fn describe_instances_filters_by_vpc_and_tag_and_follows_next_token() {
+    let server = TestServer::start(|r| {
+        let (items, next) = match r.param("NextToken").unwrap_or("") {
+            "" => (
+                vec![
+                    instance_json("i-a", "192.168.1.10", "Running"),
+                    instance_json("i-b", "192.168.1.11", "Stopped"),
+                ],
+                "p2",
+            ),
+            "p2" => (
+                vec![
+                    instance_json("i-c", "192.168.2.10", "Starting"),
+                    // Only the required parts: the rest is absent, as some regions answer.
+                    json!({"InstanceId": "i-d", "Status": "Rebooting"}),
+                ],
+                "p3",
+            ),
+            "p3" => (vec![], ""),
+            other => panic!("unexpected token {other}"),
+        };
+        Reply::json(
+            json!({"RequestId": "r", "NextToken": next, "TotalCount": 4, "PageNumber": 1,
+            "PageSize": 100, "Instances": {"Instance": items}}),
+        )
+    })
+    .await;
+    let (c, _) = client_for(&server, false, fast_retry());
+    let query = InstanceQuery {
+        vpc_id: Some("vpc-1".into()),
+        tag: Some(cluster_tag()),
+        instance_ids: vec![],
+    };
+    let got = c.describe_instances(&query).await.unwrap();
+    let ids: Vec<_> = got.iter().map(|i| i.instance_id.as_str()).collect();
+    assert_eq!(ids, ["i-a", "i-b", "i-c", "i-d"]);
+    assert_eq!(
+        got[0],
+        Instance {
+            instance_id: "i-a".into(),
+            hostname: "host-i-a".into(),
+            status: InstanceStatus::Running,
+            vpc_id: "vpc-1".into(),
+            vswitch_id: "vsw-1".into(),
+            private_ip: Some("192.168.1.10".parse().unwrap()),
+            eni_id: Some("eni-i-a".into()),
+            tags: vec![
+                cluster_tag(),
+                Tag {
+                    key: "team".into(),
+                    value: "a".into()
+                }
+            ],
+        }
+    );
+    assert!(got[0].has_tag(&cluster_tag()));
+    assert_eq!(got[1].status, InstanceStatus::Stopped);
+    assert_eq!(got[2].status, InstanceStatus::Starting);
+    assert_eq!(got[3].status, InstanceStatus::Other("Rebooting".into()));
+    assert_eq!(got[3].status.as_str(), "Rebooting");
+    assert_eq!((got[3].private_ip, got[3].eni_id.as_deref()), (None, None));
+    assert!(got[3].tags.is_empty() && got[3].vpc_id.is_empty());
+
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 3, "three pages");
+    let tokens: Vec<_> = reqs.iter().map(|r| r.param("NextToken")).collect();
+    assert_eq!(tokens, [None, Some("p2"), Some("p3")]);
+    for r in &reqs {
+        assert_eq!(r.action(), "DescribeInstances");
+        assert_eq!(r.header("x-acs-version"), Some("2014-05-26"));
+        assert_eq!(r.param("RegionId"), Some("cn-test-1"));
+        assert!(verify_signature(r, SECRET).is_ok());
+    }
+    assert_eq!(
+        own_params(&reqs[0]),
+        pairs(&[
+            ("VpcId", "vpc-1"),
+            ("Tag.1.Key", "crossdock-cluster"),
+            ("Tag.1.Value", "prod"),
+            ("MaxResults", "100"),
+        ])
+    );
+    assert_eq!(c.counters().count("DescribeInstances", "ok"), 3);
+}
+
+#[tokio::test]
+async fn describe_instances_sends_ids_as_json_arrays_of_at_most_100() {
+    // 250 ids, of which every tenth is released (absent from the answer); the first chunk's answer
+    // comes in two pages.
+    let server = TestServer::start(|r| {
+        let ids: Vec<String> = serde_json::from_str(r.param("InstanceIds").unwrap()).unwrap();
+        let mut live: Vec<_> = ids
+            .iter()
+            .filter(|id| !id.ends_with('0'))
+            .map(|id| instance_json(id, "192.168.0.1", "Running"))
+            .collect();
+        let next = match (ids[0].as_str(), r.param("NextToken")) {
+            ("i-001", None) => {
+                live.truncate(50);
+                "second-half"
+            }
+            ("i-001", Some("second-half")) => {
+                live.drain(..50);
+                ""
+            }
+            _ => "",
+        };
+        Reply::json(json!({"RequestId": "r", "NextToken": next, "Instances": {"Instance": live}}))
+    })
+    .await;
+    let (c, _) = client_for(&server, false, fast_retry());
+    let ids: Vec<String> = (1..=250).map(|n| format!("i-{n:03}")).collect();
+    let query = InstanceQuery {
+        instance_ids: ids.clone(),
+        ..Default::default()
+    };
+    let got = c.describe_instances(&query).await.unwrap();
+    let want: Vec<_> = ids.iter().filter(|id| !id.ends_with('0')).collect();
+    let got_ids: Vec<_> = got.iter().map(|i| &i.instance_id).collect();
+    assert_eq!(
+        got_ids, want,
+        "every live instance once, released ones absent"
+    );
+
+    let reqs = server.requests();
+    let sent: Vec<Vec<String>> = reqs
+        .iter()
+        .map(|r| serde_json::from_str(r.param("InstanceIds").unwrap()).unwrap())
+        .collect();
+    let sizes: Vec<_> = sent.iter().map(Vec::len).collect();
+    assert_eq!(
+        sizes,
+        [100, 100, 100, 50],
+        "chunk 1 twice (two pages), then 2 and 3"
+    );
+    assert_eq!(sent[0], sent[1]);
+    assert_eq!(sent[0][..], ids[..100]);
+    assert_eq!(sent[3][..], ids[200..]);
+    assert!(reqs[0]
+        .param("InstanceIds")
+        .unwrap()
+        .starts_with("[\"i-001\",\"i-002\""));
+    let tokens: Vec<_> = reqs.iter().map(|r| r.param("NextToken")).collect();
+    assert_eq!(tokens, [None, Some("second-half"), None, None]);
+    assert!(reqs.iter().all(|r| r.param("VpcId").is_none()
+        && r.param("Tag.1.Key").is_none()
+        && r.param("MaxResults") == Some("100")));
+}
+
+#[tokio::test]
+async fn describe_instances_refuses_a_repeated_next_token_and_retries_throttling() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let n = calls.clone();
+    let server = TestServer::start(move |_| {
+        if n.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Reply::error(
+                400,
+                "Throttling.User",
+                "Request was denied due to user flow control.",
+            );
+        }
+        Reply::json(json!({"RequestId": "r", "NextToken": "same", "Instances": {"Instance": []}}))
+    })
+    .await;
+    let (c, sleeps) = client_for(&server, false, fast_retry());
+    let e = c
+        .describe_instances(&InstanceQuery::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Decode { .. }), "{e}");
+    assert!(e.to_string().contains("NextToken"), "{e}");
+    assert_eq!(
+        server.requests().len(),
+        3,
+        "throttled read retried, then two pages"
+    );
+    assert_eq!(sleeps.lock().unwrap().len(), 1);
+}
+
+/// The two entries of the reference's sample request.
+fn sample_batch() -> Vec<NewRoute> {
+    ["i-a", "i-b"]
+        .iter()
+        .zip(["10.0.0.0/24", "10.1.0.0/24"])
+        .map(|(hop, dst)| NewRoute {
+            route_table_id: "vtb-1".into(),
+            destination_cidr_block: dst.into(),
+            next_hop_id: hop.to_string(),
+            name: "crossdock".into(),
+            description: format!("crossdock:{hop}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn create_route_entries_sends_the_sdks_shape_and_reads_a_partial_failure() {
+    let server = TestServer::start(|_| {
+        Reply::json(
+            json!({"RequestId": "r", "SuccessCount": 1, "FailedCount": "1",
+            "RouteEntryIds": ["rte-new"],
+            "FailedRouteEntries": [{"DstCidrBlock": "10.1.0.0/24", "NextHop": "i-b",
+                "FailedCode": "VPC_ROUTE_ENTRY_CIDR_BLOCK_DUPLICATE",
+                "FailedMessage": "The destination CIDR block already exists."}]}),
+        )
+    })
+    .await;
+    let (c, sleeps) = client_for(&server, true, fast_retry());
+    let result = c.create_route_entries_once(&sample_batch()).await.unwrap();
+    assert_eq!(
+        result,
+        BatchResult {
+            success_count: 1,
+            failed_count: 1,
+            route_entry_ids: vec!["rte-new".into()],
+            failed: vec![BatchFailure {
+                destination_cidr_block: "10.1.0.0/24".into(),
+                next_hop: "i-b".into(),
+                code: "VPC_ROUTE_ENTRY_CIDR_BLOCK_DUPLICATE".into(),
+                message: "The destination CIDR block already exists.".into(),
+            }],
+        }
+    );
+    assert!(result.failed[0].is_duplicate());
+    assert_eq!(result.failed[0].class(), ErrorClass::Duplicate);
+
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.action(), "CreateRouteEntries");
+    assert_eq!(r.header("x-acs-version"), Some("2016-04-28"));
+    assert_eq!(r.param("RegionId"), Some("cn-test-1"));
+    assert!(verify_signature(r, SECRET).is_ok());
+    assert_eq!(
+        own_params(r),
+        pairs(&[
+            ("RouteEntries.1.RouteTableId", "vtb-1"),
+            ("RouteEntries.1.DstCidrBlock", "10.0.0.0/24"),
+            ("RouteEntries.1.NextHop", "i-a"),
+            ("RouteEntries.1.NextHopType", "Instance"),
+            ("RouteEntries.1.Name", "crossdock"),
+            ("RouteEntries.1.Description", "crossdock:i-a"),
+            ("RouteEntries.2.RouteTableId", "vtb-1"),
+            ("RouteEntries.2.DstCidrBlock", "10.1.0.0/24"),
+            ("RouteEntries.2.NextHop", "i-b"),
+            ("RouteEntries.2.NextHopType", "Instance"),
+            ("RouteEntries.2.Name", "crossdock"),
+            ("RouteEntries.2.Description", "crossdock:i-b"),
+        ])
+    );
+    assert!(sleeps.lock().unwrap().is_empty());
+    assert_eq!(c.counters().count("CreateRouteEntries", "ok"), 1);
+}
+
+#[tokio::test]
+async fn delete_route_entries_sends_ids_or_destinations() {
+    let server = TestServer::start(|_| {
+        Reply::json(
+            json!({"RequestId": "r", "SuccessCount": 1, "FailedCount": 1,
+            "FailedRouteEntries": [{"DstCidrBlock": "10.1.0.0/24", "NextHop": "i-b",
+                "FailedCode": "InvalidRouteEntryId.NotFound", "FailedMessage": "gone"}]}),
+        )
+    })
+    .await;
+    let (c, _) = client_for(&server, false, fast_retry());
+    let result = c
+        .delete_route_entries_once(&[
+            RouteToDelete::ById {
+                route_table_id: "vtb-1".into(),
+                route_entry_id: "rte-1".into(),
+            },
+            RouteToDelete::ByDestination {
+                route_table_id: "vtb-1".into(),
+                destination_cidr_block: "10.1.0.0/24".into(),
+                next_hop_id: "i-b".into(),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!((result.success_count, result.failed_count), (1, 1));
+    assert!(result.route_entry_ids.is_empty());
+    assert_eq!(result.failed[0].class(), ErrorClass::NotFound);
+    assert!(!result.failed[0].is_duplicate());
+    let reqs = server.requests();
+    assert_eq!(reqs[0].action(), "DeleteRouteEntries");
+    assert_eq!(
+        own_params(&reqs[0]),
+        pairs(&[
+            ("RouteEntries.1.RouteTableId", "vtb-1"),
+            ("RouteEntries.1.RouteEntryId", "rte-1"),
+            ("RouteEntries.2.RouteTableId", "vtb-1"),
+            ("RouteEntries.2.DstCidrBlock", "10.1.0.0/24"),
+            ("RouteEntries.2.NextHop", "i-b"),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn batch_writes_make_one_attempt_and_classify_refusals() {
+    let server = TestServer::start(|r| match r.action() {
+        "CreateRouteEntries" => Reply::error(400, "TaskConflict", "The operation is too frequent."),
+        "DeleteRouteEntries" => Reply::error(
+            403,
+            "Forbidden.RAM",
+            "User not authorized to operate on the specified resource.",
+        ),
+        _ => Reply::error(403, "Forbidden.RAM", "denied"),
+    })
+    .await;
+    let (c, sleeps) = client_for(&server, false, fast_retry());
+    let e = c
+        .create_route_entries_once(&sample_batch())
+        .await
+        .unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Retryable);
+    assert_eq!(e.code(), Some("TaskConflict"));
+    let e = c
+        .delete_route_entries_once(&[RouteToDelete::ById {
+            route_table_id: "vtb-1".into(),
+            route_entry_id: "rte-1".into(),
+        }])
+        .await
+        .unwrap_err();
+    assert_eq!(e.denied_action().as_deref(), Some("vpc:DeleteRouteEntries"));
+    assert!(e.to_string().contains("vpc:DeleteRouteEntries"), "{e}");
+    let e = c
+        .describe_instances(&InstanceQuery::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.denied_action().as_deref(), Some("ecs:DescribeInstances"));
+    assert_eq!(server.requests().len(), 3, "one attempt each");
+    assert!(
+        sleeps.lock().unwrap().is_empty(),
+        "the caller paces the writes"
+    );
+    let counts = c.counters();
+    assert_eq!(counts.count("CreateRouteEntries", "retryable"), 1);
+    assert_eq!(counts.count("DeleteRouteEntries", "permanent"), 1);
+    assert_eq!(counts.count("DescribeInstances", "permanent"), 1);
+}
+
+#[tokio::test]
+async fn batches_over_50_are_refused_and_empty_ones_make_no_call() {
+    let server = TestServer::start(|_| Reply::json(json!({"RequestId": "r"}))).await;
+    let (c, _) = client_for(&server, false, fast_retry());
+    let many: Vec<NewRoute> = (0..51)
+        .map(|n| NewRoute {
+            destination_cidr_block: format!("10.{n}.0.0/24"),
+            ..sample_batch()[0].clone()
+        })
+        .collect();
+    let e = c.create_route_entries_once(&many).await.unwrap_err();
+    assert!(e.to_string().contains("at most 50"), "{e}");
+    assert_eq!(e.class(), ErrorClass::Permanent);
+    let deletes: Vec<RouteToDelete> = (0..51)
+        .map(|n| RouteToDelete::ById {
+            route_table_id: "vtb-1".into(),
+            route_entry_id: format!("rte-{n}"),
+        })
+        .collect();
+    assert!(c.delete_route_entries_once(&deletes).await.is_err());
+    assert_eq!(
+        c.create_route_entries_once(&[]).await.unwrap(),
+        BatchResult::default()
+    );
+    assert_eq!(
+        c.delete_route_entries_once(&[]).await.unwrap(),
+        BatchResult::default()
+    );
+    assert_eq!(server.requests().len(), 0);
+    // Exactly 50 goes out, and an answer without the optional lists reads as empty.
+    let r = c.create_route_entries_once(&many[..50]).await.unwrap();
+    assert_eq!(r, BatchResult::default());
+    let keys = server.requests()[0].query.len();
+    assert_eq!(keys, 1 + 50 * 6, "RegionId plus six keys per entry");
+}

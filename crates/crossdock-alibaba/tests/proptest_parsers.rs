@@ -84,6 +84,26 @@ const KEYS: &[&str] = &[
     "NetworkInterfaceId",
     "InstanceId",
     "SourceDestCheck",
+    "Instances",
+    "Instance",
+    "HostName",
+    "VpcAttributes",
+    "PrivateIpAddress",
+    "IpAddress",
+    "NetworkInterfaces",
+    "NetworkInterface",
+    "PrimaryIpAddress",
+    "Tags",
+    "Tag",
+    "TagKey",
+    "TagValue",
+    "SuccessCount",
+    "FailedCount",
+    "RouteEntryIds",
+    "FailedRouteEntries",
+    "DstCidrBlock",
+    "FailedCode",
+    "FailedMessage",
     "AccessKeyId",
     "AccessKeySecret",
     "SecurityToken",
@@ -156,6 +176,11 @@ fn shaped() -> impl Strategy<Value = Value> {
             ("NetworkInterfaceSets", "NetworkInterfaceSet"),
             ("SecondaryCidrBlocks", "SecondaryCidrBlock"),
             ("NextHops", "NextHop"),
+            ("Instances", "Instance"),
+            ("NetworkInterfaces", "NetworkInterface"),
+            ("Tags", "Tag"),
+            ("RouteEntryIds", "RouteEntryId"),
+            ("FailedRouteEntries", "FailedRouteEntry"),
         ]),
         prop::collection::vec(item, 0..3),
         prop::option::of(prop_oneof![
@@ -436,6 +461,43 @@ fn any_api_answer_is_a_result_never_a_panic() {
                     (
                         "ModifyNetworkInterfaceAttribute",
                         client.modify_source_dest_check("eni-1", false).await,
+                    ),
+                    (
+                        "DescribeInstances",
+                        client
+                            .describe_instances(&InstanceQuery {
+                                vpc_id: Some("vpc-1".into()),
+                                tag: Some(Tag {
+                                    key: "crossdock-cluster".into(),
+                                    value: "prod".into(),
+                                }),
+                                instance_ids: vec!["i-1".into()],
+                            })
+                            .await
+                            .map(drop),
+                    ),
+                    (
+                        "CreateRouteEntries",
+                        client
+                            .create_route_entries_once(&[NewRoute {
+                                route_table_id: "vtb-1".into(),
+                                destination_cidr_block: "10.0.0.0/24".into(),
+                                next_hop_id: "i-1".into(),
+                                name: "crossdock".into(),
+                                description: "crossdock:i-1".into(),
+                            }])
+                            .await
+                            .map(drop),
+                    ),
+                    (
+                        "DeleteRouteEntries",
+                        client
+                            .delete_route_entries_once(&[RouteToDelete::ById {
+                                route_table_id: "vtb-1".into(),
+                                route_entry_id: "rte-1".into(),
+                            }])
+                            .await
+                            .map(drop),
                     ),
                 ]
             });

@@ -88,7 +88,7 @@ pub struct Bins {
 // ---------------------------------------------------------------- C1
 
 /// One C1 repetition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct C1Sample {
     pub rep: usize,
     /// Agent start → first answered request between the containers, the receiver seeing the sender's
@@ -107,12 +107,35 @@ pub struct C1Sample {
     /// Both agents' API calls until the first packet, by action.
     #[serde(default)]
     pub calls: BTreeMap<String, u64>,
+    /// Every call until the first packet: `0.48 s h2 CreateRouteEntries Success`.
+    #[serde(default)]
+    pub timeline: Vec<String>,
     pub error: Option<String>,
 }
 
-/// C1 over `reps` fresh labs.
+/// Which agent configuration C1 runs: per-host mode (each host's own Docker subnet, its own route) or
+/// fleet mode (subnets derived from the private IPs by `crossdock init`, every member's route kept
+/// by every agent, written in batches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    PerHost,
+    Fleet,
+}
+
+impl Mode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::PerHost => "per-host",
+            Mode::Fleet => "fleet",
+        }
+    }
+}
+
+/// C1 over `reps` fresh labs, the agents in `mode`.
 pub fn c1(
     reps: usize,
+    mode: Mode,
     timings: &Timings,
     bins: &Bins,
     check: &dyn Fn() -> Result<()>,
@@ -122,29 +145,18 @@ pub fn c1(
             if let Err(e) = check() {
                 return C1Sample {
                     rep,
-                    seconds: None,
-                    first_answer_s: None,
-                    sources_seen: Vec::new(),
-                    routes_available_s: None,
-                    probe_attempts: 0,
-                    first_call_s: BTreeMap::new(),
-                    calls: BTreeMap::new(),
                     error: Some(format!("{e:#}")),
+                    ..C1Sample::default()
                 };
             }
-            let s = c1_once(rep, timings, bins).unwrap_or_else(|e| C1Sample {
+            let s = c1_once(rep, mode, timings, bins).unwrap_or_else(|e| C1Sample {
                 rep,
-                seconds: None,
-                first_answer_s: None,
-                sources_seen: Vec::new(),
-                routes_available_s: None,
-                probe_attempts: 0,
-                first_call_s: BTreeMap::new(),
-                calls: BTreeMap::new(),
                 error: Some(format!("{e:#}")),
+                ..C1Sample::default()
             });
             eprintln!(
-                "  C1 #{}: first packet after {} s (any source: {} s, seen {}), routes Available after {} s{}",
+                "  C1 {} #{}: first packet after {} s (any source: {} s, seen {}), routes Available after {} s{}",
+                mode.label(),
                 rep + 1,
                 s.seconds.map(num).unwrap_or("-".into()),
                 s.first_answer_s.map(num).unwrap_or("-".into()),
@@ -160,7 +172,7 @@ pub fn c1(
         .collect()
 }
 
-fn c1_once(rep: usize, timings: &Timings, bins: &Bins) -> Result<C1Sample> {
+fn c1_once(rep: usize, mode: Mode, timings: &Timings, bins: &Bins) -> Result<C1Sample> {
     let mut lab = Lab::up(LabOptions {
         name: "bench-c1".into(),
         hosts: 2,
@@ -171,9 +183,10 @@ fn c1_once(rep: usize, timings: &Timings, bins: &Bins) -> Result<C1Sample> {
             timings.pending_ms,
             timings.account_qps,
         )),
+        fleet: mode == Mode::Fleet,
         ..LabOptions::default()
     })
-    .context("building the C1 lab")?;
+    .with_context(|| format!("building the C1 lab ({} mode)", mode.label()))?;
     timings.apply(&lab.state().admin_socket)?;
     let image = crossdock_lab::dockerd::BUSYBOX_IMAGE;
     let c1 = lab.run_container(1, "c1-a", &[image, "sleep", "1000000"])?;
@@ -237,20 +250,36 @@ fn c1_once(rep: usize, timings: &Timings, bins: &Bins) -> Result<C1Sample> {
     collector.poll()?;
     let mut first_call_s = BTreeMap::new();
     let mut calls = BTreeMap::new();
+    let mut timeline = Vec::new();
+    let host_of: HashMap<&str, &str> = lab
+        .hosts()
+        .iter()
+        .map(|h| (h.instance_id.as_str(), h.name.as_str()))
+        .collect();
     for c in collector
         .records
         .iter()
         .filter(|c| c.time_ms <= result.success_unix_ms)
     {
-        first_call_s
-            .entry(c.action.clone())
-            .or_insert((c.time_ms - t0) as f64 / 1000.0);
+        let t = (c.time_ms - t0) as f64 / 1000.0;
+        first_call_s.entry(c.action.clone()).or_insert(t);
         *calls.entry(c.action.clone()).or_insert(0) += 1;
+        timeline.push(format!(
+            "{} s {} {} {}",
+            num(t),
+            c.instance_id
+                .as_deref()
+                .and_then(|i| host_of.get(i).copied())
+                .unwrap_or("-"),
+            c.action,
+            c.code
+        ));
     }
     lab.down()?;
     Ok(C1Sample {
         first_call_s,
         calls,
+        timeline,
         rep,
         seconds: Some((result.success_unix_ms - t0) as f64 / 1000.0),
         first_answer_s: Some((result.first_answer_unix_ms - t0) as f64 / 1000.0),
@@ -262,6 +291,16 @@ fn c1_once(rep: usize, timings: &Timings, bins: &Bins) -> Result<C1Sample> {
 }
 
 pub fn c1_figures(samples: &[C1Sample]) -> Vec<Figure> {
+    vec![c1_figure(
+        samples,
+        "C1",
+        "agent start → first packet between containers on two hosts",
+        Target::AtMost(2.5),
+    )]
+}
+
+/// The C1 row of `samples`: their median, with the range and the routes' time in the detail.
+pub fn c1_figure(samples: &[C1Sample], id: &str, name: &str, target: Target) -> Figure {
     let v: Vec<f64> = samples.iter().filter_map(|s| s.seconds).collect();
     let s = summarize(&v);
     let failed = samples.iter().filter(|s| s.seconds.is_none()).count();
@@ -284,14 +323,7 @@ pub fn c1_figures(samples: &[C1Sample]) -> Vec<Figure> {
                 .find_map(|s| s.error.clone())
                 .unwrap_or_else(|| "not run".into()),
         };
-    vec![Figure::new(
-        "C1",
-        "agent start → first packet between containers on two hosts",
-        s.map(|s| s.median),
-        "s",
-        Target::AtMost(2.5),
-    )
-    .detail(detail)]
+    Figure::new(id, name, s.map(|s| s.median), "s", target).detail(detail)
 }
 
 // ---------------------------------------------------------------- C2
@@ -576,13 +608,77 @@ fn c2_once(
         ..LabOptions::default()
     })
     .with_context(|| format!("building the C2 lab with {n} hosts"))?;
-    let admin = lab.state().admin_socket.clone();
-    timings.apply(&admin)?;
+    timings.apply(&lab.state().admin_socket)?;
     let expected: Vec<(String, String)> = lab
         .hosts()
         .iter()
         .map(|h| (h.subnet.clone(), h.instance_id.clone()))
         .collect();
+    let deadline = Duration::from_secs_f64(C2_DEADLINE_FACTOR * r.serial_limit_s + 20.0);
+    r.deadline_s = deadline.as_secs_f64();
+    let mut run = StormRun::default();
+    let result = run_storm(&mut lab, &expected, deadline, check, &mut run);
+    r.take(run);
+    result?;
+    lab.down()?;
+    Ok(())
+}
+
+impl C2Result {
+    /// Takes what [`run_storm`] measured.
+    fn take(&mut self, run: StormRun) {
+        self.agents_started = run.agents_started;
+        self.spawn_s = run.spawn_s;
+        self.converged_s = run.converged_s;
+        self.agents_ready_s = run.agents_ready_s;
+        self.available = run.available;
+        self.lost = run.lost;
+        self.duplicates = run.duplicates;
+        self.calls = run.calls;
+        self.agents_rss_mib = run.agents_rss_mib;
+        self.progress = run.progress;
+    }
+}
+
+/// What one storm of real agents measured, whatever mode they run in (per-host C2, fleet).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StormRun {
+    /// Agent processes actually started.
+    pub agents_started: usize,
+    /// Seconds to start them all (their clock starts with the first).
+    pub spawn_s: f64,
+    /// Start → the last expected route `Available`; `None` if not every route got there by the
+    /// deadline.
+    pub converged_s: Option<f64>,
+    /// Start → every agent reports its route condition ready.
+    pub agents_ready_s: Option<f64>,
+    pub available: usize,
+    /// Hosts whose route is not there (or not theirs) at the end.
+    pub lost: usize,
+    /// Extra entries: more than one per destination or per host.
+    pub duplicates: usize,
+    /// Calls from start until every agent was ready (or the deadline).
+    pub calls: CallStats,
+    /// Calls from start until the last route turned `Available` (`None`: not converged).
+    #[serde(default)]
+    pub calls_to_converge: Option<CallStats>,
+    /// Agent processes' resident memory at convergence, summed, MiB.
+    pub agents_rss_mib: f64,
+    /// Routes Available over time: (seconds since start, count).
+    pub progress: Vec<(f64, usize)>,
+}
+
+/// Starts every agent of `lab` at once and measures until each `(subnet, instance)` route of
+/// `expected` is `Available` (or `deadline` passes), then until every agent reports its route ready.
+/// The lab stays up (the caller may go on with it, and takes it down).
+pub fn run_storm(
+    lab: &mut Lab,
+    expected: &[(String, String)],
+    deadline: Duration,
+    check: &dyn Fn() -> Result<()>,
+    r: &mut StormRun,
+) -> Result<()> {
+    let admin = lab.state().admin_socket.clone();
     let instances: Vec<String> = expected.iter().map(|e| e.1.clone()).collect();
     let mut collector = Collector::from_now(&admin)?;
     let names: Vec<String> = lab.hosts().iter().map(|h| h.name.clone()).collect();
@@ -593,36 +689,17 @@ fn c2_once(
         r.agents_started += 1;
     }
     r.spawn_s = started.elapsed().as_secs_f64();
-    let deadline = Duration::from_secs_f64(C2_DEADLINE_FACTOR * r.serial_limit_s + 20.0);
-    r.deadline_s = deadline.as_secs_f64();
-    let mut last_poll = Instant::now();
-    let mut check_result;
-    loop {
-        check()?;
-        let state = lab.admin_sync(|c| async move { c.state().await })?;
-        check_result = check_table(&state.entries, &expected);
-        r.progress
-            .push(((unix_ms() - t0) as f64 / 1000.0, check_result.available));
-        if check_result.last_available_ms.is_some() || started.elapsed() > deadline {
-            break;
-        }
-        if last_poll.elapsed() > Duration::from_secs(2) {
-            collector.poll()?;
-            last_poll = Instant::now();
-            let alive = lab
-                .hosts()
-                .iter()
-                .filter(|h| crossdock_lab::lab::agent_pid(h).is_some())
-                .count();
-            if alive == 0 {
-                bail!("every agent exited; {}", agent_exited(&lab.hosts()[0]));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    r.converged_s = check_result
-        .last_available_ms
-        .map(|t| (t - t0) as f64 / 1000.0);
+    let converged = wait_converged(
+        lab,
+        expected,
+        t0,
+        started,
+        deadline,
+        check,
+        &mut collector,
+        r,
+    )?;
+    r.converged_s = converged.map(|t| (t - t0) as f64 / 1000.0);
     r.agents_rss_mib = lab
         .hosts()
         .iter()
@@ -634,7 +711,7 @@ fn c2_once(
     let sockets: Vec<PathBuf> = lab.hosts().iter().map(|h| h.agent_socket.clone()).collect();
     let mut ready = vec![false; sockets.len()];
     let ready_deadline =
-        Instant::now() + Duration::from_secs(if r.converged_s.is_some() { 90 } else { 5 });
+        Instant::now() + Duration::from_secs(if converged.is_some() { 90 } else { 5 });
     while Instant::now() < ready_deadline {
         check()?;
         for (i, s) in sockets.iter().enumerate() {
@@ -652,13 +729,54 @@ fn c2_once(
     collector.poll()?;
     let end = unix_ms();
     let state = lab.admin_sync(|c| async move { c.state().await })?;
-    let final_check = check_table(&state.entries, &expected);
+    let final_check = check_table(&state.entries, expected);
     r.available = final_check.available;
     r.lost = final_check.lost;
     r.duplicates = final_check.duplicates;
     r.calls = CallStats::of(&collector.records, &instances, t0, end + 1);
-    lab.down()?;
+    r.calls_to_converge =
+        converged.map(|t| CallStats::of(&collector.records, &instances, t0, t + 1));
     Ok(())
+}
+
+/// Polls the table until every expected route is `Available` or `deadline` passes; returns when the
+/// last one turned `Available` (ms since the epoch). Records the progress; stops when every agent
+/// died.
+#[allow(clippy::too_many_arguments)]
+fn wait_converged(
+    lab: &Lab,
+    expected: &[(String, String)],
+    t0: i64,
+    started: Instant,
+    deadline: Duration,
+    check: &dyn Fn() -> Result<()>,
+    collector: &mut Collector,
+    r: &mut StormRun,
+) -> Result<Option<i64>> {
+    let mut last_poll = Instant::now();
+    loop {
+        check()?;
+        let state = lab.admin_sync(|c| async move { c.state().await })?;
+        let table = check_table(&state.entries, expected);
+        r.progress
+            .push(((unix_ms() - t0) as f64 / 1000.0, table.available));
+        if table.last_available_ms.is_some() || started.elapsed() > deadline {
+            return Ok(table.last_available_ms);
+        }
+        if last_poll.elapsed() > Duration::from_secs(2) {
+            collector.poll()?;
+            last_poll = Instant::now();
+            let alive = lab
+                .hosts()
+                .iter()
+                .filter(|h| crossdock_lab::lab::agent_pid(h).is_some())
+                .count();
+            if alive == 0 {
+                bail!("every agent exited; {}", agent_exited(&lab.hosts()[0]));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 pub fn c2_figures(results: &[C2Result]) -> Vec<Figure> {
@@ -1354,6 +1472,7 @@ mod tests {
             probe_attempts: 10,
             first_call_s: BTreeMap::new(),
             calls: BTreeMap::new(),
+            timeline: Vec::new(),
             error: v.is_none().then(|| "x".to_string()),
         };
         let f = c1_figures(&[

@@ -8,6 +8,7 @@
 pub mod calls;
 pub mod control;
 pub mod datapath;
+pub mod fleet;
 pub mod footprint;
 pub mod iperf;
 pub mod plot;

@@ -431,7 +431,7 @@ mod tests {
     #[test]
     fn charts_are_written_as_png() {
         if init_font().is_err() {
-            eprintln!("skipped: no TrueType font (apt-get install fonts-dejavu-core)");
+            crossdock_lab::testing::skip("no TrueType font (apt-get install fonts-dejavu-core)");
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -6,11 +6,13 @@
 //! 2. in the background on that lab: C3 with F1 idle in its first minutes, then F1 churn;
 //! 3. in the foreground meanwhile: C1 (fresh `bench-c1` labs), C2 (a `bench-c2` lab per size), then the
 //!    C2 trade-off sweep (a `bench-c2` lab per backoff setting, at one size; the agent's defaults are
-//!    the main storm of that size, not run again);
+//!    the main storm of that size, not run again); then fleet mode: C1 with fleet agents, fleet storms
+//!    (a `bench-fleet` lab per size) and the scale-in on the lab of its storm;
 //! 4. the report: a table on stdout, `results.md`, `results.json`, PNG plots.
 
-use crate::control::{self, Backoff, Bins, C1Sample, C2Result, C3Result, Timings};
+use crate::control::{self, Backoff, Bins, C1Sample, C2Result, C3Result, Mode, Timings};
 use crate::datapath::{self, Metric, Variant};
+use crate::fleet::{self, FleetAgents, FleetStorm, ScaleIn, ScaleInSpec};
 use crate::footprint::{self, Phase, Sampler};
 use crate::plot::{self, Bar};
 use crate::report::{self, num, Figure};
@@ -40,10 +42,13 @@ macro_rules! section {
 }
 
 /// The labs this benchmark makes (removed first if a previous run left them).
-pub const LAB_NAMES: [&str; 3] = ["bench-dp", "bench-c1", "bench-c2"];
+pub const LAB_NAMES: [&str; 4] = ["bench-dp", "bench-c1", "bench-c2", fleet::LAB_NAME];
 
 /// The parts of a run.
-pub const PARTS: [&str; 5] = ["datapath", "c1", "c2", "c3", "f1"];
+pub const PARTS: [&str; 6] = ["datapath", "c1", "c2", "c3", "f1", "fleet"];
+
+/// The scale-in after the fleet storm of 200 hosts: 50 of them released.
+pub const FLEET_SCALE_IN_DEFAULT: &str = "200:50";
 
 /// The C2 sweep's backoff settings (write_backoff_ms:write_backoff_max_ms) besides the agent's
 /// defaults (500:8000): one shorter and one longer, so the defaults sit between two points.
@@ -55,7 +60,8 @@ pub struct Options {
     /// Shorter periods and smaller storms, for development (about 5 minutes).
     #[arg(long)]
     pub quick: bool,
-    /// Run only these parts (comma-separated): datapath, c1, c2, c3, f1.
+    /// Run only these parts (comma-separated): datapath, c1, c2, c3, f1, fleet (fleet mode: C1 with
+    /// fleet agents, fleet storms, the scale-in).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Where results.md, results.json and the plots go.
@@ -88,6 +94,19 @@ pub struct Options {
     /// Hosts per storm of the C2 sweep. Default 50 (quick: 10).
     #[arg(long, value_name = "N")]
     pub c2_sweep_hosts: Option<usize>,
+    /// Fleet storm sizes (part fleet). Default 50,100,200 (quick: 10,20).
+    #[arg(long, value_delimiter = ',')]
+    pub fleet_sizes: Vec<usize>,
+    /// Fleet scale-in: after the fleet storm of HOSTS hosts (run also when not in --fleet-sizes),
+    /// RELEASED of them are released. Default "200:50" (quick: "20:5"); "none" turns it off.
+    #[arg(long, value_name = "HOSTS:RELEASED")]
+    pub fleet_scale_in: Option<String>,
+    /// The fleet agents' [fleet] release_grace_secs (the scale-in's target is this + 60 s). Default 10.
+    #[arg(long, value_name = "SECS")]
+    pub fleet_grace_secs: Option<u64>,
+    /// The fleet agents' [fleet] sweep_interval_secs. Default: the agent's own (60).
+    #[arg(long, value_name = "SECS")]
+    pub fleet_sweep_secs: Option<u64>,
     /// C3 steady-state period in seconds. Default 600 (quick: 60).
     #[arg(long)]
     pub c3_secs: Option<u64>,
@@ -117,6 +136,14 @@ pub struct Settings {
     pub c3_secs: u64,
     pub idle_secs: u64,
     pub churn_secs: u64,
+    /// Fleet storm sizes (the scale-in's size is stormed too).
+    #[serde(default)]
+    pub fleet_sizes: Vec<usize>,
+    #[serde(default)]
+    pub fleet_scale_in: Option<ScaleInSpec>,
+    /// The fleet agents' `[fleet]` grace period and sweep interval.
+    #[serde(default)]
+    pub fleet_agents: FleetAgents,
 }
 
 /// Parses `--c2-sweep`: `FIRST:MAX` items, comma-separated; `""` or `none` for no sweep. The agent's
@@ -193,7 +220,44 @@ impl Options {
             c3_secs: self.c3_secs.unwrap_or(if q { 60 } else { 600 }),
             idle_secs: self.idle_secs.unwrap_or(if q { 60 } else { 300 }),
             churn_secs: self.churn_secs.unwrap_or(if q { 15 } else { 60 }),
+            fleet_sizes: if self.fleet_sizes.is_empty() {
+                if q {
+                    vec![10, 20]
+                } else {
+                    vec![50, 100, 200]
+                }
+            } else {
+                self.fleet_sizes.clone()
+            },
+            fleet_scale_in: ScaleInSpec::parse(self.fleet_scale_in.as_deref().unwrap_or(if q {
+                "20:5"
+            } else {
+                FLEET_SCALE_IN_DEFAULT
+            }))
+            .map_err(|e| anyhow!("--fleet-scale-in: {e:#}"))?,
+            fleet_agents: FleetAgents {
+                grace_secs: self
+                    .fleet_grace_secs
+                    .unwrap_or(FleetAgents::default().grace_secs),
+                sweep_secs: self
+                    .fleet_sweep_secs
+                    .unwrap_or(FleetAgents::default().sweep_secs),
+            },
         };
+        settings
+            .fleet_agents
+            .check()
+            .map_err(|e| anyhow!("--fleet-grace-secs / --fleet-sweep-secs: {e:#}"))?;
+        if let Some(n) = settings
+            .fleet_sizes
+            .iter()
+            .find(|n| **n == 0 || **n > crossdock_lab::lab::MAX_HOSTS)
+        {
+            bail!(
+                "--fleet-sizes: {n} is not 1..={} (the lab's limit)",
+                crossdock_lab::lab::MAX_HOSTS
+            );
+        }
         if settings.datapath.rounds == 0 || settings.c1_reps == 0 {
             bail!("--rounds and --c1-reps must be at least 1");
         }
@@ -235,6 +299,15 @@ pub struct Report {
     /// the sweep's size).
     #[serde(default)]
     pub c2_sweep: Vec<C2Result>,
+    /// C1 with fleet agents.
+    #[serde(default)]
+    pub c1_fleet: Vec<C1Sample>,
+    /// Fleet storms.
+    #[serde(default)]
+    pub fleet: Vec<FleetStorm>,
+    /// The scale-in after the fleet storm of its size.
+    #[serde(default)]
+    pub fleet_scale_in: Option<ScaleIn>,
     pub c3: Option<C3Result>,
     pub f1_idle: Option<Phase>,
     pub f1_churn: Option<Phase>,
@@ -424,6 +497,9 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
         c1: Vec::new(),
         c2: Vec::new(),
         c2_sweep: Vec::new(),
+        c1_fleet: Vec::new(),
+        fleet: Vec::new(),
+        fleet_scale_in: None,
         c3: None,
         f1_idle: None,
         f1_churn: None,
@@ -520,7 +596,7 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
                 "== C1: agent start → first packet ({} fresh labs)",
                 s.c1_reps
             );
-            report.c1 = control::c1(s.c1_reps, &s.timings, bins, &check);
+            report.c1 = control::c1(s.c1_reps, Mode::PerHost, &s.timings, bins, &check);
             check()?;
         }
         if wants(s, "c2") {
@@ -544,6 +620,34 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
                     control::c2_sweep(s.c2_sweep_hosts, &runs, &s.timings, bins, &check);
                 check()?;
             }
+        }
+        if wants(s, "fleet") {
+            section!(
+                "== C1 in fleet mode: agent start → first packet ({} fresh labs)",
+                s.c1_reps
+            );
+            report.c1_fleet = control::c1(s.c1_reps, Mode::Fleet, &s.timings, bins, &check);
+            check()?;
+            section!(
+                "== fleet storms of {:?} hosts{} (fleet agents: release_grace_secs {}, sweep_interval_secs {})",
+                fleet::storm_sizes(&s.fleet_sizes, s.fleet_scale_in),
+                s.fleet_scale_in
+                    .map(|x| format!(", then {} of the {} released", x.release, x.hosts))
+                    .unwrap_or_default(),
+                s.fleet_agents.grace_secs,
+                s.fleet_agents.sweep_secs
+            );
+            let (storms, scale_in) = fleet::storms(
+                &s.fleet_sizes,
+                s.fleet_scale_in,
+                s.fleet_agents,
+                &s.timings,
+                bins,
+                &check,
+            );
+            report.fleet = storms;
+            report.fleet_scale_in = scale_in;
+            check()?;
         }
         Ok(())
     })();
@@ -590,8 +694,15 @@ pub fn figures(r: &Report) -> Vec<Figure> {
     if wants(&r.settings, "c1") {
         f.extend(control::c1_figures(&r.c1));
     }
+    if wants(&r.settings, "fleet") {
+        f.extend(fleet::c1_figures(&r.c1_fleet, &r.c1));
+    }
     f.extend(control::c2_figures(&r.c2));
     f.extend(control::c2_curve_figures(&c2_curve(r)));
+    f.extend(fleet::storm_figures(&r.fleet, &r.c2, &r.settings.timings));
+    if let Some(s) = &r.fleet_scale_in {
+        f.extend(fleet::scale_in_figures(s));
+    }
     if let Some(c3) = &r.c3 {
         f.extend(control::c3_figures(c3));
     }
@@ -768,6 +879,9 @@ fn plots(r: &Report, out: &Path) -> Result<Vec<String>> {
         )?;
         written.push(p.display().to_string());
     }
+    if !r.fleet.is_empty() {
+        written.extend(fleet_plots(r, out)?);
+    }
     let mut rss = Vec::new();
     for phase in [&r.f1_idle, &r.f1_churn].into_iter().flatten() {
         for s in &phase.series {
@@ -792,6 +906,98 @@ fn plots(r: &Report, out: &Path) -> Result<Vec<String>> {
         )?;
         written.push(p.display().to_string());
     }
+    Ok(written)
+}
+
+/// The fleet storms beside the per-host storms of the same sizes: time (with the lower bounds) and
+/// calls per host.
+fn fleet_plots(r: &Report, out: &Path) -> Result<Vec<String>> {
+    let cats: Vec<String> = r.fleet.iter().map(|c| format!("N = {}", c.hosts)).collect();
+    let per_host = |n: usize| {
+        r.c2.iter()
+            .find(|c| c.hosts == n && c.backoff.is_agent_default())
+    };
+    let p = out.join("fleet-storms.png");
+    plot::bar_chart(
+        &p,
+        "Fleet storms: time until every route is Available, beside per-host mode",
+        "seconds",
+        &cats,
+        &[
+            (
+                "per-host mode (C2)".into(),
+                r.fleet
+                    .iter()
+                    .map(|f| {
+                        per_host(f.hosts)
+                            .and_then(|c| c.converged_s)
+                            .map(Bar::single)
+                    })
+                    .collect(),
+            ),
+            (
+                "fleet mode".into(),
+                r.fleet
+                    .iter()
+                    .map(|f| f.run.converged_s.map(Bar::single))
+                    .collect(),
+            ),
+            (
+                "fleet, not converged when the wait ended".into(),
+                r.fleet
+                    .iter()
+                    .map(|f| f.timed_out().then(|| Bar::single(f.deadline_s)))
+                    .collect(),
+            ),
+            (
+                "lower bound: serial batches".into(),
+                r.fleet
+                    .iter()
+                    .map(|f| Some(Bar::single(f.batch_bound_s)))
+                    .collect(),
+            ),
+            (
+                "lower bound: calls ÷ throttle".into(),
+                r.fleet
+                    .iter()
+                    .map(|f| f.throttle_bound_s.map(Bar::single))
+                    .collect(),
+            ),
+        ],
+        &[(fleet::STORM_TARGET_S, "target: 60 s".into())],
+    )?;
+    let mut written = vec![p.display().to_string()];
+    let p = out.join("fleet-calls.png");
+    plot::bar_chart(
+        &p,
+        "Fleet storms: API calls per host, beside per-host mode (failed calls included)",
+        "calls per host",
+        &cats,
+        &[
+            (
+                "per-host mode (C2)".into(),
+                r.fleet
+                    .iter()
+                    .map(|f| {
+                        per_host(f.hosts)
+                            .filter(|c| c.calls.total > 0)
+                            .map(|c| Bar::single(c.calls.per_host_mean()))
+                    })
+                    .collect(),
+            ),
+            (
+                "fleet mode".into(),
+                r.fleet
+                    .iter()
+                    .map(|f| {
+                        (f.run.calls.total > 0).then(|| Bar::single(f.run.calls.per_host_mean()))
+                    })
+                    .collect(),
+            ),
+        ],
+        &[(fleet::CALLS_TARGET, "target: 4 calls per host".into())],
+    )?;
+    written.push(p.display().to_string());
     Ok(written)
 }
 
@@ -938,6 +1144,12 @@ pub fn markdown(r: &Report) -> String {
             ));
         }
     }
+    m.push_str(&fleet::markdown(
+        &r.fleet,
+        &r.c2,
+        r.fleet_scale_in.as_ref(),
+        &r.c1_fleet,
+    ));
     if !r.notes.is_empty() {
         m.push_str("\n## Notes\n\n");
         for n in &r.notes {
@@ -1026,7 +1238,16 @@ mod tests {
         assert_eq!(full.c2_sizes, vec![50, 100, 200]);
         assert_eq!(full.c3_secs, 600);
         assert_eq!(full.idle_secs, 300);
-        assert_eq!(full.parts.len(), 5);
+        assert_eq!(full.parts.len(), 6);
+        assert_eq!(full.fleet_sizes, vec![50, 100, 200]);
+        assert_eq!(
+            full.fleet_scale_in,
+            Some(ScaleInSpec {
+                hosts: 200,
+                release: 50
+            })
+        );
+        assert_eq!(full.fleet_agents, FleetAgents::default());
         let quick = opts(&["--quick", "--only", "c2,datapath", "--c2-sizes", "5"])
             .resolve("b".into())
             .unwrap();
@@ -1034,6 +1255,32 @@ mod tests {
         assert_eq!(quick.c2_sizes, vec![5]);
         assert_eq!(quick.parts, vec!["c2", "datapath"]);
         assert_eq!(quick.c3_secs, 60);
+        assert_eq!(quick.fleet_sizes, vec![10, 20]);
+        assert_eq!(quick.fleet_scale_in.unwrap().release, 5);
+        let only = opts(&[
+            "--only",
+            "fleet",
+            "--fleet-sizes",
+            "50,100",
+            "--fleet-scale-in",
+            "none",
+            "--fleet-grace-secs",
+            "20",
+            "--fleet-sweep-secs",
+            "5",
+        ])
+        .resolve("b".into())
+        .unwrap();
+        assert_eq!(only.parts, vec!["fleet"]);
+        assert_eq!(only.fleet_sizes, vec![50, 100]);
+        assert_eq!(only.fleet_scale_in, None);
+        assert_eq!(
+            only.fleet_agents,
+            FleetAgents {
+                grace_secs: 20,
+                sweep_secs: 5
+            }
+        );
     }
 
     fn b(first: u64, max: u64) -> Backoff {
@@ -1118,6 +1365,11 @@ mod tests {
         assert!(e.contains("datapath, c1, c2, c3, f1"), "{e}");
         assert!(opts(&["--c2-sizes", "500"]).resolve("b".into()).is_err());
         assert!(opts(&["--rounds", "0"]).resolve("b".into()).is_err());
+        let e = |args: &[&str]| format!("{:#}", opts(args).resolve("b".into()).unwrap_err());
+        assert!(e(&["--fleet-sizes", "0"]).contains("--fleet-sizes: 0"));
+        assert!(e(&["--fleet-scale-in", "50"]).contains("--fleet-scale-in"));
+        assert!(e(&["--fleet-sweep-secs", "1"]).contains("fleet.sweep_interval_secs"));
+        assert!(e(&["--fleet-grace-secs", "0"]).contains("fleet.release_grace_secs"));
     }
 
     #[test]
@@ -1183,6 +1435,9 @@ mod tests {
                     ..C2Result::default()
                 },
             ],
+            c1_fleet: vec![],
+            fleet: vec![],
+            fleet_scale_in: None,
             c3: None,
             f1_idle: None,
             f1_churn: None,

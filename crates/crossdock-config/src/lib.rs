@@ -15,6 +15,14 @@
 //! assert!(crossdock_config::check_subnet("10.10.3.0/24".parse().unwrap(), &cfg).is_ok());
 //! ```
 
+pub mod fleet;
+pub mod mapping;
+pub mod metrics;
+
+pub use fleet::{ClusterTag, FleetConfig, SubnetConfig, SubnetMode, TagError};
+pub use mapping::{MappingError, SubnetMapping};
+pub use metrics::MetricsConfig;
+
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -173,6 +181,12 @@ pub struct Config {
     pub firewall: FirewallConfig,
     /// VPC route registration.
     pub cloud: CloudConfig,
+    /// Where the container subnet comes from (`docker` or `derived`).
+    pub subnet: SubnetConfig,
+    /// Fleet mode: the cluster's members and the clean-up of released ones.
+    pub fleet: FleetConfig,
+    /// The optional TCP scrape endpoint (`/metrics`, `/healthz`) for Prometheus.
+    pub metrics: MetricsConfig,
 }
 
 /// `[docker]`
@@ -266,6 +280,9 @@ impl Default for Config {
             docker: DockerConfig::default(),
             firewall: FirewallConfig::default(),
             cloud: CloudConfig::default(),
+            subnet: SubnetConfig::default(),
+            fleet: FleetConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -457,6 +474,8 @@ fn translate_toml_error(text: &str, e: serde_path_to_error::Error<toml::de::Erro
         // Our own messages (CIDR syntax) and other value errors.
         let fix = if msg.contains("CIDR") || msg.contains("host bits") {
             "write an IPv4 network address with its prefix length, host bits zero, e.g. 10.0.0.0/8"
+        } else if msg.contains("not a cluster tag") {
+            "write the tag as key=value, e.g. crossdock-cluster=prod, or \"\" for per-host mode"
         } else {
             "correct the value"
         };
@@ -504,7 +523,9 @@ fn range_check(field: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<(), 
 impl Config {
     /// Semantic checks beyond the schema: ranges present and not overlapping, intervals in range,
     /// paths absolute, the log filter parses, the static subnet inside the cluster range, and the
-    /// `[cloud]` table complete enough for the chosen provider. Returns the first problem.
+    /// `[cloud]` table complete enough for the chosen provider, and `[subnet]` / `[fleet]` consistent
+    /// (see [`fleet`]; with empty `subnet.host_ranges` the mapping is checked at run time by
+    /// [`Config::subnet_mapping`]). Returns the first problem.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.cluster_cidrs.is_empty() {
             return Err(ConfigError::new(
@@ -565,7 +586,9 @@ impl Config {
             300,
             "seconds",
         )?;
-        self.validate_cloud()
+        self.validate_cloud()?;
+        self.validate_subnet_fleet()?;
+        self.metrics.validate()
     }
 
     fn validate_docker(&self) -> Result<(), ConfigError> {

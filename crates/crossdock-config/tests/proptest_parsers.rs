@@ -6,7 +6,7 @@
 //! running agent), and `crossdock doctor` reads it on hosts it knows nothing about.
 
 use crossdock_config::{
-    check_subnet, parse, Config, LogFormat, MetadataToken, Provider, SourceDestCheck,
+    check_subnet, parse, Config, LogFormat, MetadataToken, Provider, SourceDestCheck, SubnetMode,
 };
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
@@ -22,9 +22,19 @@ const TOP: &[&str] = &[
     "clustr_cidrs",
     "docker",
     "cloud",
+    "subnet",
+    "fleet",
 ];
 const DOCKER: &[&str] = &["host", "network", "static_subnet", "hots"];
 const FIREWALL: &[&str] = &["lock_wait_secs", "lock_wait"];
+const SUBNET: &[&str] = &["mode", "host_ranges", "prefix_len", "prefix"];
+const FLEET: &[&str] = &[
+    "tag",
+    "release_grace_secs",
+    "max_deletes_per_pass",
+    "sweep_interval_secs",
+    "grace",
+];
 const CLOUD: &[&str] = &[
     "provider",
     "region_id",
@@ -66,6 +76,11 @@ fn interesting_string() -> impl Strategy<Value = String> {
         Just("0.0.0.0/0".to_string()),
         Just("255.255.255.255/32".to_string()),
         Just("cn-hangzhou".to_string()),
+        Just("derived".to_string()),
+        Just("docker".to_string()),
+        Just("crossdock-cluster=prod".to_string()),
+        Just("aliyun=x".to_string()),
+        Just("192.168.0.0/16".to_string()),
         Just("\u{0}".to_string()),
         Just("é/ü".to_string()),
         cidr_like(),
@@ -126,21 +141,31 @@ fn document() -> impl Strategy<Value = String> {
         prop::option::of(section(FIREWALL)),
         prop::option::of(section(CLOUD)),
         prop::bool::weighted(0.7),
+        prop::option::of(section(SUBNET)),
+        prop::option::of(section(FLEET)),
     )
-        .prop_map(|(mut top, docker, firewall, cloud, with_cidrs)| {
-            if with_cidrs && !top.contains_key("cluster_cidrs") {
-                top.insert(
-                    "cluster_cidrs".into(),
-                    toml::Value::Array(vec![toml::Value::String("10.0.0.0/8".into())]),
-                );
-            }
-            for (name, t) in [("docker", docker), ("firewall", firewall), ("cloud", cloud)] {
-                if let Some(t) = t {
-                    top.insert(name.into(), toml::Value::Table(t));
+        .prop_map(
+            |(mut top, docker, firewall, cloud, with_cidrs, subnet, fleet)| {
+                if with_cidrs && !top.contains_key("cluster_cidrs") {
+                    top.insert(
+                        "cluster_cidrs".into(),
+                        toml::Value::Array(vec![toml::Value::String("10.0.0.0/8".into())]),
+                    );
                 }
-            }
-            toml::to_string(&top).unwrap_or_default()
-        })
+                for (name, t) in [
+                    ("docker", docker),
+                    ("firewall", firewall),
+                    ("cloud", cloud),
+                    ("subnet", subnet),
+                    ("fleet", fleet),
+                ] {
+                    if let Some(t) = t {
+                        top.insert(name.into(), toml::Value::Table(t));
+                    }
+                }
+                toml::to_string(&top).unwrap_or_default()
+            },
+        )
 }
 
 /// Valid configurations of every shape (disjoint ranges, values inside their bounds).
@@ -178,32 +203,52 @@ fn valid_config() -> impl Strategy<Value = Config> {
             ]),
             prop::sample::select(vec!["crossdock", "cd-prod"]),
         ),
+        (
+            any::<bool>(),
+            16u8..=30,
+            1u64..=604_800,
+            1u32..=50,
+            5u64..=86_400,
+        ),
     )
-        .prop_map(|(ranges, (resync, lock, cloud_resync), host, cloud)| {
-            let mut c = Config {
-                cluster_cidrs: ranges.iter().map(|r| r.parse().unwrap()).collect(),
-                resync_interval_secs: resync,
-                ..Config::default()
-            };
-            c.firewall.lock_wait_secs = lock;
-            c.external_interface = host.0.into();
-            c.log_level = host.1.into();
-            c.log_format = host.2;
-            c.docker.network = host.3.into();
-            if let (Some(third), true) = (host.4, ranges.contains(&"10.0.0.0/8")) {
-                c.docker.static_subnet = Some(format!("10.{third}.0.0/24").parse().unwrap());
-            }
-            c.cloud.provider = cloud.0;
-            c.cloud.region_id = cloud.1.into();
-            c.cloud.instance_id = cloud.2.into();
-            c.cloud.private_ip = cloud.3.into();
-            c.cloud.route_table_ids = cloud.4;
-            c.cloud.source_dest_check = cloud.5;
-            c.cloud.metadata_token = cloud.6;
-            c.cloud.route_name = cloud.7.into();
-            c.cloud.resync_interval_secs = cloud_resync;
-            c
-        })
+        .prop_map(
+            |(ranges, (resync, lock, cloud_resync), host, cloud, fleet)| {
+                let mut c = Config {
+                    cluster_cidrs: ranges.iter().map(|r| r.parse().unwrap()).collect(),
+                    resync_interval_secs: resync,
+                    ..Config::default()
+                };
+                c.firewall.lock_wait_secs = lock;
+                c.external_interface = host.0.into();
+                c.log_level = host.1.into();
+                c.log_format = host.2;
+                c.docker.network = host.3.into();
+                if let (Some(third), true) = (host.4, ranges.contains(&"10.0.0.0/8")) {
+                    c.docker.static_subnet = Some(format!("10.{third}.0.0/24").parse().unwrap());
+                }
+                c.cloud.provider = cloud.0;
+                c.cloud.region_id = cloud.1.into();
+                c.cloud.instance_id = cloud.2.into();
+                c.cloud.private_ip = cloud.3.into();
+                c.cloud.route_table_ids = cloud.4;
+                c.cloud.source_dest_check = cloud.5;
+                c.cloud.metadata_token = cloud.6;
+                c.cloud.route_name = cloud.7.into();
+                c.cloud.resync_interval_secs = cloud_resync;
+                c.subnet.prefix_len = fleet.1;
+                if fleet.0 && c.docker.static_subnet.is_none() {
+                    // Empty host_ranges: the mapping is checked at run time against the VPC CIDR.
+                    c.subnet.mode = SubnetMode::Derived;
+                    if c.cloud.provider == Provider::Alibaba {
+                        c.fleet.tag = Some("crossdock-cluster=prod".parse().unwrap());
+                    }
+                }
+                c.fleet.release_grace_secs = fleet.2;
+                c.fleet.max_deletes_per_pass = fleet.3;
+                c.fleet.sweep_interval_secs = fleet.4;
+                c
+            },
+        )
 }
 
 /// The checks every outcome must pass.

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use bollard::query_parameters::EventsOptions;
 use futures_util::StreamExt;
 use ipnet::Ipv4Net;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -39,6 +39,57 @@ pub struct ServedNetwork {
     pub bridge: String,
     /// The daemon's version string (`20.10.24+dfsg1`, `28.5.2+dfsg3`).
     pub docker_version: String,
+}
+
+/// The engine and the served network as a diagnosis shows them (`crossdock doctor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineReport {
+    /// Engine version, `28.5.2`.
+    pub version: String,
+    /// API version, `1.51` (empty if the daemon did not say).
+    pub api_version: String,
+    /// The served network, or why it is unusable.
+    pub network: Result<NetworkDetail, DockerError>,
+}
+
+/// The served network with what a diagnosis shows beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkDetail {
+    pub served: ServedNetwork,
+    /// Driver options (`com.docker.network.bridge.gateway_mode_ipv4`, ...).
+    pub options: BTreeMap<String, String>,
+    /// IPv4 addresses of the attached containers, sorted.
+    pub containers: Vec<Ipv4Addr>,
+}
+
+/// Builds a [`NetworkDetail`] from Docker's network document.
+pub fn network_detail(
+    requested: &str,
+    net: &bollard::models::Network,
+    docker_version: &str,
+) -> Result<NetworkDetail, DockerError> {
+    let served = served_network(requested, net, docker_version)?;
+    let options = net
+        .options
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut containers: Vec<Ipv4Addr> = net
+        .containers
+        .iter()
+        .flat_map(|c| c.values())
+        .filter_map(|c| {
+            let a = c.ipv4_address.as_deref()?;
+            a.split('/').next()?.parse().ok()
+        })
+        .collect();
+    containers.sort();
+    Ok(NetworkDetail {
+        served,
+        options,
+        containers,
+    })
 }
 
 /// Something happened that may have changed the served network or Docker's iptables rules.
@@ -71,18 +122,15 @@ pub enum DockerEvent {
     Reconnected,
 }
 
-/// Why a Docker query failed. Every message names the thing and the fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a Docker query failed. Every message names the thing and the fix: [`DockerError::problem`]
+/// and [`DockerError::fix`] give them apart (the doctor shows them in two columns), `Display` joins
+/// them as `<problem> (fix: <fix>)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DockerError {
-    #[error("Docker is not answering on {socket}: {message} (fix: start Docker, or set [docker] host to its socket)")]
     Unavailable { socket: String, message: String },
-    #[error("Docker network `{name}` does not exist (fix: create it, or set [docker] network to an existing bridge network; `docker network ls` lists them)")]
     NetworkNotFound { name: String },
-    #[error("Docker network `{name}` uses the `{driver}` driver (fix: crossdock serves bridge networks; name one in [docker] network)")]
     NotBridge { name: String, driver: String },
-    #[error("Docker network `{name}` has no IPv4 subnet (fix: give it one, e.g. `bip` in daemon.json for the default bridge or --subnet for a user-defined network)")]
     NoIpv4Subnet { name: String },
-    #[error("Docker API call {call} failed: {message}")]
     Api { call: String, message: String },
 }
 
@@ -97,7 +145,59 @@ impl DockerError {
             DockerError::Api { .. } => "docker_api",
         }
     }
+
+    /// What went wrong, naming the thing.
+    pub fn problem(&self) -> String {
+        match self {
+            DockerError::Unavailable { socket, message } => {
+                format!("Docker is not answering on {socket}: {message}")
+            }
+            DockerError::NetworkNotFound { name } => {
+                format!("Docker network `{name}` does not exist")
+            }
+            DockerError::NotBridge { name, driver } => {
+                format!("Docker network `{name}` uses the `{driver}` driver")
+            }
+            DockerError::NoIpv4Subnet { name } => {
+                format!("Docker network `{name}` has no IPv4 subnet")
+            }
+            DockerError::Api { call, message } => {
+                format!("Docker API call {call} failed: {message}")
+            }
+        }
+    }
+
+    /// How to repair it, when there is a known repair.
+    pub fn fix(&self) -> Option<&'static str> {
+        match self {
+            DockerError::Unavailable { .. } => {
+                Some("start Docker, or set [docker] host to its socket")
+            }
+            DockerError::NetworkNotFound { .. } => Some(
+                "create it, or set [docker] network to an existing bridge network; `docker network ls` lists them",
+            ),
+            DockerError::NotBridge { .. } => {
+                Some("crossdock serves bridge networks; name one in [docker] network")
+            }
+            DockerError::NoIpv4Subnet { .. } => Some(
+                "give it one, e.g. `bip` in daemon.json for the default bridge or --subnet for a user-defined network",
+            ),
+            DockerError::Api { .. } => None,
+        }
+    }
 }
+
+impl std::fmt::Display for DockerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.problem())?;
+        match self.fix() {
+            Some(fix) => write!(f, " (fix: {fix})"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for DockerError {}
 
 /// What the agent needs from Docker.
 #[async_trait]
@@ -282,6 +382,22 @@ impl BollardDocker {
     fn forget_client(&self) {
         *self.client.lock().unwrap() = None;
     }
+
+    /// How many containers the daemon has, running or stopped (`GET /info`). `crossdock init` asks
+    /// before changing the bridge subnet under a running Docker.
+    pub async fn container_count(&self) -> Result<u64, DockerError> {
+        let (docker, _) = self.client().await?;
+        match docker.info().await {
+            Ok(info) => Ok(info.containers.unwrap_or(0).max(0).unsigned_abs()),
+            Err(e) => {
+                self.forget_client();
+                Err(DockerError::Api {
+                    call: "GET /info".into(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
 }
 
 async fn connect_once(socket: &Path) -> Result<(bollard::Docker, String), DockerError> {
@@ -350,6 +466,42 @@ impl DockerSource for BollardDocker {
     fn watch(&self, tx: mpsc::Sender<DockerEvent>) -> JoinHandle<()> {
         let socket = self.socket.clone();
         tokio::spawn(watch_events(socket, tx))
+    }
+}
+
+impl BollardDocker {
+    /// One fresh look for a diagnosis: the engine's versions and the network `name` with its
+    /// options and containers. Only an unreachable daemon is an error; a network problem is
+    /// reported inside the report.
+    pub async fn engine_report(&self, name: &str) -> Result<EngineReport, DockerError> {
+        let (docker, version) = self.connect_once().await?;
+        let api_version = docker
+            .version()
+            .await
+            .ok()
+            .and_then(|v| v.api_version)
+            .unwrap_or_default();
+        let network = match docker
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(net) => network_detail(name, &net, &version),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(DockerError::NetworkNotFound { name: name.into() }),
+            Err(e) => Err(DockerError::Api {
+                call: format!("GET /networks/{name}"),
+                message: e.to_string(),
+            }),
+        };
+        Ok(EngineReport {
+            version,
+            api_version,
+            network,
+        })
     }
 }
 
@@ -512,6 +664,60 @@ mod tests {
         let e =
             served_network("x", &network("x", "bridge", &["fd00::/64"], &[]), "28").unwrap_err();
         assert!(e.to_string().contains("no IPv4 subnet"), "{e}");
+    }
+
+    #[test]
+    fn errors_give_problem_and_fix_apart_and_together() {
+        let e = DockerError::NetworkNotFound { name: "web".into() };
+        assert_eq!(e.problem(), "Docker network `web` does not exist");
+        assert_eq!(
+            e.to_string(),
+            format!("{} (fix: {})", e.problem(), e.fix().unwrap())
+        );
+        let e = DockerError::Api {
+            call: "GET /networks/web".into(),
+            message: "500 Internal Server Error".into(),
+        };
+        assert_eq!(e.fix(), None);
+        assert_eq!(
+            e.to_string(),
+            "Docker API call GET /networks/web failed: 500 Internal Server Error"
+        );
+    }
+
+    #[test]
+    fn network_detail_lists_options_and_container_addresses() {
+        use bollard::models::NetworkContainer;
+        let mut n = network("bridge", "bridge", &["10.1.0.0/24"], &[("k", "v")]);
+        n.containers = Some(
+            [("b", "10.1.0.3/24"), ("a", "10.1.0.2/24"), ("c", "")]
+                .iter()
+                .map(|(id, ip)| {
+                    (
+                        id.to_string(),
+                        NetworkContainer {
+                            ipv4_address: Some(ip.to_string()),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+        );
+        let d = network_detail("bridge", &n, "28.5.2").unwrap();
+        assert_eq!(d.served.bridge, "docker0");
+        assert_eq!(d.options["k"], "v");
+        assert_eq!(
+            d.containers,
+            vec![
+                "10.1.0.2".parse::<Ipv4Addr>().unwrap(),
+                "10.1.0.3".parse().unwrap()
+            ]
+        );
+        let overlay = network("o", "overlay", &["10.1.0.0/24"], &[]);
+        assert_eq!(
+            network_detail("o", &overlay, "28").unwrap_err().kind(),
+            "docker_network_not_bridge"
+        );
     }
 
     fn event(typ: EventMessageTypeEnum, action: &str, attrs: &[(&str, &str)]) -> EventMessage {

@@ -30,8 +30,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 async fn run(version: DockerVersion) {
-    if !crossdock_lab::is_root() {
-        eprintln!("skipped: needs root");
+    if !crossdock_lab::testing::root_or_skip() {
         return;
     }
     let tag = format!("{}-{}", version.as_str(), std::process::id());

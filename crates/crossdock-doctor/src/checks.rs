@@ -9,7 +9,7 @@
 
 use crate::facts::{sample_peer, Facts, PermissionFact, ProbeMethod};
 use crate::iptables::{
-    is_blanket_accept, is_docker_raw_drop, masquerades, Packet, Ruleset, SavedTable,
+    is_blanket_accept, is_docker_raw_drop, masquerades, Packet, Ruleset, SavedTable, Walk,
 };
 use crate::model::{CheckDef, Outcome, Status};
 use crossdock_alibaba::RouteEntry;
@@ -248,10 +248,11 @@ pub fn all() -> Vec<CheckDef<Facts>> {
             vpc_overlap,
         ),
     ]);
+    defs.extend(crate::fleet_checks::defs());
     defs
 }
 
-fn nets(v: &[Ipv4Net]) -> String {
+pub(crate) fn nets(v: &[Ipv4Net]) -> String {
     v.iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
@@ -629,8 +630,8 @@ fn desired(f: &Facts) -> Option<(DesiredInput, Vec<Rule>)> {
     let input = DesiredInput {
         cluster_cidrs: cfg.cluster_cidrs.clone(),
         local_subnet: n.subnet?,
-        bridge: n.bridge.clone(),
-        external_interface: f.external_name().unwrap_or("").to_string(),
+        bridge: Some(n.bridge.clone()),
+        scrape: None,
     };
     let rules = hrules::desired_rules(&input);
     Some((input, rules))
@@ -1116,7 +1117,7 @@ fn forward_policy(f: &Facts) -> Outcome {
 
 // ---------------------------------------------------------------- cloud
 
-fn cloud(f: &Facts) -> Result<&crate::facts::CloudFacts, Outcome> {
+pub(crate) fn cloud(f: &Facts) -> Result<&crate::facts::CloudFacts, Outcome> {
     f.cloud.as_ref().ok_or_else(|| {
         Outcome::skip("cloud.provider = \"none\": the VPC route is managed outside crossdock")
     })
@@ -1208,7 +1209,7 @@ fn credentials(f: &Facts) -> Outcome {
     }
 }
 
-fn permission(f: &Facts, action: &str) -> Outcome {
+pub(crate) fn permission(f: &Facts, action: &str) -> Outcome {
     let c = match cloud(f) {
         Ok(c) => c,
         Err(o) => return o,
@@ -1219,6 +1220,9 @@ fn permission(f: &Facts, action: &str) -> Outcome {
     let how = match p.method {
         ProbeMethod::DryRun => "dry run",
         ProbeMethod::Read => "read call",
+        ProbeMethod::UnknownTarget => {
+            "write naming a route entry or next hop that does not exist: refused after the permission check, nothing changed"
+        }
         ProbeMethod::NotProbed => {
             return Outcome::skip(format!(
                 "{action} has no dry run and is not read-only; grant it with the same policy statement as CreateRouteEntry"
@@ -1258,7 +1262,7 @@ fn route_table(f: &Facts) -> Outcome {
 }
 
 /// Instance id doctor expects as next hop: configuration, else metadata.
-fn my_instance(f: &Facts) -> Option<String> {
+pub(crate) fn my_instance(f: &Facts) -> Option<String> {
     let cfg = f.cfg()?;
     if !cfg.cloud.instance_id.is_empty() {
         return Some(cfg.cloud.instance_id.clone());
@@ -1509,6 +1513,49 @@ fn route_conflicts(f: &Facts) -> Outcome {
     ))
 }
 
+/// A table filled to this share of its quota, or more, is reported as a warning.
+pub const QUOTA_WARN_PERCENT: u32 = 80;
+
+const QUOTA_FIX: &str = "raise the route-entry quota before adding hosts (Quota Center: VPC route entries per route table), or delete unused custom routes";
+
+/// One table's verdict: `custom` entries in it, `wanted` members' routes still to add (fleet mode).
+/// Per-host mode fails only when a full table lacks this host's route; fleet mode, where every
+/// agent writes every member's route, fails once the members' routes do not fit or the table is
+/// full (the next member to start would get none).
+fn quota_outcome(
+    t: &str,
+    custom: u32,
+    wanted: u32,
+    quota: u32,
+    fleet: bool,
+    has_mine: bool,
+) -> Outcome {
+    let need = custom + wanted;
+    if fleet && need > quota {
+        Outcome::fail(
+            format!("{t} cannot hold the members' routes: {custom} custom entries + {wanted} missing > quota {quota}"),
+            QUOTA_FIX,
+        )
+    } else if fleet && need >= quota {
+        Outcome::fail(
+            format!("{t} is full ({need}/{quota}): the next member to start gets no route"),
+            QUOTA_FIX,
+        )
+    } else if !fleet && custom >= quota && !has_mine {
+        Outcome::fail(
+            format!("{t} is full ({custom}/{quota}) and this host's route is not in it"),
+            "delete unused custom routes or raise the quota (Quota Center: VPC route entries per route table)",
+        )
+    } else if need * 100 >= quota * QUOTA_WARN_PERCENT {
+        Outcome::warn(
+            format!("{t} is at {need}/{quota} (warning from {QUOTA_WARN_PERCENT} %)"),
+            QUOTA_FIX,
+        )
+    } else {
+        Outcome::ok("")
+    }
+}
+
 fn route_quota(f: &Facts) -> Outcome {
     let c = match cloud(f) {
         Ok(c) => c,
@@ -1519,6 +1566,10 @@ fn route_quota(f: &Facts) -> Outcome {
     };
     let quota = c.route_quota.max(1);
     let mine = f.subnet().map(|s| s.to_string());
+    let fleet = f.cfg().is_some_and(|c| c.fleet.tag.is_some());
+    // Fleet mode: the members' routes not written yet count too.
+    let view = crate::fleet_checks::members_view(f).ok();
+    let missing = view.as_ref().map(|v| v.missing_per_table());
     let mut worst = Outcome::ok(String::new());
     let mut parts = Vec::new();
     for t in tables {
@@ -1529,20 +1580,17 @@ fn route_quota(f: &Facts) -> Outcome {
         let has_mine = routes
             .iter()
             .any(|r| &r.route_table_id == t && Some(&r.destination_cidr_block) == mine.as_ref());
-        parts.push(format!("{t}: {custom} of {quota} custom entries"));
-        let o = if custom >= quota && !has_mine {
-            Outcome::fail(
-                format!("{t} is full ({custom}/{quota}) and this host's route is not in it"),
-                "delete unused custom routes or raise the quota (Quota Center: VPC route entries per route table)",
-            )
-        } else if custom * 10 >= quota * 9 {
-            Outcome::warn(
-                format!("{t} is at {custom}/{quota}"),
-                "raise the route-entry quota before adding hosts (Quota Center), or delete unused custom routes",
-            )
-        } else {
-            Outcome::ok("")
-        };
+        let wanted = missing
+            .as_ref()
+            .and_then(|m| m.get(t.as_str()))
+            .map_or(0, |n| *n as u32);
+        parts.push(match &missing {
+            Some(_) => {
+                format!("{t}: {custom} of {quota} custom entries, {wanted} member route(s) to add")
+            }
+            None => format!("{t}: {custom} of {quota} custom entries"),
+        });
+        let o = quota_outcome(t, custom, wanted, quota, fleet, has_mine);
         if o.status > worst.status {
             worst = o;
         }
@@ -1623,4 +1671,4 @@ fn vpc_overlap(f: &Facts) -> Outcome {
 
 #[cfg(test)]
 #[path = "checks_tests.rs"]
-mod tests;
+pub(crate) mod tests;

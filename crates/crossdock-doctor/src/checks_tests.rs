@@ -42,8 +42,8 @@ pub fn with_crossdock(dump: &str, subnet: &str, bridge: &str) -> Ruleset {
     let input = DesiredInput {
         cluster_cidrs: vec![net("10.0.0.0/8")],
         local_subnet: net(subnet),
-        bridge: bridge.into(),
-        external_interface: "eth0".into(),
+        bridge: Some(bridge.into()),
+        scrape: None,
     };
     for r in desired_rules(&input) {
         let mut args = r.args.clone();
@@ -85,7 +85,14 @@ fn now() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap()
 }
 
-fn route(id: &str, cidr: &str, hop: &str, name: &str, desc: &str, status: &str) -> RouteEntry {
+pub(crate) fn route(
+    id: &str,
+    cidr: &str,
+    hop: &str,
+    name: &str,
+    desc: &str,
+    status: &str,
+) -> RouteEntry {
     RouteEntry {
         route_entry_id: id.into(),
         route_table_id: "vtb-1".into(),
@@ -112,7 +119,7 @@ fn ours(status: &str) -> RouteEntry {
     )
 }
 
-fn healthy() -> Facts {
+pub(crate) fn healthy() -> Facts {
     let sysctls: BTreeMap<String, Fact<String>> = [
         ("net/ipv4/ip_forward", "1"),
         ("net/ipv4/conf/all/rp_filter", "0"),
@@ -247,15 +254,16 @@ fn healthy() -> Facts {
             cidrs_source: "the API".into(),
             source_dest_check: Ok(false),
             route_quota: 200,
+            fleet: None,
         }),
     }
 }
 
-fn run(f: &Facts) -> Vec<Check> {
+pub(crate) fn run(f: &Facts) -> Vec<Check> {
     run_checks(&all(), f)
 }
 
-fn get<'a>(checks: &'a [Check], id: &str) -> &'a Check {
+pub(crate) fn get<'a>(checks: &'a [Check], id: &str) -> &'a Check {
     checks
         .iter()
         .find(|c| c.id == id)
@@ -263,7 +271,7 @@ fn get<'a>(checks: &'a [Check], id: &str) -> &'a Check {
 }
 
 /// Every check that depends on `id`, directly or not.
-fn dependents(id: &str) -> BTreeSet<String> {
+pub(crate) fn dependents(id: &str) -> BTreeSet<String> {
     let defs = all();
     let mut out: BTreeSet<String> = BTreeSet::new();
     let mut frontier = vec![id.to_string()];
@@ -317,7 +325,7 @@ fn only(f: &Facts, id: &str, status: Status, evidence: &str) -> Check {
     c
 }
 
-fn cloud(f: &mut Facts) -> &mut CloudFacts {
+pub(crate) fn cloud(f: &mut Facts) -> &mut CloudFacts {
     f.cloud.as_mut().unwrap()
 }
 
@@ -337,7 +345,7 @@ fn chain<'a>(f: &'a mut Facts, table: &str, chain: &str) -> &'a mut crate::iptab
 
 fn rule(text: &str) -> SavedRule {
     SavedRule {
-        args: hrules::split_save_line(text),
+        args: crossdock_hostnet::split_save_line(text),
         counters: None,
     }
 }
@@ -354,18 +362,20 @@ fn definitions_are_wired_dependencies_first() {
 #[test]
 fn healthy_host_is_all_ok() {
     let checks = run(&healthy());
+    // Per-host mode: the fleet checks follow `fleet.mode`, skipped once with its reason.
     let not_ok: Vec<String> = checks
         .iter()
-        .filter(|c| c.status != Status::Ok)
+        .filter(|c| c.status != Status::Ok && c.skipped_by.as_deref() != Some("fleet.mode"))
         .map(|c| format!("{} {:?}: {}", c.id, c.status, c.evidence))
         .collect();
     // DeleteRouteEntry has no dry run: reported as not probed, by design.
     assert_eq!(
         not_ok.len(),
-        1,
-        "everything but DeleteRouteEntry should be ok: {not_ok:#?}"
+        2,
+        "everything but DeleteRouteEntry and fleet mode should be ok: {not_ok:#?}"
     );
     assert!(not_ok[0].starts_with("cloud.permission.DeleteRouteEntry Skip"));
+    assert!(not_ok[1].starts_with("fleet.mode Skip: fleet.tag is empty: per-host mode"));
     assert_eq!(crate::model::Summary::of(&checks).exit_code(), 0);
 }
 
@@ -1000,6 +1010,31 @@ fn without_a_cloud_provider_the_cloud_checks_are_skipped_without_blame() {
         assert_eq!(c.blocked_by, None, "{}", c.id);
     }
     assert_eq!(crate::model::Summary::of(&checks).exit_code(), 0);
+
+    // The table: one skipped line per group, naming the root cause once, no nested reasons.
+    let report = crate::render::Report::new(checks, None);
+    let text = crate::render::table(&report, false, 0);
+    let skip_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("skip")).collect();
+    assert_eq!(skip_lines.len(), 1, "{text}");
+    assert!(
+        skip_lines[0].contains("cloud.metadata") && skip_lines[0].contains("provider = \"none\""),
+        "{text}"
+    );
+    let group = text
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("not checked for the same reason")
+        })
+        .unwrap_or_else(|| panic!("no group line:\n{text}"));
+    for id in [
+        "cloud.credentials",
+        "cloud.route-quota",
+        "cloud.source-dest-check",
+    ] {
+        assert!(group.contains(id), "{id} missing from {group}");
+    }
+    assert!(!text.contains("was skipped"), "{text}");
 }
 
 #[test]

@@ -183,6 +183,9 @@ pub enum ProbeMethod {
     Read,
     /// The action has no dry run and is not read-only: not probed.
     NotProbed,
+    /// A write naming an entry or next hop that does not exist: the API checks the permission,
+    /// then refuses the request, so nothing changes (`CreateRouteEntries`, `DeleteRouteEntries`).
+    UnknownTarget,
 }
 
 /// One API action crossdock uses, and whether this identity may call it.
@@ -212,6 +215,8 @@ pub struct CloudFacts {
     pub source_dest_check: Fact<bool>,
     /// Custom route entries allowed per table (the account's quota).
     pub route_quota: u32,
+    /// Fleet mode's members and instances (`None` in per-host mode; see [`crate::fleet`]).
+    pub fleet: Option<crate::fleet::FleetFacts>,
 }
 
 /// Everything one doctor run looked at.

@@ -7,9 +7,9 @@
 //! offers is done here: `iptables-save -c` (one snapshot of every table with counters) and
 //! `ip -j route get` (the kernel's route decision for one address). Nothing here writes anything.
 //!
-//! [`gather`] is the orchestration; it is unit-tested with canned sources, so the choices it makes
-//! (which interface is external, which sysctls to read, which address stands in for a peer) are
-//! checked without root.
+//! [`gather`] is the orchestration; it is unit-tested with canned sources (`gather_tests.rs`), so
+//! the choices it makes (which interface is external, which sysctls to read, which address stands
+//! in for a peer, which sources are not asked at all) are checked without root.
 
 use crate::facts::{
     sample_peer, AgentCondition, AgentFacts, AgentState, CloudFacts, ConfigFacts, DockerFacts,
@@ -240,49 +240,40 @@ pub fn load_config(path: &Path) -> ConfigFacts {
 
 // ---------------------------------------------------------------- real implementations
 
-/// Runs a program to completion within [`COMMAND_TIMEOUT`]; stdout on success.
+/// Runs a program to completion within [`COMMAND_TIMEOUT`] (through `crossdock_hostnet::command`,
+/// the runner the agent's firewall driver uses); stdout on success, else what went wrong and the fix.
 pub async fn run_command(program: &[String], args: &[&str]) -> Result<String, Unavailable> {
-    let shown = format!("{} {}", program.join(" "), args.join(" "));
-    let mut cmd = tokio::process::Command::new(&program[0]);
-    cmd.args(&program[1..])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let out = match tokio::time::timeout(COMMAND_TIMEOUT, cmd.output()).await {
-        Err(_) => {
+    use crossdock_hostnet::command::{run, RunError};
+    let out = match run(program, args, None, COMMAND_TIMEOUT).await {
+        Ok(out) => out,
+        Err(RunError::Timeout { command, secs }) => {
             return Err(Unavailable::new(
-                format!(
-                    "`{shown}` did not finish within {} s",
-                    COMMAND_TIMEOUT.as_secs()
-                ),
+                format!("`{command}` did not finish within {secs} s"),
                 "find what is slowing it down (a huge ruleset, a hung xtables lock holder)",
             ))
         }
-        Ok(Err(e)) => {
+        Err(RunError::Spawn { program, message }) => {
             return Err(Unavailable::new(
-                format!("cannot run `{}`: {e}", program[0]),
-                format!("install it or put it on PATH ({})", program[0]),
+                format!("cannot run `{program}`: {message}"),
+                format!("install it or put it on PATH ({program})"),
             ))
         }
-        Ok(Ok(o)) => o,
     };
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        let stderr = String::from_utf8_lossy(&out.stderr)
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let fix = if stderr.contains("ermission denied") || stderr.contains("must be root") {
-            "run doctor as root (sudo crossdock doctor)".to_string()
-        } else {
-            format!("run `{shown}` by hand to see why it fails")
-        };
-        Err(Unavailable::new(
-            format!("`{shown}` failed ({}): {stderr}", out.status),
-            fix,
-        ))
+    if out.success() {
+        return Ok(out.stdout);
     }
+    let fix = if out.stderr.contains("ermission denied") || out.stderr.contains("must be root") {
+        "run doctor as root (sudo crossdock doctor)".to_string()
+    } else {
+        format!("run `{}` by hand to see why it fails", out.command)
+    };
+    Err(Unavailable::new(
+        format!(
+            "`{}` failed (exit status: {}): {}",
+            out.command, out.code, out.stderr
+        ),
+        fix,
+    ))
 }
 
 /// Parses `ip -j route get` output.
@@ -439,86 +430,47 @@ impl AgentProbe for RealAgent {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RealDocker;
 
-/// A crossdock-docker error as a fact: its text up to `(fix: ...)`, and the fix.
+/// A crossdock-docker error as a fact: its problem, and its fix.
 pub fn docker_unavailable(e: &crossdock_docker::DockerError) -> Unavailable {
-    let text = e.to_string();
-    match text.split_once(" (fix: ") {
-        Some((message, fix)) => Unavailable::new(message, fix.trim_end_matches(')')),
-        None => Unavailable::new(
-            text,
-            "check `docker network inspect` for the served network",
-        ),
-    }
+    Unavailable::new(
+        e.problem(),
+        e.fix()
+            .unwrap_or("check `docker network inspect` for the served network"),
+    )
+}
+
+/// The facts from crossdock-docker's report (pure: unit-tested with canned reports).
+pub fn docker_facts(
+    endpoint: &str,
+    report: Result<crossdock_docker::EngineReport, crossdock_docker::DockerError>,
+) -> Fact<DockerFacts> {
+    let report = report.map_err(|e| docker_unavailable(&e))?;
+    let network = report
+        .network
+        .map(|d| crate::facts::NetworkFacts {
+            name: d.served.name,
+            id: d.served.id,
+            driver: "bridge".into(),
+            subnet: Some(d.served.subnet),
+            gateway: d.served.gateway,
+            bridge: d.served.bridge,
+            options: d.options,
+            containers: d.containers,
+        })
+        .map_err(|e| docker_unavailable(&e));
+    Ok(DockerFacts {
+        endpoint: endpoint.to_string(),
+        version: report.version,
+        api_version: report.api_version,
+        network,
+    })
 }
 
 #[async_trait]
 impl DockerProbe for RealDocker {
     async fn docker(&self, cfg: &Config) -> Fact<DockerFacts> {
-        use crossdock_docker::{served_network, BollardDocker, DockerError};
-        let d = BollardDocker::new(cfg.docker_socket());
-        let (client, version) = d.connect_once().await.map_err(|e| docker_unavailable(&e))?;
-        let api_version = client
-            .version()
-            .await
-            .ok()
-            .and_then(|v| v.api_version)
-            .unwrap_or_default();
-        let name = cfg.docker.network.as_str();
-        let network = match client
-            .inspect_network(
-                name,
-                None::<bollard::query_parameters::InspectNetworkOptions>,
-            )
-            .await
-        {
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Err(docker_unavailable(&DockerError::NetworkNotFound {
-                name: name.into(),
-            })),
-            Err(e) => Err(docker_unavailable(&DockerError::Api {
-                call: format!("GET /networks/{name}"),
-                message: e.to_string(),
-            })),
-            Ok(net) => {
-                let options: BTreeMap<String, String> = net
-                    .options
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
-                let mut containers: Vec<Ipv4Addr> = net
-                    .containers
-                    .clone()
-                    .unwrap_or_default()
-                    .values()
-                    .filter_map(|c| {
-                        let a = c.ipv4_address.as_deref()?;
-                        a.split('/').next()?.parse().ok()
-                    })
-                    .collect();
-                containers.sort();
-                match served_network(name, &net, &version) {
-                    Ok(s) => Ok(crate::facts::NetworkFacts {
-                        name: s.name,
-                        id: s.id,
-                        driver: "bridge".into(),
-                        subnet: Some(s.subnet),
-                        gateway: s.gateway,
-                        bridge: s.bridge,
-                        options,
-                        containers,
-                    }),
-                    Err(e) => Err(docker_unavailable(&e)),
-                }
-            }
-        };
-        Ok(DockerFacts {
-            endpoint: cfg.docker.host.clone(),
-            version,
-            api_version,
-            network,
-        })
+        let d = crossdock_docker::BollardDocker::new(cfg.docker_socket());
+        docker_facts(&cfg.docker.host, d.engine_report(&cfg.docker.network).await)
     }
 }
 
@@ -601,6 +553,7 @@ fn skipped_cloud(reason: &Unavailable, quota: u32) -> CloudFacts {
         cidrs_source: String::new(),
         source_dest_check: Err(reason.clone()),
         route_quota: quota,
+        fleet: None,
     }
 }
 
@@ -883,6 +836,10 @@ impl CloudProbe for RealCloud {
             },
         };
         permissions.push(modify);
+        // Fleet mode's instance listings and batch-write permissions (nothing when it is off).
+        let (fleet, fleet_permissions) =
+            crate::fleet::gather(client, cfg, id, &route_tables, &routes_result).await;
+        permissions.extend(fleet_permissions);
         // Report in the order the checks are defined.
         permissions.sort_by_key(|p| {
             ACTIONS
@@ -901,6 +858,11 @@ impl CloudProbe for RealCloud {
             cidrs_source,
             source_dest_check,
             route_quota: self.route_quota,
+            fleet,
         }
     }
 }
+
+#[cfg(test)]
+#[path = "gather_tests.rs"]
+mod tests;

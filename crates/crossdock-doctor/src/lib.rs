@@ -9,6 +9,8 @@
 pub mod checks;
 pub mod cli;
 pub mod facts;
+pub mod fleet;
+pub mod fleet_checks;
 pub mod gather;
 pub mod iptables;
 pub mod model;

@@ -4,6 +4,9 @@
 //! would fail too, and a table of twenty red lines hides the one thing to fix. Each check names the
 //! checks it needs; when one of them failed (or was itself held back), the check is not run and is
 //! reported `skip` with "not checked: <root> failed", so breaking one thing names that one check.
+//! The same goes for a check that does not apply here (no cloud provider): its dependents are skipped
+//! naming it and its reason once ("not checked: <root> was skipped (<reason>)"), never a chain of
+//! reasons, and the table shows the whole group on one line under it.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -58,6 +61,10 @@ pub struct Check {
     /// For a check held back by a failure: the failed check at the root of the chain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<String>,
+    /// For a check not run because a check it needs does not apply here: that check, at the root of
+    /// the chain (whose evidence says why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_by: Option<String>,
 }
 
 /// What a check's logic returns; the runner adds id, title and dependencies.
@@ -144,11 +151,12 @@ pub fn run_checks<F>(defs: &[CheckDef<F>], facts: &F) -> Vec<Check> {
     let mut done: BTreeMap<&str, usize> = BTreeMap::new();
     let mut out: Vec<Check> = Vec::with_capacity(defs.len());
     for def in defs {
-        let mut held: Option<(Status, String, Option<String>)> = None;
+        // (evidence, failed root) of a failure upstream; (evidence, skipped root) of a skip upstream.
+        let mut held: Option<(String, Option<String>)> = None;
+        let mut skipped: Option<(String, String)> = None;
         for dep in def.depends_on {
             let Some(&i) = done.get(dep) else {
                 held = Some((
-                    Status::Skip,
                     format!("not checked: dependency {dep} is not defined (a doctor bug)"),
                     Some((*dep).to_string()),
                 ));
@@ -157,36 +165,30 @@ pub fn run_checks<F>(defs: &[CheckDef<F>], facts: &F) -> Vec<Check> {
             let d = &out[i];
             match (d.status, &d.blocked_by) {
                 (Status::Fail, _) => {
-                    held = Some((
-                        Status::Skip,
-                        format!("not checked: {dep} failed"),
-                        Some(d.id.clone()),
-                    ));
+                    held = Some((format!("not checked: {dep} failed"), Some(d.id.clone())));
                     break;
                 }
                 (Status::Skip, Some(root)) => {
-                    held = Some((
-                        Status::Skip,
-                        format!("not checked: {root} failed"),
-                        Some(root.clone()),
-                    ));
+                    held = Some((format!("not checked: {root} failed"), Some(root.clone())));
                     break;
                 }
-                (Status::Skip, None) if held.is_none() => {
-                    held = Some((
-                        Status::Skip,
-                        format!("not checked: {dep} was skipped ({})", d.evidence),
-                        None,
+                (Status::Skip, None) if skipped.is_none() => {
+                    let root = d.skipped_by.as_ref().map_or(i, |r| done[r.as_str()]);
+                    let root = &out[root];
+                    skipped = Some((
+                        format!("not checked: {} was skipped ({})", root.id, root.evidence),
+                        root.id.clone(),
                     ));
                 }
                 _ => {}
             }
         }
-        let (status, evidence, fix, blocked_by) = match held {
-            Some((s, e, root)) => (s, e, None, root),
-            None => {
+        let (status, evidence, fix, blocked_by, skipped_by) = match (held, skipped) {
+            (Some((e, root)), _) => (Status::Skip, e, None, root, None),
+            (None, Some((e, root))) => (Status::Skip, e, None, None, Some(root)),
+            (None, None) => {
                 let o = (def.run)(facts);
-                (o.status, o.evidence, o.fix, None)
+                (o.status, o.evidence, o.fix, None, None)
             }
         };
         done.insert(def.id, out.len());
@@ -198,6 +200,7 @@ pub fn run_checks<F>(defs: &[CheckDef<F>], facts: &F) -> Vec<Check> {
             fix,
             depends_on: def.depends_on.iter().map(|s| s.to_string()).collect(),
             blocked_by,
+            skipped_by,
         });
     }
     out
@@ -328,7 +331,30 @@ mod tests {
         assert_eq!(checks[2].status, Status::Skip);
         assert_eq!(checks[2].evidence, "not checked: b was skipped (n/a here)");
         assert_eq!(checks[2].blocked_by, None);
+        assert_eq!(checks[2].skipped_by.as_deref(), Some("b"));
+        assert_eq!(checks[1].skipped_by, None, "b is the root: its own reason");
         assert_eq!(Summary::of(&checks).exit_code(), 1);
+    }
+
+    #[test]
+    fn a_chain_of_skips_names_the_root_and_its_reason_once() {
+        let defs: Vec<CheckDef<F>> = vec![
+            CheckDef::new("cloud", "C", &[], |_| Outcome::skip("provider none")),
+            CheckDef::new("creds", "K", &["cloud"], |_| Outcome::ok("x")),
+            CheckDef::new("perm", "P", &["creds"], |_| Outcome::ok("x")),
+            CheckDef::new("quota", "Q", &["perm"], |_| Outcome::ok("x")),
+        ];
+        let checks = run_checks(
+            &defs,
+            &F {
+                a: Status::Ok,
+                b: Status::Ok,
+            },
+        );
+        for c in &checks[1..] {
+            assert_eq!(c.evidence, "not checked: cloud was skipped (provider none)");
+            assert_eq!(c.skipped_by.as_deref(), Some("cloud"));
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! other traffic at the same moment, so the report names them as evidence, not proof.
 
 use crate::facts::{Fact, RouteLookup, Unavailable};
-use crate::iptables::{masquerades, Packet, Ruleset};
+use crate::iptables::{masquerades, Packet, Ruleset, Walk};
 use async_trait::async_trait;
 use ipnet::Ipv4Net;
 use serde::Serialize;
@@ -84,7 +84,7 @@ pub struct CounterDelta {
 
 impl CounterDelta {
     fn target(&self) -> Option<String> {
-        let args = crossdock_hostnet::rules::split_save_line(&self.rule);
+        let args = crossdock_hostnet::split_save_line(&self.rule);
         args.windows(2)
             .rev()
             .find(|w| w[0] == "-j" || w[0] == "-g")
@@ -198,11 +198,11 @@ pub fn analyse(
         .filter(|d| d.table == "nat" && d.index.is_some())
         .collect();
     let masq_hit = nat_hits.iter().find(|d| {
-        let args = crossdock_hostnet::rules::split_save_line(&d.rule);
+        let args = crossdock_hostnet::split_save_line(&d.rule);
         src.is_some_and(|s| masquerades(&args, Ipv4Net::from(s)))
     });
     let exempt_hit = nat_hits.iter().find(|d| {
-        let args = crossdock_hostnet::rules::split_save_line(&d.rule);
+        let args = crossdock_hostnet::split_save_line(&d.rule);
         crossdock_hostnet::rules::is_tagged(&args)
             && matches!(d.target().as_deref(), Some("RETURN") | Some("ACCEPT"))
             && d.chain.starts_with(crossdock_hostnet::rules::CHAIN_PREFIX)

@@ -1,7 +1,8 @@
 //! Output: a table for people, JSON for scripts.
 //!
 //! The table puts the verdict first and the fix on its own line under every warning and failure, so
-//! the one line to act on is easy to find; colour is added only when stdout is a terminal (and
+//! the one line to act on is easy to find; checks held back by a failure, or skipped because a check
+//! they need does not apply here, are listed on one line under that check rather than one by one; colour is added only when stdout is a terminal (and
 //! `NO_COLOR` is unset), so logs and pipes stay plain. The JSON carries the same checks with stable
 //! ids plus the probe, for scripts and bug reports.
 
@@ -73,7 +74,7 @@ pub fn table(report: &Report, colour: bool, width: usize) -> String {
     let id_w = report
         .checks
         .iter()
-        .filter(|c| c.blocked_by.is_none())
+        .filter(|c| c.blocked_by.is_none() && c.skipped_by.is_none())
         .map(|c| c.id.len())
         .max()
         .unwrap_or(10)
@@ -82,8 +83,8 @@ pub fn table(report: &Report, colour: bool, width: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{:<4}  {:<id_w$}  EVIDENCE", "", "CHECK");
     for c in &report.checks {
-        if c.status == Status::Skip && c.blocked_by.is_some() {
-            // Shown once, under the failure that held it back.
+        if c.status == Status::Skip && (c.blocked_by.is_some() || c.skipped_by.is_some()) {
+            // Shown once, under the failure that held it back or the skip it follows.
             continue;
         }
         let lines = wrap(&c.evidence, width.saturating_sub(indent));
@@ -115,18 +116,20 @@ pub fn table(report: &Report, colour: bool, width: usize) -> String {
                 }
             }
         }
-        let held: Vec<&str> = report
-            .checks
-            .iter()
-            .filter(|h| h.blocked_by.as_deref() == Some(c.id.as_str()))
-            .map(|h| h.id.as_str())
-            .collect();
-        if !held.is_empty() {
-            let text = format!(
-                "not checked because of this failure ({}): {}",
-                held.len(),
-                held.join(", ")
-            );
+        for (text, group) in [
+            (
+                "not checked because of this failure",
+                held_by(report, c, |h| &h.blocked_by),
+            ),
+            (
+                "not checked for the same reason",
+                held_by(report, c, |h| &h.skipped_by),
+            ),
+        ] {
+            if group.is_empty() {
+                continue;
+            }
+            let text = format!("{text} ({}): {}", group.len(), group.join(", "));
             for l in wrap(&text, width.saturating_sub(indent)) {
                 let _ = writeln!(out, "{:indent$}{}", "", paint(&l, "2", colour));
             }
@@ -143,6 +146,20 @@ pub fn table(report: &Report, colour: bool, width: usize) -> String {
         s.ok, s.warn, s.fail, s.skip, report.exit_code
     );
     out
+}
+
+/// The ids of the checks whose `root` (blocked_by or skipped_by) is `c`.
+fn held_by<'a>(
+    report: &'a Report,
+    c: &Check,
+    root: impl Fn(&Check) -> &Option<String>,
+) -> Vec<&'a str> {
+    report
+        .checks
+        .iter()
+        .filter(|h| root(h).as_deref() == Some(c.id.as_str()))
+        .map(|h| h.id.as_str())
+        .collect()
 }
 
 /// Greedy word wrap; `width` 0 means one line.
@@ -180,6 +197,7 @@ mod tests {
             fix: fix.map(String::from),
             depends_on: vec![],
             blocked_by: None,
+            skipped_by: None,
         }
     }
 
@@ -220,6 +238,38 @@ mod tests {
         assert!(t.contains("1 ok, 1 warning(s), 1 failure(s), 1 skipped (exit 2)"));
         let coloured = table(&r, true, 0);
         assert!(coloured.contains("\x1b[31;1mFAIL\x1b[0m"));
+    }
+
+    #[test]
+    fn checks_skipped_for_one_reason_are_one_line_under_it() {
+        let mut group = vec![check("cloud.metadata", Status::Skip, None)];
+        group[0].evidence = "cloud.provider = \"none\"".into();
+        for id in [
+            "cloud.credentials",
+            "cloud.route-table",
+            "cloud.route-quota",
+        ] {
+            let mut c = check(id, Status::Skip, None);
+            c.evidence =
+                "not checked: cloud.metadata was skipped (cloud.provider = \"none\")".into();
+            c.skipped_by = Some("cloud.metadata".into());
+            group.push(c);
+        }
+        let t = table(&Report::new(group, None), false, 0);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[1].starts_with("skip  cloud.metadata  cloud.provider = \"none\""),
+            "{t}"
+        );
+        assert_eq!(
+            lines[2].trim(),
+            "not checked for the same reason (3): cloud.credentials, cloud.route-table, cloud.route-quota"
+        );
+        assert!(!t.contains("was skipped"), "{t}");
+        assert!(
+            t.contains("0 ok, 0 warning(s), 0 failure(s), 4 skipped (exit 0)"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -80,12 +80,15 @@ async fn vpc() -> Vpc {
 }
 
 impl Vpc {
-    fn config(&self) -> crossdock_config::Config {
-        crossdock_config::parse(&format!(
+    fn config_text(&self) -> String {
+        format!(
             "cluster_cidrs = [\"10.0.0.0/8\"]\n[cloud]\nprovider = \"alibaba\"\nmetadata_url = \"http://{}\"\nvpc_endpoint = \"http://{}\"\necs_endpoint = \"http://{}\"\n",
             self.metadata, self.api, self.api
-        ))
-        .unwrap()
+        )
+    }
+
+    fn config(&self) -> crossdock_config::Config {
+        crossdock_config::parse(&self.config_text()).unwrap()
     }
 
     async fn our_route(&self, status: RouteStatus) -> String {
@@ -138,21 +141,31 @@ impl Vpc {
     }
 
     async fn doctor(&self, env: &[(&str, &str)]) -> (CloudFacts, Vec<Check>) {
-        let cfg = self.config();
+        self.doctor_with(self.config(), SUBNET, env).await
+    }
+
+    /// Doctor with `cfg`, Docker serving `subnet`.
+    async fn doctor_with(
+        &self,
+        cfg: crossdock_config::Config,
+        subnet: &str,
+        env: &[(&str, &str)],
+    ) -> (CloudFacts, Vec<Check>) {
         let probe = RealCloud {
             env: crossdock_alibaba::EnvVars::from_pairs(env.iter().copied()),
             route_quota: 200,
             enabled: true,
         };
-        let cloud = probe.cloud(&cfg, Some(SUBNET.parse().unwrap())).await;
-        let facts = facts(cfg, cloud.clone());
+        let cloud = probe.cloud(&cfg, Some(subnet.parse().unwrap())).await;
+        let facts = facts(cfg, subnet, cloud.clone());
         let checks = run_checks(&checks::all(), &facts);
         (cloud, checks)
     }
 }
 
-/// Host and Docker facts of a healthy host; only the cloud side is real here.
-fn facts(cfg: crossdock_config::Config, cloud: CloudFacts) -> Facts {
+/// Host and Docker facts of a healthy host serving `subnet`; only the cloud side is real here.
+fn facts(cfg: crossdock_config::Config, subnet: &str, cloud: CloudFacts) -> Facts {
+    let subnet: ipnet::Ipv4Net = subnet.parse().unwrap();
     Facts {
         now: chrono::Utc::now(),
         config: ConfigFacts {
@@ -167,8 +180,8 @@ fn facts(cfg: crossdock_config::Config, cloud: CloudFacts) -> Facts {
                 name: "bridge".into(),
                 id: "0".repeat(64),
                 driver: "bridge".into(),
-                subnet: Some(SUBNET.parse().unwrap()),
-                gateway: Some("10.1.0.1".parse().unwrap()),
+                subnet: Some(subnet),
+                gateway: subnet.hosts().next(),
                 bridge: "docker0".into(),
                 options: BTreeMap::new(),
                 containers: vec![],
@@ -197,10 +210,12 @@ fn status(checks: &[Check], id: &str) -> Status {
         .status
 }
 
+/// The cloud checks that apply in per-host mode (fleet mode's follow `fleet.mode`, skipped).
 fn cloud_statuses(checks: &[Check]) -> Vec<(String, Status)> {
     checks
         .iter()
         .filter(|c| c.id.starts_with("cloud.") || c.id == "subnet.vpc-overlap")
+        .filter(|c| c.skipped_by.as_deref() != Some("fleet.mode"))
         .map(|c| (c.id.clone(), c.status))
         .collect()
 }
@@ -219,6 +234,7 @@ fn only_fails(checks: &[Check], id: &str) -> Check {
             Status::Ok => {}
             Status::Skip if other.blocked_by.as_deref() == Some(id) => {}
             Status::Skip if other.id == "cloud.permission.DeleteRouteEntry" => {}
+            Status::Skip if other.skipped_by.as_deref() == Some("fleet.mode") => {}
             s => panic!("{} is {s:?} too: {}", other.id, other.evidence),
         }
     }
@@ -439,4 +455,270 @@ async fn role_without_create_permission() {
     let (_, checks) = v.doctor(&[]).await;
     let c = only_fails(&checks, "cloud.permission.CreateRouteEntry");
     assert!(c.fix.unwrap().contains("vpc:CreateRouteEntry"));
+}
+
+// ---------------------------------------------------------------- fleet mode
+
+/// This host's derived subnet: 127.0.0.1 is offset 1 in the host range 127.0.0.0/24.
+const FLEET_SUBNET: &str = "10.0.1.0/24";
+
+fn cluster_tag() -> crossdock_vpcsim::model::Tag {
+    crossdock_vpcsim::model::Tag::new("crossdock-cluster", "emu")
+}
+
+impl Vpc {
+    /// Fleet mode: members tagged crossdock-cluster=emu, subnets derived from 127.0.0.0/24 (the
+    /// vSwitch) into 10.0.0.0/8 at /24.
+    fn fleet_config(&self) -> crossdock_config::Config {
+        let text = format!(
+            "{}[subnet]\nmode = \"derived\"\nhost_ranges = [\"127.0.0.0/24\"]\n[fleet]\ntag = \"crossdock-cluster=emu\"\n",
+            self.config_text()
+        );
+        crossdock_config::parse(&text).unwrap()
+    }
+
+    async fn fleet_doctor(&self) -> Vec<Check> {
+        self.doctor_with(self.fleet_config(), FLEET_SUBNET, &[])
+            .await
+            .1
+    }
+
+    /// A host of the VPC with crossdock's marked route to `cidr`.
+    async fn host_with_route(&self, name: &str, ip: &str, cidr: &str, tagged: bool) -> String {
+        let inst = self
+            .admin
+            .create_instance(&CreateInstance {
+                hostname: name.into(),
+                private_ip: Some(ip.parse().unwrap()),
+                tags: if tagged { vec![cluster_tag()] } else { vec![] },
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        self.marked_route(cidr, &inst.instance_id).await;
+        inst.instance_id
+    }
+
+    async fn marked_route(&self, cidr: &str, hop: &str) {
+        self.admin
+            .put_route(&PutRoute {
+                destination_cidr_block: Some(cidr.parse().unwrap()),
+                next_hop_id: hop.into(),
+                route_entry_name: "crossdock".into(),
+                description: format!("crossdock:{hop}"),
+                status: RouteStatus::Available,
+                ..PutRoute::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Every route entry as (id, destination, next hop, status).
+    async fn entries(&self) -> Vec<(String, String, String, String)> {
+        let mut e: Vec<_> = self
+            .admin
+            .state()
+            .await
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.route_entry_id.clone(),
+                    e.destination_cidr_block.to_string(),
+                    e.next_hop_id.clone(),
+                    format!("{:?}", e.status),
+                )
+            })
+            .collect();
+        e.sort();
+        e
+    }
+}
+
+fn check<'a>(checks: &'a [Check], id: &str) -> &'a Check {
+    checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no check {id}"))
+}
+
+/// A fleet member with its peers: one running with its route, one released and one stopped and
+/// untagged whose crossdock routes remain, and a user's route. Every check passes, the members'
+/// evidence tells them apart, and doctor wrote and deleted nothing (the batch-write permissions
+/// are probed with a next hop and an entry that do not exist).
+#[tokio::test]
+async fn fleet_member_healthy_and_nothing_written() {
+    let v = vpc().await;
+    v.switch_off_source_dest_check().await;
+    v.admin
+        .set_instance_tags(&v.instance_id, &[cluster_tag()])
+        .await
+        .unwrap();
+    v.marked_route(FLEET_SUBNET, &v.instance_id).await;
+    v.host_with_route("h2", "127.0.0.2", "10.0.2.0/24", true)
+        .await;
+    let gone = v
+        .host_with_route("h3", "127.0.0.3", "10.0.3.0/24", true)
+        .await;
+    v.admin.release_instance(&gone).await.unwrap();
+    let off = v
+        .host_with_route("h4", "127.0.0.4", "10.0.4.0/24", false)
+        .await;
+    v.admin.stop_instance(&off).await.unwrap();
+    v.admin
+        .put_route(&PutRoute {
+            destination_cidr_block: Some("172.20.0.0/24".parse().unwrap()),
+            next_hop_id: off.clone(),
+            ..PutRoute::default()
+        })
+        .await
+        .unwrap();
+    let before = v.entries().await;
+
+    let checks = v.fleet_doctor().await;
+    let not_ok: Vec<String> = checks
+        .iter()
+        .filter(|c| c.status != Status::Ok)
+        .filter(|c| c.id.starts_with("cloud.") || c.id.starts_with("fleet."))
+        .map(|c| format!("{} {:?}: {}", c.id, c.status, c.evidence))
+        .collect();
+    assert_eq!(not_ok.len(), 1, "{not_ok:#?}");
+    assert!(not_ok[0].starts_with("cloud.permission.DeleteRouteEntry Skip"));
+    assert!(check(&checks, "fleet.tag")
+        .evidence
+        .contains("carries crossdock-cluster=emu"));
+    assert!(check(&checks, "fleet.mapping")
+        .evidence
+        .contains("127.0.0.1 -> 10.0.1.0/24"));
+    let members = &check(&checks, "fleet.members").evidence;
+    for part in [
+        "2 member(s) tagged crossdock-cluster=emu, 2 running",
+        "2 in place, 0 missing",
+        "2 crossdock route(s) point at 2 non-member instance(s)",
+        &format!("1 released ({gone}): its routes are stale, the agents delete them 300 s after the release"),
+        &format!("1 still exist, stopped or untagged ({off}): their routes are kept"),
+    ] {
+        assert!(members.contains(part), "`{part}` missing: {members}");
+    }
+    for action in ["CreateRouteEntries", "DeleteRouteEntries"] {
+        let c = check(&checks, &format!("cloud.permission.{action}"));
+        assert!(c.evidence.contains("does not exist"), "{}", c.evidence);
+    }
+
+    // Nothing created, nothing deleted; the probes named what does not exist.
+    assert_eq!(v.entries().await, before);
+    let calls = v.admin.calls(None).await.unwrap().calls;
+    let create: Vec<_> = calls
+        .iter()
+        .filter(|c| c.action == "CreateRouteEntries")
+        .collect();
+    assert_eq!(create.len(), 1);
+    assert_eq!(
+        create[0]
+            .params
+            .get("RouteEntries.1.NextHop")
+            .map(String::as_str),
+        Some(crossdock_doctor::fleet::PROBE_NEXT_HOP)
+    );
+    let delete: Vec<_> = calls
+        .iter()
+        .filter(|c| c.action == "DeleteRouteEntries")
+        .collect();
+    assert_eq!(delete.len(), 1);
+    assert_eq!(
+        delete[0]
+            .params
+            .get("RouteEntries.1.RouteEntryId")
+            .map(String::as_str),
+        Some(crossdock_doctor::fleet::PROBE_ENTRY_ID)
+    );
+}
+
+/// The cases an operator meets: this instance untagged (the tag fails with the tagging command),
+/// a member whose route is missing (a warning naming it), the role without the fleet actions (each
+/// named, the tag check with the permission fix).
+#[tokio::test]
+async fn fleet_untagged_missing_route_and_missing_permissions() {
+    let v = vpc().await;
+    v.switch_off_source_dest_check().await;
+    v.marked_route(FLEET_SUBNET, &v.instance_id).await;
+    let checks = v.fleet_doctor().await;
+    let c = check(&checks, "fleet.tag");
+    assert_eq!(c.status, Status::Fail, "{}", c.evidence);
+    assert!(c.evidence.contains("has no tags"), "{}", c.evidence);
+    assert!(c.fix.as_deref().unwrap().contains(&format!(
+        "--ResourceId.1 {} --Tag.1.Key crossdock-cluster --Tag.1.Value emu",
+        v.instance_id
+    )));
+    assert_eq!(
+        check(&checks, "fleet.members").blocked_by.as_deref(),
+        Some("fleet.tag")
+    );
+
+    v.admin
+        .set_instance_tags(&v.instance_id, &[cluster_tag()])
+        .await
+        .unwrap();
+    let new = v
+        .admin
+        .create_instance(&CreateInstance {
+            hostname: "h5".into(),
+            private_ip: Some("127.0.0.5".parse().unwrap()),
+            tags: vec![cluster_tag()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let checks = v.fleet_doctor().await;
+    assert_eq!(check(&checks, "fleet.tag").status, Status::Ok);
+    let c = check(&checks, "fleet.members");
+    assert_eq!(c.status, Status::Warn, "{}", c.evidence);
+    assert!(
+        c.evidence.contains(&format!(
+            "1 missing ({} 10.0.5.0/24 in {})",
+            new.instance_id, v.table
+        )),
+        "{}",
+        c.evidence
+    );
+
+    v.admin
+        .set_role(&SetRole {
+            role_name: "crossdock-node".into(),
+            allowed_actions: Some(vec![
+                "vpc:Describe*".into(),
+                "vpc:CreateRouteEntry".into(),
+                "vpc:DeleteRouteEntry".into(),
+                "ecs:DescribeNetworkInterfaces".into(),
+                "ecs:ModifyNetworkInterfaceAttribute".into(),
+            ]),
+        })
+        .await
+        .unwrap();
+    let checks = v.fleet_doctor().await;
+    for (id, ram) in [
+        (
+            "cloud.permission.DescribeInstances",
+            "ecs:DescribeInstances",
+        ),
+        (
+            "cloud.permission.CreateRouteEntries",
+            "vpc:CreateRouteEntries",
+        ),
+        (
+            "cloud.permission.DeleteRouteEntries",
+            "vpc:DeleteRouteEntries",
+        ),
+        ("fleet.tag", "ecs:DescribeInstances"),
+    ] {
+        let c = check(&checks, id);
+        assert_eq!(c.status, Status::Fail, "{id}: {}", c.evidence);
+        assert!(c.fix.as_deref().unwrap().contains(ram), "{id}: {:?}", c.fix);
+    }
+    // The per-host permissions are untouched.
+    assert_eq!(
+        check(&checks, "cloud.permission.CreateRouteEntry").status,
+        Status::Ok
+    );
 }

@@ -8,7 +8,7 @@
 //! ACCEPT ahead of Docker 28's raw-table DROP lets cluster traffic in.
 //! Root only; everything lives in namespaces created here and removed on drop.
 
-use crossdock_doctor::iptables::{Packet, Ruleset};
+use crossdock_doctor::iptables::{Packet, Ruleset, Walk};
 use crossdock_lab::netns::{veth, Netns};
 use std::net::Ipv4Addr;
 

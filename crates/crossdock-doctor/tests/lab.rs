@@ -34,6 +34,16 @@ fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
+/// `expected` plus fleet mode's checks, skipped in this per-host lab (they follow `fleet.mode`).
+fn per_host(expected: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let fleet = crossdock_doctor::fleet_checks::defs();
+    expected
+        .iter()
+        .copied()
+        .chain(fleet.iter().map(|d| (d.id, "skip")))
+        .collect()
+}
+
 fn doctor(lab: &Lab, env: &[(&str, &str)], extra: &[&str]) -> Value {
     let bin = crossdock_lab::testing::crossdock_bin().unwrap();
     let bin = bin.display().to_string();
@@ -110,11 +120,11 @@ fn doctor_names_each_breakage_in_the_lab() {
     let first = doctor(&lab, &[], &[]);
     not_ok(
         &first,
-        &[
+        &per_host(&[
             ("agent.status", "warn"),
             ("cloud.permission.DeleteRouteEntry", "skip"),
             ("cloud.source-dest-check", "fail"),
-        ],
+        ]),
     );
     let sdc = &common::statuses(&first)["cloud.source-dest-check"].1;
     assert!(sdc["fix"]
@@ -137,10 +147,10 @@ fn doctor_names_each_breakage_in_the_lab() {
     let base = doctor(&lab, &[], &[]);
     not_ok(
         &base,
-        &[
+        &per_host(&[
             ("agent.status", "warn"),
             ("cloud.permission.DeleteRouteEntry", "skip"),
-        ],
+        ]),
     );
     // The probe to h2's bridge: through the VPC route and back, with the container source kept.
     let probe = doctor(&lab, &[], &["--probe", &h2_gateway])["probe"].clone();
@@ -312,4 +322,81 @@ fn doctor_names_each_breakage_in_the_lab() {
         "iptables -t raw -I PREROUTING 1",
     );
     eprintln!("lab doctor cases took {:?}", started.elapsed());
+}
+
+/// Fleet mode in the lab: two hosts from one configuration, each Docker's subnet written by
+/// `crossdock init`, the agents keeping both members' routes. Doctor on h1 passes every fleet check
+/// against the real metadata service (the VPC CIDR is the host range), the real dockerd and the
+/// emulator; untagging h1's instance then fails exactly `fleet.tag`, with the tagging command.
+#[test]
+fn doctor_checks_a_fleet_member_in_the_lab() {
+    if !crossdock_lab::testing::root_or_skip() {
+        return;
+    }
+    let started = Instant::now();
+    let mut lab = Lab::up(LabOptions {
+        name: crossdock_lab::testing::unique_lab_name(),
+        hosts: 2,
+        docker: DockerVersion::V28,
+        agents: true,
+        fleet: true,
+        crossdock_bin: crossdock_lab::testing::crossdock_bin().unwrap(),
+        ..LabOptions::default()
+    })
+    .unwrap();
+    lab.wait_agent_ready("h1", Duration::from_secs(60)).unwrap();
+    lab.wait_agent_ready("h2", Duration::from_secs(60)).unwrap();
+    let ids = [
+        lab.host(1).instance_id.clone(),
+        lab.host(2).instance_id.clone(),
+    ];
+    wait_for(Duration::from_secs(60), "both members' routes", || {
+        let routes = lab.status().routes;
+        ids.iter()
+            .all(|id| {
+                routes
+                    .iter()
+                    .any(|r| &r.next_hop_id == id && r.status == "Available")
+            })
+            .then_some(())
+    });
+    // From here on nothing repairs anything behind doctor's back.
+    lab.agent_stop("h1").unwrap();
+    lab.agent_stop("h2").unwrap();
+
+    let base = doctor(&lab, &[], &[]);
+    let s = common::statuses(&base);
+    for def in crossdock_doctor::fleet_checks::defs() {
+        let (status, check) = &s[def.id];
+        assert_eq!(status, "ok", "{}: {check:#}", def.id);
+    }
+    assert_eq!(s["cloud.route-quota"].0, "ok");
+    let members = s["fleet.members"].1["evidence"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        members.contains("2 member(s)") && members.contains("2 in place, 0 missing"),
+        "{members}"
+    );
+    let mapping = s["fleet.mapping"].1["evidence"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        mapping.contains(&format!("{} -> ", lab.host(1).private_ip))
+            && mapping.contains("the VPC CIDR"),
+        "{mapping}"
+    );
+
+    let id = ids[0].clone();
+    lab.admin_sync(move |a| async move { a.set_instance_tags(&id, &[]).await })
+        .unwrap();
+    let now = doctor(&lab, &[], &[]);
+    let c = only(&base, &now, "fleet.tag", Status::Fail, "TagResources");
+    assert!(
+        c["evidence"].as_str().unwrap().contains("has no tags"),
+        "{c:#}"
+    );
+    eprintln!("lab fleet doctor case took {:?}", started.elapsed());
 }

@@ -1,9 +1,13 @@
 //! Host networking the agent reconciles: sysctls, iptables rules as data, netlink look-ups.
 //!
-//! The desired state is computed as plain data ([`desired_rules`], [`desired_sysctls`]) from the
-//! cluster range(s), the local container subnet and the bridge, then applied idempotently by
-//! [`reconcile`] through the small [`Firewall`] trait. Everything that touches the kernel (iptables,
-//! `/proc/sys`, rtnetlink) sits behind a trait, so the logic runs in unit tests without root.
+//! The agent states what the host must let through ([`DesiredInput`]: cluster range(s), local
+//! container subnet, bridge) and a [`Firewall`] driver makes it so and reports the [`Changes`]. The
+//! iptables driver ([`Iptables`]) renders the intent as rules ([`desired_rules`], plain data), reads
+//! each table with `iptables-save` ([`save`], the workspace's one parser of that format), plans the
+//! difference ([`plan`], pure) and applies it as one `iptables-restore --noflush` transaction per
+//! table; [`MemoryFirewall`] is the same driver over in-memory tables. Sysctls ([`desired_sysctls`])
+//! and netlink look-ups sit behind their own small traits, so all of the logic runs in unit tests
+//! without root. External programs run through one runner ([`command`]), shared with the doctor.
 //!
 //! # The mechanism, and why
 //!
@@ -28,24 +32,38 @@
 //!   a daemon restart and opens everything too. The raw ACCEPT needs neither and is exactly as wide
 //!   as the cluster range. It does not apply to Docker's nftables backend (29+, experimental).
 //!
+//! * **filter INPUT** (only when `[metrics] listen` is a non-loopback address): chain
+//!   `CROSSDOCK-INPUT`, jumped to from the top of `INPUT`, admits the configured scrapers to the
+//!   agent's scrape port; right under the jump a REJECT turns everyone else away ([`scrape_rules`]).
+//!
 //! Every rule carries `-m comment --comment "crossdock:..."`; everything in a `CROSSDOCK-*` chain is
 //! crossdock's. Docker rebuilds its chains on start and on network changes, and `DOCKER-USER` may be
-//! flushed by anyone, so the agent re-runs [`reconcile`] on every Docker event and on a timer; it
-//! re-inserts missing rules, puts displaced jumps back on top and removes stale ones (an old subnet).
-//! [`cleanup`] removes all of it and nothing else. Kernel state is deliberately left in place when the
-//! agent stops, so a restart does not cut traffic.
+//! flushed by anyone, so the agent re-applies on every Docker event and on a timer; a transaction
+//! re-inserts missing rules, puts displaced jumps back on top and removes stale ones (an old subnet),
+//! all at once. [`Firewall::cleanup`] removes all of it and nothing else. Kernel state is
+//! deliberately left in place when the agent stops, so a restart does not cut traffic.
 
+pub mod command;
 pub mod firewall;
+pub mod iptables;
+pub mod memory;
 pub mod netlink;
-pub mod reconcile;
+pub mod plan;
 pub mod rules;
+pub mod save;
 pub mod sysctl;
 
-pub use firewall::{Firewall, FirewallError, Iptables, MemoryFirewall, TableDump};
+#[cfg(test)]
+mod driver_tests;
+
+pub use firewall::{Changes, Firewall, FirewallError};
+pub use iptables::{Iptables, RestoreCommands, Tables};
+pub use memory::{MemoryFirewall, MemoryTables};
 pub use netlink::{LinkInfo, Links, NetlinkError, RtNetlink};
-pub use reconcile::{cleanup, in_place, reconcile, Changes};
 pub use rules::{
-    desired_rules, desired_sysctls, jump_rules, DesiredInput, Position, Rule, SysctlSetting, Table,
-    CHAIN_PREFIX, DOCKER_USER, FORWARD_CHAIN, POSTROUTING_CHAIN, PREROUTING_CHAIN, TAG_PREFIX,
+    desired_rules, desired_sysctls, jump_rules, scrape_rules, DesiredInput, Position, Rule,
+    ScrapeGuard, SysctlSetting, Table, CHAIN_PREFIX, DOCKER_USER, FORWARD_CHAIN, INPUT_CHAIN,
+    POSTROUTING_CHAIN, PREROUTING_CHAIN, TAG_PREFIX,
 };
+pub use save::{split_save_line, Ruleset, SavedRule, SavedTable};
 pub use sysctl::{ensure_sysctls, sysctls_in_place, ProcSysctl, Sysctl, SysctlError};

@@ -1,13 +1,16 @@
 //! Netlink look-ups (read-only): which interface holds the IPv4 default route (the external interface
-//! when the configuration says `auto`), and whether a link exists, is up, and its MTU (the bridge).
+//! when the configuration says `auto`), whether a link exists, is up, and its MTU (the bridge), and
+//! which IPv4 addresses this host holds (the scrape endpoint must listen on one of them).
 //!
 //! Behind the [`Links`] trait so the agent's logic can be tested without a kernel to ask.
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
+use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{LinkAttribute, LinkFlag, LinkMessage};
 use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteType};
 use rtnetlink::IpVersion;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// A network interface as the agent cares about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +137,31 @@ impl Links for RtNetlink {
     }
 }
 
+impl RtNetlink {
+    /// Every IPv4 address configured on an interface of this namespace (the `IFA_LOCAL` address of
+    /// each, which on a point-to-point link differs from the peer's `IFA_ADDRESS`). Used to check that
+    /// an address the agent is told to listen on is one of this host's; needs no privilege.
+    pub async fn ipv4_addresses(&self) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+        let what = "address dump";
+        let handle = connect(what)?;
+        let mut addrs = handle.address().get().execute();
+        let mut out = Vec::new();
+        while let Some(msg) = addrs.try_next().await.map_err(|e| err(what, e))? {
+            let mut local = None;
+            let mut address = None;
+            for a in &msg.attributes {
+                match a {
+                    AddressAttribute::Local(IpAddr::V4(ip)) => local = Some(*ip),
+                    AddressAttribute::Address(IpAddr::V4(ip)) => address = Some(*ip),
+                    _ => {}
+                }
+            }
+            out.extend(local.or(address));
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +174,13 @@ mod tests {
         assert_eq!(lo.index, 1);
         assert!(lo.mtu.is_some());
         assert_eq!(RtNetlink.link("crossdock-none0").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_addresses_include_loopback() {
+        let addrs = RtNetlink.ipv4_addresses().await.unwrap();
+        assert!(addrs.contains(&Ipv4Addr::LOCALHOST), "{addrs:?}");
+        assert!(!addrs.contains(&Ipv4Addr::UNSPECIFIED), "{addrs:?}");
     }
 
     #[tokio::test]

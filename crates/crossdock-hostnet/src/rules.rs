@@ -7,8 +7,9 @@
 
 use ipnet::Ipv4Net;
 use std::fmt;
+use std::net::SocketAddrV4;
 
-/// Comment prefix carried by every rule crossdock writes; it is how `cleanup` and `reconcile` tell
+/// Comment prefix carried by every rule crossdock writes; it is how `apply` and `cleanup` tell
 /// crossdock's rules from everyone else's.
 pub const TAG_PREFIX: &str = "crossdock:";
 /// Prefix of the chains crossdock owns (all of their content is crossdock's).
@@ -21,6 +22,9 @@ pub const POSTROUTING_CHAIN: &str = "CROSSDOCK-POSTROUTING";
 pub const PREROUTING_CHAIN: &str = "CROSSDOCK-PREROUTING";
 /// Docker's chain for third-party filter rules, jumped to first from `FORWARD`.
 pub const DOCKER_USER: &str = "DOCKER-USER";
+/// filter chain admitting the metrics scrapers to the agent's scrape port, jumped to from the top of
+/// `INPUT` (only when the scrape endpoint listens on a non-loopback address).
+pub const INPUT_CHAIN: &str = "CROSSDOCK-INPUT";
 
 /// The iptables tables crossdock touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -125,17 +129,26 @@ pub fn is_own_chain(chain: &str) -> bool {
     chain.starts_with(CHAIN_PREFIX)
 }
 
-/// What the host rules are computed from.
+/// What the host's firewall must let through: the whole input of a [`crate::Firewall`] driver, and
+/// of [`desired_rules`] (the iptables rendering of it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredInput {
     /// Every host's container subnet lies inside these.
     pub cluster_cidrs: Vec<Ipv4Net>,
     /// This host's container subnet (the served Docker network's subnet).
     pub local_subnet: Ipv4Net,
-    /// The served network's bridge device (`docker0`, `br-<id12>`, ...).
-    pub bridge: String,
-    /// The interface towards the VPC, whose forwarding sysctl must be on.
-    pub external_interface: String,
+    /// The served network's bridge device (`docker0`, `br-<id12>`, ...); `None` on a host serving
+    /// `[docker] static_subnet` without Docker, where nothing is opened for the cluster.
+    pub bridge: Option<String>,
+    /// The agent's metrics scrape port, when it listens beyond loopback (see [`scrape_rules`]).
+    pub scrape: Option<ScrapeGuard>,
+}
+
+/// The scrape port to guard and who may reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrapeGuard {
+    pub listen: SocketAddrV4,
+    pub scrapers: Vec<Ipv4Net>,
 }
 
 /// The rules for one host, in application order: chains' content, then the jumps into them.
@@ -151,9 +164,21 @@ pub struct DesiredInput {
 ///   jumped to from the top of raw `PREROUTING`. Docker 28.2+ appends a per-container
 ///   `-d <container> ! -i <bridge> -j DROP` there; an ACCEPT ahead of it lets cluster sources through
 ///   and nothing else. On Docker 20.10 it is harmless (raw has nothing to skip).
+///
+/// Then, when `[metrics] listen` is exposed, the scrape port's rules ([`scrape_rules`]).
 pub fn desired_rules(input: &DesiredInput) -> Vec<Rule> {
+    let mut rules = match &input.bridge {
+        Some(bridge) => cluster_rules(input, bridge),
+        None => Vec::new(),
+    };
+    if let Some(guard) = &input.scrape {
+        rules.extend(scrape_rules(guard.listen, &guard.scrapers));
+    }
+    rules
+}
+
+fn cluster_rules(input: &DesiredInput, bridge: &str) -> Vec<Rule> {
     let local = input.local_subnet.to_string();
-    let bridge = input.bridge.as_str();
     let mut rules = Vec::new();
     for cluster in &input.cluster_cidrs {
         let cluster = cluster.to_string();
@@ -241,6 +266,88 @@ pub fn jump_rules() -> Vec<Rule> {
     ]
 }
 
+/// The rules guarding the agent's scrape port `listen` (`[metrics] listen` on a non-loopback address):
+///
+/// - filter `CROSSDOCK-INPUT`: `-s <scraper> -d <ip>/32 -p tcp --dport <port> -j ACCEPT` per scraper
+///   range, jumped to from the top of `INPUT`;
+/// - right under that jump in `INPUT`: `-d <ip>/32 -p tcp --dport <port> -j REJECT --reject-with
+///   tcp-reset` for everyone else.
+///
+/// Why the REJECT sits in `INPUT` and not in crossdock's chain: every chain crossdock owns holds rules
+/// of one verdict, whose order is moot, and reconcile keeps it so; the head of a parent chain is kept
+/// in order. Why REJECT and not DROP: a scraper listed by mistake fails at once ("connection
+/// refused") instead of timing out, and the port is no secret. The agent checks every connection's
+/// peer as well (403), which also covers the moment before the first pass writes these rules.
+pub fn scrape_rules(listen: SocketAddrV4, scrapers: &[Ipv4Net]) -> Vec<Rule> {
+    let dest = format!("{}/32", listen.ip());
+    let port = listen.port().to_string();
+    let mut rules: Vec<Rule> = scrapers
+        .iter()
+        .map(|s| {
+            Rule::new(
+                Table::Filter,
+                INPUT_CHAIN,
+                Position::Append,
+                &[
+                    "-s",
+                    &s.to_string(),
+                    "-d",
+                    &dest,
+                    "-p",
+                    "tcp",
+                    "-m",
+                    "tcp",
+                    "--dport",
+                    &port,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    "crossdock:metrics-scrapers",
+                    "-j",
+                    "ACCEPT",
+                ],
+            )
+        })
+        .collect();
+    rules.push(Rule::new(
+        Table::Filter,
+        "INPUT",
+        Position::Top,
+        &[
+            "-m",
+            "comment",
+            "--comment",
+            "crossdock:jump",
+            "-j",
+            INPUT_CHAIN,
+        ],
+    ));
+    rules.push(Rule::new(
+        Table::Filter,
+        "INPUT",
+        Position::Top,
+        &[
+            "-d",
+            &dest,
+            "-p",
+            "tcp",
+            "-m",
+            "tcp",
+            "--dport",
+            &port,
+            "-m",
+            "comment",
+            "--comment",
+            "crossdock:metrics-others",
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ],
+    ));
+    rules
+}
+
 /// One sysctl, by its path under `/proc/sys` (`net/ipv4/ip_forward`), so interface names with dots
 /// need no escaping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,43 +381,6 @@ pub fn desired_sysctls(external_interface: &str) -> Vec<SysctlSetting> {
     ]
 }
 
-/// Splits one line of `iptables -S` output into arguments, honouring double quotes and backslash
-/// escapes (comments are printed quoted).
-pub fn split_save_line(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut quoted = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if quoted => {
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-            }
-            '"' => {
-                quoted = !quoted;
-                in_word = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if in_word {
-                    out.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        out.push(cur);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,8 +392,8 @@ mod tests {
                 "10.8.0.0/16".parse().unwrap(),
             ],
             local_subnet: "10.0.3.0/24".parse().unwrap(),
-            bridge: "docker0".into(),
-            external_interface: "eth0".into(),
+            bridge: Some("docker0".into()),
+            scrape: None,
         }
     }
 
@@ -376,7 +446,7 @@ mod tests {
     #[test]
     fn rules_follow_the_bridge_and_subnet() {
         let mut i = input();
-        i.bridge = "br-0123456789ab".into();
+        i.bridge = Some("br-0123456789ab".into());
         i.local_subnet = "10.8.7.0/24".parse().unwrap();
         let text = render(&desired_rules(&i)).join("\n");
         assert!(!text.contains("docker0"));
@@ -386,26 +456,52 @@ mod tests {
     }
 
     #[test]
+    fn the_scrape_port_admits_the_scrapers_and_rejects_everyone_else() {
+        let listen = "192.168.1.11:9464".parse().unwrap();
+        let scrapers = [
+            "192.168.1.12/32".parse().unwrap(),
+            "10.9.0.0/16".parse().unwrap(),
+        ];
+        let got = render(&scrape_rules(listen, &scrapers));
+        let want = [
+            "-t filter -A CROSSDOCK-INPUT -s 192.168.1.12/32 -d 192.168.1.11/32 -p tcp -m tcp --dport 9464 -m comment --comment crossdock:metrics-scrapers -j ACCEPT",
+            "-t filter -A CROSSDOCK-INPUT -s 10.9.0.0/16 -d 192.168.1.11/32 -p tcp -m tcp --dport 9464 -m comment --comment crossdock:metrics-scrapers -j ACCEPT",
+            "-t filter -I INPUT -m comment --comment crossdock:jump -j CROSSDOCK-INPUT",
+            "-t filter -I INPUT -d 192.168.1.11/32 -p tcp -m tcp --dport 9464 -m comment --comment crossdock:metrics-others -j REJECT --reject-with tcp-reset",
+        ];
+        assert_eq!(got, want);
+        for r in scrape_rules(listen, &scrapers) {
+            assert!(r.is_tagged(), "{r}");
+            // One verdict per own chain: the REJECT stays out of CROSSDOCK-INPUT.
+            if r.chain == INPUT_CHAIN {
+                assert_eq!(r.args.last().map(String::as_str), Some("ACCEPT"), "{r}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_static_host_keeps_only_the_scrape_port_rules() {
+        let mut i = input();
+        i.bridge = None;
+        assert!(desired_rules(&i).is_empty());
+        i.scrape = Some(ScrapeGuard {
+            listen: "192.168.1.11:9464".parse().unwrap(),
+            scrapers: vec!["192.168.1.12/32".parse().unwrap()],
+        });
+        let got = desired_rules(&i);
+        assert_eq!(got.len(), 3);
+        assert!(got
+            .iter()
+            .all(|r| r.table == Table::Filter && r.is_tagged()));
+    }
+
+    #[test]
     fn sysctls_name_the_external_interface() {
         let s = desired_sysctls("eth0.100");
         assert_eq!(s[0].dotted(), "net.ipv4.ip_forward");
         assert_eq!(s[1].path, "net/ipv4/conf/eth0.100/forwarding");
         assert_eq!(s[1].dotted(), "net.ipv4.conf.eth0/100.forwarding");
         assert!(s.iter().all(|x| x.value == "1"));
-    }
-
-    #[test]
-    fn save_lines_split_like_iptables_prints_them() {
-        let line = r#"-A CROSSDOCK-FORWARD -s 10.0.0.0/8 -d 10.1.0.0/24 -o docker0 -m comment --comment "crossdock:cluster-to-containers" -j ACCEPT"#;
-        let got = split_save_line(line);
-        assert_eq!(got[0], "-A");
-        assert_eq!(got[11], "crossdock:cluster-to-containers");
-        assert!(is_tagged(&got));
-        let spaced = split_save_line(r#"-A X -m comment --comment "a \"quoted\" word" -j DROP"#);
-        assert_eq!(spaced[5], "a \"quoted\" word");
-        assert_eq!(spaced.len(), 8);
-        assert!(!is_tagged(&spaced));
-        assert_eq!(split_save_line(r#"-A X --comment """#)[3], "");
     }
 
     #[test]

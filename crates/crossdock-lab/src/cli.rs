@@ -42,6 +42,16 @@ pub enum LabCommand {
     },
     /// Start, stop, restart or kill (SIGKILL, a crash) a host's agent.
     Agent { host: String, action: AgentAction },
+    /// Add, release, stop or start a host (an ECS instance) of a running lab.
+    Host {
+        #[command(subcommand)]
+        host: HostCommand,
+    },
+    /// Create custom route tables and bind or unbind vSwitches (a lab with zones).
+    Table {
+        #[command(subcommand)]
+        table: TableCommand,
+    },
     /// Inject faults into the emulated cloud API and metadata service.
     Fault {
         #[command(subcommand)]
@@ -78,6 +88,87 @@ pub struct UpArgs {
     /// How long a new route stays Pending in the emulator, in milliseconds.
     #[arg(long)]
     pub pending_ms: Option<u64>,
+    /// Fleet mode: hosts tagged crossdock-cluster=<lab name>, one identical agent configuration
+    /// (derived subnets), each host's bridge subnet written by `crossdock init` before its dockerd.
+    #[arg(long)]
+    pub fleet: bool,
+    /// Fleet mode: the agent configuration to run on every host (e.g. the agent.toml of
+    /// deploy/cloud-init/user-data.yaml); the lab only points its cloud endpoints and per-host sockets
+    /// into the lab.
+    #[arg(long, value_name = "FILE", requires = "fleet")]
+    pub agent_config: Option<PathBuf>,
+    /// vSwitches, one per zone (vsw<k> = 192.168.<k>.0/24); hosts are spread over them round-robin.
+    /// By default vsw1 uses the VPC's system route table and every other vSwitch a custom table of
+    /// its own.
+    #[arg(long, visible_alias = "zones", default_value_t = 1, value_name = "N")]
+    pub vswitches: usize,
+    /// A custom route table bound to these vSwitches (`2`, `vsw2`, `2,3`); repeat for more tables.
+    /// Replaces the default layout: vSwitches not named use the system table.
+    #[arg(long = "custom-table", value_name = "VSWITCHES", conflicts_with = "no_custom_tables")]
+    pub custom_table: Vec<lab::CustomTables>,
+    /// Every vSwitch uses the system route table.
+    #[arg(long)]
+    pub no_custom_tables: bool,
+}
+
+impl UpArgs {
+    /// The custom tables asked for.
+    pub fn custom_tables(&self) -> lab::CustomTables {
+        if self.no_custom_tables {
+            return lab::CustomTables::None;
+        }
+        if self.custom_table.is_empty() {
+            return lab::CustomTables::AllButFirst;
+        }
+        let groups = self
+            .custom_table
+            .iter()
+            .flat_map(|t| match t {
+                lab::CustomTables::Groups(g) => g.clone(),
+                _ => vec![],
+            })
+            .collect();
+        lab::CustomTables::Groups(groups)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TableCommand {
+    /// The VPC's route tables, each with its vSwitches and custom entries.
+    List,
+    /// A new custom route table, bound to the given vSwitches (vsw2, 2 or a vSwitch id).
+    Create {
+        #[arg(long = "bind", value_name = "VSWITCH")]
+        bind: Vec<String>,
+    },
+    /// Bind a vSwitch to a custom table: its traffic is routed by that table from now on.
+    Bind { table: String, vswitch: String },
+    /// Unbind a vSwitch from a custom table: the system table routes its traffic again.
+    Unbind { table: String, vswitch: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// A new host: an instance (with the fleet tag in fleet mode), its dockerd and agent, as `up`
+    /// makes them.
+    Add {
+        /// Its private IP (e.g. a released host's); default: the first free one.
+        #[arg(long)]
+        ip: Option<std::net::Ipv4Addr>,
+        /// No dockerd (in fleet mode no agent either: the other members route to it).
+        #[arg(long)]
+        no_docker: bool,
+        /// Its vSwitch (vsw2, 2 or an id); default: the one holding --ip, else round-robin.
+        #[arg(long)]
+        vswitch: Option<String>,
+    },
+    /// Release a host as ECS releases an instance: processes gone without clean-up, the instance
+    /// absent from every API answer (its routes stay), namespace and directory removed.
+    Release { host: String },
+    /// Stop a host: agent and dockerd stop, its link goes down, the instance is Stopped.
+    Stop { host: String },
+    /// Start a stopped host: the instance Running, `crossdock init` (fleet mode), dockerd, agent.
+    Start { host: String },
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +253,8 @@ pub fn run(args: LabArgs) -> u8 {
         LabCommand::Status { json } => cmd_status(&args.name, json),
         LabCommand::Exec { host, command } => cmd_exec(&args.name, &host, &command),
         LabCommand::Agent { host, action } => cmd_agent(&args.name, &host, action),
+        LabCommand::Host { host } => cmd_host(&args.name, host),
+        LabCommand::Table { table } => cmd_table(&args.name, table),
         LabCommand::Fault { fault } => cmd_fault(&args.name, fault),
         LabCommand::Down => cmd_down(&args.name),
         LabCommand::List => cmd_list(),
@@ -186,7 +279,18 @@ fn crossdock_bin() -> Result<PathBuf> {
 }
 
 fn cmd_up(name: &str, up: UpArgs) -> Result<u8> {
+    let agent_config_text = match &up.agent_config {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            InputError(format!(
+                "cannot read the agent configuration {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
     let opts = LabOptions {
+        fleet: up.fleet,
+        agent_config_text,
         name: name.to_string(),
         hosts: up.hosts,
         static_hosts: up.static_hosts,
@@ -198,6 +302,8 @@ fn cmd_up(name: &str, up: UpArgs) -> Result<u8> {
             pending_ms: ms,
             ..Settings::default()
         }),
+        vswitches: up.vswitches,
+        custom_tables: up.custom_tables(),
         ..LabOptions::default()
     };
     let started = std::time::Instant::now();
@@ -240,11 +346,33 @@ fn print_status(status: &lab::LabStatus, state: &LabState) {
     println!();
     print!("{}", crate::demo::table(status));
     println!();
+    if status.vswitches.len() > 1 || status.route_tables.len() > 1 {
+        print!("{}", tables_text(status));
+        println!();
+    }
+    if let Some(tag) = &state.fleet_tag {
+        println!(
+            "  fleet mode: instances tagged {tag}, one agent configuration {}",
+            lab::fleet_config_path(state).display()
+        );
+    }
     for h in &status.hosts {
         println!(
-            "  {}: netns {}, dockerd {} {}, agent {}{}",
+            "  {}: {} (table {}), netns {}, instance {}{}, dockerd {} {}, agent {}{}",
             h.name,
+            h.vswitch,
+            or_unknown(&h.route_table_id),
             h.netns,
+            if h.instance_status.is_empty() {
+                "?"
+            } else {
+                &h.instance_status
+            },
+            if h.tags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", h.tags.join(", "))
+            },
             h.dockerd,
             if h.docker_host.is_empty() {
                 "-"
@@ -328,6 +456,118 @@ fn cmd_agent(name: &str, host: &str, action: AgentAction) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+fn cmd_host(name: &str, cmd: HostCommand) -> Result<u8> {
+    let mut lab = Lab::load(name)?;
+    match cmd {
+        HostCommand::Add {
+            ip,
+            no_docker,
+            vswitch,
+        } => {
+            let host = lab.host_add(&lab::HostAdd {
+                ip,
+                no_docker,
+                vswitch,
+            })?;
+            println!(
+                "host {} added: IP {} on {}, instance {}, subnet {}",
+                host.name, host.private_ip, host.vswitch, host.instance_id, host.subnet
+            );
+            if lab.runs_agent(&host) && lab.state().agents {
+                if let Some(pid) = lab::agent_pid(&host) {
+                    report_agent(&lab, &host.name, pid);
+                }
+            }
+        }
+        HostCommand::Release { host } => {
+            let host = lab.host_named(&host)?.name.clone();
+            lab.host_release(&host)?;
+            println!("host {host} released");
+        }
+        HostCommand::Stop { host } => {
+            let host = lab.host_named(&host)?.name.clone();
+            lab.host_stop(&host)?;
+            println!("host {host} stopped");
+        }
+        HostCommand::Start { host } => {
+            let host = lab.host_named(&host)?.name.clone();
+            lab.host_start(&host)?;
+            println!("host {host} started");
+            if let Some(pid) = lab::agent_pid(lab.host_named(&host)?) {
+                report_agent(&lab, &host, pid);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn cmd_table(name: &str, cmd: TableCommand) -> Result<u8> {
+    let lab = Lab::load(name)?;
+    match cmd {
+        TableCommand::List => {
+            print!("{}", tables_text(&lab.status()));
+        }
+        TableCommand::Create { bind } => {
+            let refs: Vec<&str> = bind.iter().map(String::as_str).collect();
+            let t = lab.table_create(&refs)?;
+            println!(
+                "route table {} created (Custom), bound to {}",
+                t.route_table_id,
+                if bind.is_empty() {
+                    "no vSwitch".to_string()
+                } else {
+                    bind.join(", ")
+                }
+            );
+        }
+        TableCommand::Bind { table, vswitch } => {
+            lab.table_bind(&table, &vswitch)?;
+            println!("{vswitch} is bound to {table}: its traffic is routed by that table");
+        }
+        TableCommand::Unbind { table, vswitch } => {
+            lab.table_unbind(&table, &vswitch)?;
+            println!("{vswitch} is unbound from {table}: the system table routes its traffic");
+        }
+    }
+    Ok(0)
+}
+
+/// The vSwitches (with their tables) and the route tables (with their vSwitches), a line each.
+fn tables_text(status: &lab::LabStatus) -> String {
+    let mut s = String::new();
+    for v in &status.vswitches {
+        s.push_str(&format!(
+            "  {} {} {} {} (bridge {}, gateway {}) -> {} {}\n",
+            v.name,
+            v.vswitch_id,
+            v.cidr,
+            v.zone_id,
+            v.bridge,
+            v.gateway,
+            or_unknown(&v.route_table_id),
+            v.route_table_type
+        ));
+    }
+    for t in &status.route_tables {
+        s.push_str(&format!(
+            "  table {} ({}): vSwitches [{}], {} custom entries\n",
+            t.route_table_id,
+            t.route_table_type,
+            t.vswitches.join(", "),
+            t.custom_entries
+        ));
+    }
+    s
+}
+
+fn or_unknown(s: &str) -> &str {
+    if s.is_empty() {
+        "?"
+    } else {
+        s
+    }
 }
 
 /// Waits (bounded) until a just-started agent answers or exits, and says which.
@@ -446,21 +686,33 @@ fn cmd_down(name: &str) -> Result<u8> {
 }
 
 fn cmd_list() -> Result<u8> {
-    for name in lab::list() {
-        let phase = Lab::load(&name)
-            .map(|l| {
-                format!(
-                    "{} hosts, Docker {}",
-                    l.hosts().len(),
-                    l.state().docker_version
-                )
-            })
-            .unwrap_or_else(|_| {
-                "incomplete (remove it with `crossdock lab down --name NAME`)".into()
-            });
-        println!("{name}\t{phase}");
-    }
+    let labs: Vec<(String, String)> = lab::list()
+        .into_iter()
+        .map(|name| {
+            let phase = Lab::load(&name)
+                .map(|l| {
+                    format!(
+                        "{} hosts, Docker {}",
+                        l.hosts().len(),
+                        l.state().docker_version
+                    )
+                })
+                .unwrap_or_else(|_| {
+                    "incomplete (remove it with `crossdock lab down --name NAME`)".into()
+                });
+            (name, phase)
+        })
+        .collect();
+    print!("{}", list_text(&labs));
     Ok(0)
+}
+
+/// `crossdock lab list`: a line per lab (name, tab, what it is), or one line saying there is none.
+fn list_text(labs: &[(String, String)]) -> String {
+    if labs.is_empty() {
+        return "no lab on this machine (create one with `crossdock lab up`)\n".into();
+    }
+    labs.iter().map(|(n, p)| format!("{n}\t{p}\n")).collect()
 }
 
 fn cmd_demo(name: &str, demo: DemoArgs) -> Result<u8> {
@@ -532,6 +784,155 @@ mod tests {
         assert_eq!(a.name, "y");
         assert!(matches!(a.command, LabCommand::Down));
         assert_eq!(parse(&["status"]).name, "default");
+    }
+
+    #[test]
+    fn list_says_when_there_is_no_lab() {
+        assert_eq!(
+            list_text(&[]),
+            "no lab on this machine (create one with `crossdock lab up`)\n"
+        );
+        let one = [("demo".to_string(), "2 hosts, Docker 28".to_string())];
+        assert_eq!(list_text(&one), "demo\t2 hosts, Docker 28\n");
+    }
+
+    #[test]
+    fn status_of_a_lab_that_does_not_exist_is_bad_input() {
+        let e = Lab::load("no-such-lab-zz").expect_err("no such lab");
+        assert!(e.chain().any(|c| c.is::<InputError>()), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("lab no-such-lab-zz does not exist"),
+            "{e:#}"
+        );
+        let args = parse(&["status", "--name", "no-such-lab-zz"]);
+        assert_eq!(run(args), 2);
+    }
+
+    #[test]
+    fn fleet_up_and_host_commands_parse() {
+        match parse(&["up", "--fleet", "--agent-config", "/tmp/a.toml"]).command {
+            LabCommand::Up(u) => {
+                assert!(u.fleet);
+                assert_eq!(u.agent_config, Some(PathBuf::from("/tmp/a.toml")));
+            }
+            other => panic!("{other:?}"),
+        }
+        let no_fleet = Top::try_parse_from(["crossdock", "lab", "up", "--agent-config", "a"]);
+        assert!(no_fleet.is_err(), "--agent-config needs --fleet");
+        match parse(&["host", "add", "--ip", "192.168.1.12", "--no-docker"]).command {
+            LabCommand::Host {
+                host:
+                    HostCommand::Add {
+                        ip,
+                        no_docker,
+                        vswitch,
+                    },
+            } => {
+                assert_eq!(ip, Some("192.168.1.12".parse().unwrap()));
+                assert!(no_docker);
+                assert_eq!(vswitch, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        for (verb, want) in [("release", "h2"), ("stop", "h2"), ("start", "h2")] {
+            let host = match parse(&["host", verb, "h2"]).command {
+                LabCommand::Host {
+                    host:
+                        HostCommand::Release { host }
+                        | HostCommand::Stop { host }
+                        | HostCommand::Start { host },
+                } => host,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(host, want);
+        }
+    }
+
+    fn up(args: &[&str]) -> UpArgs {
+        let mut full = vec!["up"];
+        full.extend_from_slice(args);
+        match parse(&full).command {
+            LabCommand::Up(u) => u,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn zones_and_custom_tables_parse() {
+        use crate::lab::CustomTables;
+        let u = up(&[]);
+        assert_eq!((u.vswitches, u.custom_tables()), (1, CustomTables::AllButFirst));
+        let u = up(&["--zones", "3"]);
+        assert_eq!((u.vswitches, u.custom_tables()), (3, CustomTables::AllButFirst));
+        let u = up(&[
+            "--vswitches",
+            "3",
+            "--custom-table",
+            "2,vsw3",
+            "--custom-table",
+            "vsw1",
+        ]);
+        assert_eq!(
+            u.custom_tables(),
+            CustomTables::Groups(vec![vec![2, 3], vec![1]])
+        );
+        assert_eq!(up(&["--no-custom-tables"]).custom_tables(), CustomTables::None);
+        let both = Top::try_parse_from([
+            "crossdock",
+            "lab",
+            "up",
+            "--custom-table",
+            "2",
+            "--no-custom-tables",
+        ]);
+        assert!(both.is_err(), "either custom tables or none");
+        let bad = Top::try_parse_from(["crossdock", "lab", "up", "--custom-table", "x"]);
+        assert!(bad.unwrap_err().to_string().contains("vsw2"));
+        match parse(&["table", "create", "--bind", "vsw2", "--bind", "3"]).command {
+            LabCommand::Table {
+                table: TableCommand::Create { bind },
+            } => assert_eq!(bind, vec!["vsw2", "3"]),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["table", "bind", "vtb-1", "vsw2"]).command {
+            LabCommand::Table {
+                table: TableCommand::Bind { table, vswitch },
+            } => assert_eq!((table.as_str(), vswitch.as_str()), ("vtb-1", "vsw2")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["table", "unbind", "vtb-1", "vsw2"]).command,
+            LabCommand::Table {
+                table: TableCommand::Unbind { .. }
+            }
+        ));
+        match parse(&["host", "add", "--vswitch", "vsw2"]).command {
+            LabCommand::Host {
+                host: HostCommand::Add { vswitch, .. },
+            } => assert_eq!(vswitch.as_deref(), Some("vsw2")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_lab_with_too_many_vswitches_is_bad_input_before_anything_is_made() {
+        let e = Lab::up(LabOptions {
+            name: "zz-never-made".into(),
+            vswitches: 9,
+            ..LabOptions::default()
+        })
+        .unwrap_err();
+        assert!(e.chain().any(|c| c.is::<InputError>()), "{e:#}");
+        assert!(e.to_string().contains("1 to 8 vSwitches"), "{e:#}");
+        let e = Lab::up(LabOptions {
+            name: "zz-never-made".into(),
+            vswitches: 2,
+            custom_tables: crate::lab::CustomTables::Groups(vec![vec![3]]),
+            ..LabOptions::default()
+        })
+        .unwrap_err();
+        assert!(e.chain().any(|c| c.is::<InputError>()), "{e:#}");
+        assert!(!crate::lab::lab_dir("zz-never-made").exists());
     }
 
     #[test]

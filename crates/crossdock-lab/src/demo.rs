@@ -224,24 +224,36 @@ pub fn table(status: &LabStatus) -> String {
         "HOST", "PRIVATE IP", "INSTANCE", "SUBNET", "ROUTE", "AGENT"
     );
     for h in &status.hosts {
-        let route = status
-            .routes
-            .iter()
-            .find(|r| r.destination == h.subnet)
-            .map(|r| {
-                if r.next_hop_host == h.name {
-                    r.status.clone()
-                } else {
-                    format!("{}→{}", r.status, r.next_hop_host)
-                }
-            })
-            .unwrap_or_else(|| "none".into());
+        let route = route_cell(status, h);
         s.push_str(&format!(
             "{:<4} {:<15} {:<24} {:<14} {:<10} {:<10}\n",
             h.name, h.private_ip, h.instance_id, h.subnet, route, h.agent
         ));
     }
     s
+}
+
+/// The ROUTE cell of a host: the status of the entry for its subnet (`Available`, `Pending`, `none`;
+/// `→hN` when it points at another host), with `×N` when N tables hold it alike (a lab with zones).
+fn route_cell(status: &LabStatus, h: &crate::lab::HostStatus) -> String {
+    let cells: Vec<String> = status
+        .routes
+        .iter()
+        .filter(|r| r.destination == h.subnet)
+        .map(|r| {
+            if r.next_hop_host == h.name {
+                r.status.clone()
+            } else {
+                format!("{}→{}", r.status, r.next_hop_host)
+            }
+        })
+        .collect();
+    match cells.as_slice() {
+        [] => "none".into(),
+        [one] => one.clone(),
+        [first, rest @ ..] if rest.iter().all(|c| c == first) => format!("{first}×{}", cells.len()),
+        all => all.join(","),
+    }
 }
 
 /// Runs the demo on a new lab. With `keep` the lab stays up afterwards.
@@ -401,6 +413,22 @@ mod tests {
             agent_socket: Default::default(),
             agent_config: Default::default(),
             dockerd: "running".into(),
+            instance_status: "Running".into(),
+            tags: vec![],
+            vswitch: "vsw1".into(),
+            route_table_id: String::new(),
+        }
+    }
+
+    fn route(table: &str, dst: &str, host: &str, status: &str) -> RouteStatus {
+        RouteStatus {
+            route_table_id: table.into(),
+            route_entry_id: "rte-1".into(),
+            destination: dst.into(),
+            next_hop_id: format!("i-{host}"),
+            next_hop_host: host.into(),
+            status: status.into(),
+            route_entry_name: "crossdock".into(),
         }
     }
 
@@ -423,15 +451,18 @@ mod tests {
             hosts: vec![
                 host("h1", "10.0.0.0/24", "ready"),
                 host("h2", "10.1.0.0/24", "stopped"),
+                host("h3", "10.2.0.0/24", "ready"),
+                host("h4", "10.3.0.0/24", "ready"),
             ],
-            routes: vec![RouteStatus {
-                route_entry_id: "rte-1".into(),
-                destination: "10.0.0.0/24".into(),
-                next_hop_id: "i-h1".into(),
-                next_hop_host: "h1".into(),
-                status: "Pending".into(),
-                route_entry_name: "crossdock".into(),
-            }],
+            routes: vec![
+                route("vtb-a", "10.0.0.0/24", "h1", "Pending"),
+                route("vtb-a", "10.2.0.0/24", "h3", "Available"),
+                route("vtb-b", "10.2.0.0/24", "h3", "Available"),
+                route("vtb-a", "10.3.0.0/24", "h4", "Available"),
+                route("vtb-b", "10.3.0.0/24", "h4", "Pending"),
+            ],
+            vswitches: vec![],
+            route_tables: vec![],
         };
         let t = table(&status);
         let lines: Vec<&str> = t.lines().collect();
@@ -442,5 +473,7 @@ mod tests {
                 && lines[1].contains("ready")
         );
         assert!(lines[2].contains("none") && lines[2].contains("stopped"));
+        assert!(lines[3].contains("Available×2"), "{}", lines[3]);
+        assert!(lines[4].contains("Available,Pending"), "{}", lines[4]);
     }
 }

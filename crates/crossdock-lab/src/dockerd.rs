@@ -138,8 +138,9 @@ pub struct DockerdSpec {
     pub netns: PathBuf,
     /// The daemon's own directory: data, exec root, socket, pid file, log, daemon.json.
     pub dir: PathBuf,
-    /// docker0's address and subnet, e.g. `10.0.0.1/24`.
-    pub bip: String,
+    /// docker0's address and subnet, e.g. `10.0.0.1/24`; `None` = whatever the daemon.json already in
+    /// the directory says (in fleet mode `crossdock init` wrote it there).
+    pub bip: Option<String>,
     /// More daemon.json fields (they win over the defaults written here).
     #[serde(default)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -156,9 +157,22 @@ impl DockerdSpec {
         DockerdSpec {
             netns: netns.into(),
             dir: dir.into(),
-            bip: bip.to_string(),
+            bip: Some(bip.to_string()),
             extra: serde_json::Map::new(),
             version,
+        }
+    }
+
+    /// A daemon whose bridge subnet is not chosen here: the `bip` (and any other key) of the
+    /// daemon.json already in `dir` is kept, as when `crossdock init` wrote it before Docker starts.
+    pub fn keeping_daemon_json(
+        netns: impl Into<PathBuf>,
+        dir: impl Into<PathBuf>,
+        version: DockerVersion,
+    ) -> Self {
+        DockerdSpec {
+            bip: None,
+            ..DockerdSpec::new(netns, dir, "", version)
         }
     }
 
@@ -185,16 +199,44 @@ impl DockerdSpec {
         unique_name_for(&self.dir)
     }
 
-    /// The daemon.json content: bip, a short shutdown timeout, the cgroup parent, then `extra`.
+    /// The daemon.json content on a fresh directory: bip, a short shutdown timeout, the cgroup
+    /// parent, then `extra`.
     pub fn daemon_json(&self) -> serde_json::Value {
-        let mut map = serde_json::Map::new();
-        map.insert("bip".into(), self.bip.clone().into());
+        self.daemon_json_over(serde_json::Map::new())
+    }
+
+    /// The daemon.json content laid over what the file holds already (`existing`): every key of it
+    /// stays unless this spec sets it (bip when given, shutdown timeout, cgroup parent, `extra`).
+    pub fn daemon_json_over(
+        &self,
+        existing: serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Value {
+        let mut map = existing;
+        if let Some(bip) = &self.bip {
+            map.insert("bip".into(), bip.clone().into());
+        }
         map.insert("shutdown-timeout".into(), 2.into());
         map.insert("cgroup-parent".into(), self.unique_name().into());
         for (k, v) in &self.extra {
             map.insert(k.clone(), v.clone());
         }
         serde_json::Value::Object(map)
+    }
+}
+
+/// The JSON object in a daemon.json (empty when there is no file); anything else is an error naming it.
+pub fn read_daemon_json(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(serde_json::Map::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    match serde_json::from_slice(&text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => bail!(
+            "{} is not a JSON object (fix or remove it before Docker starts)",
+            path.display()
+        ),
     }
 }
 
@@ -250,7 +292,8 @@ impl Dockerd {
             );
         }
         let config = spec.dir.join("daemon.json");
-        std::fs::write(&config, serde_json::to_vec_pretty(&spec.daemon_json())?)
+        let merged = spec.daemon_json_over(read_daemon_json(&config)?);
+        std::fs::write(&config, serde_json::to_vec_pretty(&merged)?)
             .with_context(|| format!("cannot write {}", config.display()))?;
         let log = OpenOptions::new()
             .create(true)
@@ -410,7 +453,7 @@ impl Dockerd {
     pub fn restart(&mut self, new_bip: Option<&str>) -> Result<()> {
         self.stop()?;
         if let Some(bip) = new_bip {
-            self.spec.bip = bip.to_string();
+            self.spec.bip = Some(bip.to_string());
         }
         let mut fresh = Dockerd::start(self.spec.clone())?;
         fresh.armed = false;
@@ -764,6 +807,28 @@ mod tests {
         assert_eq!(json["iptables"], true);
         assert_eq!(json["shutdown-timeout"], 5);
         assert_eq!(json["cgroup-parent"], spec.unique_name());
+    }
+
+    #[test]
+    fn a_spec_without_bip_keeps_what_the_file_says() {
+        let spec = DockerdSpec::keeping_daemon_json("/run/netns/x", "/tmp/d1", DockerVersion::V20);
+        let existing =
+            serde_json::json!({"bip": "10.1.11.1/24", "log-level": "warn", "shutdown-timeout": 9});
+        let json = spec.daemon_json_over(existing.as_object().unwrap().clone());
+        assert_eq!(json["bip"], "10.1.11.1/24");
+        assert_eq!(json["log-level"], "warn");
+        assert_eq!(json["shutdown-timeout"], 2);
+        let given = DockerdSpec::new("/run/netns/x", "/tmp/d1", "10.0.0.1/24", DockerVersion::V20);
+        let json = given.daemon_json_over(existing.as_object().unwrap().clone());
+        assert_eq!(json["bip"], "10.0.0.1/24");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.json");
+        assert!(read_daemon_json(&path).unwrap().is_empty());
+        std::fs::write(&path, "[1]").unwrap();
+        assert!(read_daemon_json(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not a JSON object"));
     }
 
     #[test]

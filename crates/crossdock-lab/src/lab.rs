@@ -22,6 +22,19 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod hosts;
+mod zones;
+use hosts::start_host_dockerd;
+pub use zones::{
+    find_vswitch, host_ip_in, host_vswitch, planned_vswitch, usable_host_ip, vswitch_bridge,
+    vswitch_cidr, vswitch_gateway, vswitch_name, vswitches_of, zone_id, zone_statuses,
+    CustomTables, TableStatus, VSwitchStatus, VSwitchState, MAX_CUSTOM_TABLES, MAX_VSWITCHES,
+};
+pub use hosts::{
+    apply_lab_endpoints, default_fleet_config, default_fleet_tag, fleet_config_from_text,
+    fleet_config_path, fleet_host_config, run_init, subnet_of_bip, HostAdd, LAB_OVERRIDES,
+};
+
 /// Where labs live.
 pub const LAB_ROOT: &str = "/var/lib/crossdock-lab";
 /// The vSwitch gateway (the vRouter's address on the bridge).
@@ -78,6 +91,20 @@ pub struct LabOptions {
     pub agent_config: Option<AgentConfigHook>,
     /// How long `up` waits for the agents to report healthy (it never fails because of them).
     pub agent_wait: Duration,
+    /// Fleet mode: every host is tagged `crossdock-cluster=<lab name>` (or the tag of
+    /// `agent_config_text`), every agent runs ONE identical configuration (`subnet.mode = "derived"`,
+    /// `fleet.tag`), and each host's Docker bridge subnet is written by `crossdock init` before its
+    /// dockerd starts (see the `hosts` module). In fleet mode `agent_config` runs once, on the shared
+    /// configuration, with host index 0.
+    pub fleet: bool,
+    /// Fleet mode: the agent configuration as TOML text (e.g. the agent.toml of
+    /// deploy/cloud-init/user-data.yaml), used unchanged except for the lab overrides listed at
+    /// [`hosts::LAB_OVERRIDES`].
+    pub agent_config_text: Option<String>,
+    /// vSwitches, one per zone (`192.168.<k>.0/24`); hosts are spread over them round-robin.
+    pub vswitches: usize,
+    /// Which vSwitches get custom route tables (default: every one but the first).
+    pub custom_tables: CustomTables,
 }
 
 impl Default for LabOptions {
@@ -93,6 +120,10 @@ impl Default for LabOptions {
             emulator_settings: None,
             agent_config: None,
             agent_wait: Duration::from_secs(20),
+            fleet: false,
+            agent_config_text: None,
+            vswitches: 1,
+            custom_tables: CustomTables::default(),
         }
     }
 }
@@ -129,6 +160,13 @@ pub struct HostState {
     pub docker_host: Option<String>,
     pub agent_socket: PathBuf,
     pub agent_config: PathBuf,
+    /// The lab name of its vSwitch (`vsw1`, ...).
+    #[serde(default = "first_vswitch")]
+    pub vswitch: String,
+}
+
+fn first_vswitch() -> String {
+    zones::vswitch_name(1)
 }
 
 impl HostState {
@@ -188,6 +226,23 @@ pub struct LabState {
     pub api_socket: PathBuf,
     pub admin_socket: PathBuf,
     pub hosts: Vec<HostState>,
+    /// Fleet mode: the tag every host instance carries (`key=value`); `None` = per-host mode.
+    #[serde(default)]
+    pub fleet_tag: Option<String>,
+    /// The ENI source/destination check of new instances (for `host add`).
+    #[serde(default = "yes")]
+    pub source_dest_check: bool,
+    /// The index the next added host gets (indexes are never reused, so names and paths are not).
+    #[serde(default)]
+    pub next_index: usize,
+    /// The vSwitches (empty in a `lab.json` from before zones: the one vSwitch, see
+    /// [`vswitches_of`]).
+    #[serde(default)]
+    pub vswitches: Vec<VSwitchState>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `crossdock lab status --json` (a scripting contract: see docs/CONTRACTS.md).
@@ -208,8 +263,14 @@ pub struct LabStatus {
     /// `running` or `stopped`.
     pub emulator: String,
     pub hosts: Vec<HostStatus>,
-    /// The route table's custom entries (empty when the emulator is down).
+    /// The custom entries of every route table (empty when the emulator is down).
     pub routes: Vec<RouteStatus>,
+    /// The vSwitches and the table each one is bound to.
+    #[serde(default)]
+    pub vswitches: Vec<VSwitchStatus>,
+    /// The VPC's route tables (empty when the emulator is down).
+    #[serde(default)]
+    pub route_tables: Vec<TableStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -230,10 +291,26 @@ pub struct HostStatus {
     pub agent_config: PathBuf,
     /// `running`, `stopped` or `none` (static host).
     pub dockerd: String,
+    /// The instance's status in the emulator: `Running`, `Stopped`, `released` (no longer in the
+    /// emulator), or `""` when the emulator is down.
+    #[serde(default)]
+    pub instance_status: String,
+    /// The instance's tags, `key=value`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Its vSwitch (`vsw1`, ...).
+    #[serde(default)]
+    pub vswitch: String,
+    /// The route table of its vSwitch (`""` when the emulator is down).
+    #[serde(default)]
+    pub route_table_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RouteStatus {
+    /// The table holding the entry.
+    #[serde(default)]
+    pub route_table_id: String,
     pub route_entry_id: String,
     pub destination: String,
     pub next_hop_id: String,
@@ -376,6 +453,14 @@ impl Lab {
     /// Builds a lab (see the module docs); on failure everything made so far is removed again.
     pub fn up(opts: LabOptions) -> Result<Lab> {
         validate_name(&opts.name)?;
+        if opts.vswitches == 0 || opts.vswitches > MAX_VSWITCHES {
+            return Err(InputError(format!(
+                "a lab has 1 to {MAX_VSWITCHES} vSwitches (asked for {})",
+                opts.vswitches
+            ))
+            .into());
+        }
+        opts.custom_tables.groups(opts.vswitches)?;
         if opts.hosts + opts.static_hosts == 0 || opts.hosts + opts.static_hosts > MAX_HOSTS {
             return Err(InputError(format!(
                 "a lab has 1 to {MAX_HOSTS} hosts (asked for {} with Docker and {} static)",
@@ -394,6 +479,12 @@ impl Lab {
                     dockerd::BUSYBOX_ROOTFS
                 );
             }
+        }
+        if opts.agent_config_text.is_some() && !opts.fleet {
+            return Err(InputError(
+                "an agent configuration file is only taken in fleet mode (add --fleet)".into(),
+            )
+            .into());
         }
         if !opts.crossdock_bin.is_file() {
             bail!(
@@ -438,6 +529,10 @@ impl Lab {
                 api_socket: dir.join("vpc/api.sock"),
                 admin_socket: dir.join("vpc/admin.sock"),
                 hosts: Vec::new(),
+                fleet_tag: None,
+                source_dest_check: opts.source_dest_check,
+                next_index: 1,
+                vswitches: Vec::new(),
             },
             children: Vec::new(),
             owned: true,
@@ -463,8 +558,70 @@ impl Lab {
         std::fs::create_dir_all(dir.join("vpc"))
             .with_context(|| format!("cannot create {}", dir.display()))?;
         self.save()?;
+        if opts.fleet {
+            self.prepare_fleet(opts)?;
+        }
+        self.build_vrouter(opts.vswitches)?;
+        for index in 1..=opts.hosts + opts.static_hosts {
+            let k = host_vswitch(index, opts.vswitches);
+            self.create_host_netns(index, host_ip_in(k, index), index <= opts.hosts, k)?;
+        }
+        self.state.next_index = opts.hosts + opts.static_hosts + 1;
 
-        // The vRouter: the vSwitch bridge, forwarding, the cloud-service addresses.
+        // The emulator, in the vRouter namespace, then one instance per host.
+        self.start_emulator()?;
+        let admin = self.state.admin_socket.clone();
+        let info: Info = admin_call(&admin, |c| async move { c.info().await })?;
+        self.state.region_id = info.region_id.clone();
+        self.state.vpc_id = info.vpc_id.clone();
+        self.state.vswitch_id = info.vswitch_id.clone();
+        self.state.route_table_id = info.system_route_table_id.clone();
+        self.state.admin_access_key_id = info.admin_access_key_id.clone();
+        self.state.admin_access_key_secret = info.admin_access_key_secret.clone();
+        if let Some(settings) = opts.emulator_settings.clone() {
+            admin_call(
+                &admin,
+                move |c| async move { c.set_settings(&settings).await },
+            )?;
+        }
+        self.create_vswitches(&info, &opts.custom_tables.groups(opts.vswitches)?)?;
+        if opts.fleet {
+            self.check_fleet_mapping(info.vpc_cidr)?;
+        }
+        for name in self.host_names() {
+            self.register_instance(&name)?;
+        }
+        for host in self.state.hosts.clone() {
+            self.write_agent_config(&host, opts.agent_config.as_ref())?;
+        }
+        self.save()?;
+        self.start_dockerds(&self.host_names())?;
+
+        // The agents.
+        if opts.agents {
+            for host in self.state.hosts.clone() {
+                if self.runs_agent(&host) {
+                    self.agent_start(&host.name)?;
+                }
+            }
+        }
+        self.state.phase = "up".into();
+        self.save()?;
+        if opts.agents {
+            let names: Vec<String> = self.state.hosts.iter().map(|h| h.name.clone()).collect();
+            wait_for(opts.agent_wait, || {
+                names
+                    .iter()
+                    .all(|n| self.agent_health(n).0 != "starting")
+                    .then_some(())
+            });
+        }
+        tracing::info!(lab = %self.state.name, elapsed = ?started.elapsed(), "lab up");
+        Ok(())
+    }
+
+    /// The vRouter: the vSwitch bridges (`vswitches` of them), forwarding, the cloud-service addresses.
+    fn build_vrouter(&mut self, vswitches: usize) -> Result<()> {
         let vr = Netns::create(&self.state.vr_netns)?.keep();
         vr.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
         vr.addr_add(BRIDGE, &format!("{GATEWAY}/24"))?;
@@ -481,104 +638,29 @@ impl Lab {
         ] {
             vr.sysctl(k, v)?;
         }
+        self.build_vswitch_bridges(&vr, vswitches)
+    }
 
-        // The hosts' namespaces and their ports on the vSwitch.
-        let total = opts.hosts + opts.static_hosts;
-        for index in 1..=total {
-            let name = format!("h{index}");
-            let host_dir = dir.join("hosts").join(&name);
-            std::fs::create_dir_all(&host_dir)
-                .with_context(|| format!("cannot create {}", host_dir.display()))?;
-            let with_docker = index <= opts.hosts;
-            let host = HostState {
-                name: name.clone(),
-                index,
-                netns: host_netns_name(&self.state.name, index),
-                private_ip: host_ip(index),
-                port: format!("p-{name}"),
-                instance_id: String::new(),
-                eni_id: String::new(),
-                subnet: host_subnet(index),
-                bip: with_docker.then(|| host_bip(index)),
-                dir: host_dir.clone(),
-                docker_host: with_docker
-                    .then(|| format!("unix://{}/docker.sock", host_dir.display())),
-                agent_socket: host_dir.join("agent.sock"),
-                agent_config: host_dir.join("agent.toml"),
-            };
-            self.state.hosts.push(host.clone());
-            self.save()?;
-            let ns = Netns::create(&host.netns)?.keep();
-            // A fresh ECS instance does not forward. A new namespace inherits IPv4 settings from the root
-            // namespace, where the machine's own dockerd has usually switched forwarding on; and Docker
-            // only sets the FORWARD policy to DROP when it is the one turning forwarding on.
-            ns.sysctl("net.ipv4.ip_forward", "0")?;
-            netns::veth(&ns, "eth0", &vr, &host.port)?;
-            vr.ip(&["link", "set", &host.port, "master", BRIDGE])?;
-            ns.addr_add("eth0", &format!("{}/24", host.private_ip))?;
-            ns.default_route(GATEWAY)?;
-        }
+    fn host_names(&self) -> Vec<String> {
+        self.state.hosts.iter().map(|h| h.name.clone()).collect()
+    }
 
-        // The emulator, in the vRouter namespace.
-        self.start_emulator()?;
-        let admin = self.state.admin_socket.clone();
-        let info: Info = admin_call(&admin, |c| async move { c.info().await })?;
-        self.state.region_id = info.region_id.clone();
-        self.state.vpc_id = info.vpc_id.clone();
-        self.state.vswitch_id = info.vswitch_id.clone();
-        self.state.route_table_id = info.system_route_table_id.clone();
-        self.state.admin_access_key_id = info.admin_access_key_id.clone();
-        self.state.admin_access_key_secret = info.admin_access_key_secret.clone();
-        if let Some(settings) = opts.emulator_settings.clone() {
-            admin_call(
-                &admin,
-                move |c| async move { c.set_settings(&settings).await },
-            )?;
-        }
-        for i in 0..self.state.hosts.len() {
-            let h = &self.state.hosts[i];
-            let req = crossdock_vpcsim::admin::CreateInstance {
-                hostname: format!("{}-{}", self.state.name, h.name),
-                private_ip: Some(h.private_ip.parse().context("host IP")?),
-                port: Some(h.port.clone()),
-                source_dest_check: Some(opts.source_dest_check),
-                ..Default::default()
-            };
-            let instance = admin_call(
-                &admin,
-                move |c| async move { c.create_instance(&req).await },
-            )?;
-            self.state.hosts[i].instance_id = instance.instance_id;
-            self.state.hosts[i].eni_id = instance.eni_id;
-        }
-        self.save()?;
-
-        // One dockerd per host, started side by side.
-        let docker_hosts: Vec<HostState> = self
+    /// Starts the dockerds of the named hosts that have one, side by side; in fleet mode each after
+    /// `crossdock init` wrote its daemon.json. The hosts' records get the bip and subnet in use.
+    fn start_dockerds(&mut self, names: &[String]) -> Result<()> {
+        let hosts: Vec<HostState> = self
             .state
             .hosts
             .iter()
-            .filter(|h| h.bip.is_some())
+            .filter(|h| names.contains(&h.name) && h.docker_host.is_some())
             .cloned()
             .collect();
-        let results: Vec<Result<Option<Child>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = docker_hosts
+        let docker = self.state.docker_version;
+        let state = &self.state;
+        let results: Vec<Result<(String, String, Option<Child>)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = hosts
                 .iter()
-                .map(|h| {
-                    let spec = DockerdSpec::new(
-                        h.netns_path(),
-                        &h.dir,
-                        h.bip.as_deref().unwrap_or_default(),
-                        opts.docker,
-                    );
-                    s.spawn(move || -> Result<Option<Child>> {
-                        let d = Dockerd::start(spec)
-                            .with_context(|| format!("starting dockerd in host {}", h.name))?;
-                        d.import_busybox()
-                            .with_context(|| format!("importing busybox into host {}", h.name))?;
-                        Ok(d.detach())
-                    })
-                })
+                .map(|h| s.spawn(move || start_host_dockerd(state, h, docker)))
                 .collect();
             handles
                 .into_iter()
@@ -591,42 +673,20 @@ impl Lab {
         let mut first_error = None;
         for r in results {
             match r {
-                Ok(child) => self.children.extend(child),
+                Ok((name, bip, child)) => {
+                    self.children.extend(child);
+                    if let Some(h) = self.state.hosts.iter_mut().find(|h| h.name == name) {
+                        h.subnet = subnet_of_bip(&bip)?;
+                        h.bip = Some(bip);
+                    }
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-
-        // The agents.
-        for i in 0..self.state.hosts.len() {
-            let host = self.state.hosts[i].clone();
-            let mut config = agent_config_for(&host);
-            if let Some(hook) = &opts.agent_config {
-                (hook.0)(host.index, &mut config);
-            }
-            std::fs::write(&host.agent_config, config.to_toml())
-                .with_context(|| format!("cannot write {}", host.agent_config.display()))?;
-            if opts.agents {
-                self.agent_start(&host.name)?;
-            }
-        }
-        self.state.phase = "up".into();
         self.save()?;
-        if opts.agents {
-            let names: Vec<String> = self.state.hosts.iter().map(|h| h.name.clone()).collect();
-            wait_for(opts.agent_wait, || {
-                names
-                    .iter()
-                    .all(|n| self.agent_health(n).0 != "starting")
-                    .then_some(())
-            });
-        }
-        tracing::info!(lab = %self.state.name, elapsed = ?started.elapsed(), "lab up");
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     fn start_emulator(&mut self) -> Result<()> {
@@ -664,9 +724,13 @@ impl Lab {
     pub fn load(name: &str) -> Result<Lab> {
         validate_name(name)?;
         let path = lab_dir(name).join("lab.json");
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("lab {name} does not exist ({} is missing): create it with `crossdock lab up --name {name}`", path.display())
-        })?;
+        let text = match std::fs::read_to_string(&path) {
+            // Naming a lab that is not there is bad input (exit 2), like any other unknown name.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(InputError(format!("lab {name} does not exist ({} is missing): create it with `crossdock lab up --name {name}`, or see `crossdock lab list`", path.display())).into());
+            }
+            read => read.with_context(|| format!("cannot read {}", path.display()))?,
+        };
         let state: LabState = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a lab state file", path.display()))?;
         Ok(Lab {
@@ -1101,66 +1165,91 @@ pub fn agent_health(host: &HostState) -> (String, String) {
     }
 }
 
+/// Every table's custom entries, each with the lab host its next hop is.
+fn route_statuses(state: &LabState, vpc: &crossdock_vpcsim::model::State) -> Vec<RouteStatus> {
+    vpc.entries
+        .iter()
+        .filter(|e| e.entry_type == crossdock_vpcsim::model::EntryType::Custom)
+        .map(|e| RouteStatus {
+            route_table_id: e.route_table_id.clone(),
+            route_entry_id: e.route_entry_id.clone(),
+            destination: e.destination_cidr_block.to_string(),
+            next_hop_id: e.next_hop_id.clone(),
+            next_hop_host: state
+                .hosts
+                .iter()
+                .find(|h| h.instance_id == e.next_hop_id || h.eni_id == e.next_hop_id)
+                .map(|h| h.name.clone())
+                .unwrap_or_default(),
+            status: e.status.as_str().to_string(),
+            route_entry_name: e.route_entry_name.clone(),
+        })
+        .collect()
+}
+
+/// One host's status; `vpc` = the emulator's state when it answers.
+fn host_status(h: &HostState, vpc: Option<&crossdock_vpcsim::model::State>) -> HostStatus {
+    let (agent, agent_detail) = agent_health(h);
+    let dockerd = if h.docker_host.is_none() {
+        "none"
+    } else if dockerd::running_pid(&h.dir).is_some() {
+        "running"
+    } else {
+        "stopped"
+    };
+    let instance = vpc.and_then(|v| v.instance(&h.instance_id));
+    let instance_status = match (vpc, instance) {
+        (None, _) => String::new(),
+        (Some(_), None) => "released".into(),
+        (Some(_), Some(i)) => i.status.as_str().into(),
+    };
+    HostStatus {
+        name: h.name.clone(),
+        netns: h.netns.clone(),
+        private_ip: h.private_ip.clone(),
+        instance_id: h.instance_id.clone(),
+        eni_id: h.eni_id.clone(),
+        docker_host: h.docker_host.clone().unwrap_or_default(),
+        subnet: h.subnet.clone(),
+        agent,
+        agent_detail,
+        agent_socket: h.agent_socket.clone(),
+        agent_config: h.agent_config.clone(),
+        dockerd: dockerd.into(),
+        instance_status,
+        tags: instance
+            .map(|i| i.tags.iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
+        vswitch: h.vswitch.clone(),
+        route_table_id: vpc
+            .zip(instance)
+            .map(|(v, i)| v.table_of_vswitch(&i.vswitch_id).to_string())
+            .unwrap_or_default(),
+    }
+}
+
 /// The lab's status from its state file and live probes.
 pub fn status_of(state: &LabState) -> LabStatus {
     let emulator_running = http::get(&state.admin_socket, "/healthz", Duration::from_secs(2))
         .is_ok_and(|r| r.is_success());
-    let routes = if emulator_running {
-        let table = state.route_table_id.clone();
-        admin_call(&state.admin_socket, |c| async move { c.state().await })
-            .map(|s| {
-                s.entries
-                    .iter()
-                    .filter(|e| e.route_table_id == table || table.is_empty())
-                    .filter(|e| e.entry_type == crossdock_vpcsim::model::EntryType::Custom)
-                    .map(|e| RouteStatus {
-                        route_entry_id: e.route_entry_id.clone(),
-                        destination: e.destination_cidr_block.to_string(),
-                        next_hop_id: e.next_hop_id.clone(),
-                        next_hop_host: state
-                            .hosts
-                            .iter()
-                            .find(|h| h.instance_id == e.next_hop_id || h.eni_id == e.next_hop_id)
-                            .map(|h| h.name.clone())
-                            .unwrap_or_default(),
-                        status: e.status.as_str().to_string(),
-                        route_entry_name: e.route_entry_name.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+    let vpc = if emulator_running {
+        admin_call(&state.admin_socket, |c| async move { c.state().await }).ok()
     } else {
-        Vec::new()
+        None
     };
+    let routes = vpc
+        .as_ref()
+        .map(|v| route_statuses(state, v))
+        .unwrap_or_default();
     let hosts = state
         .hosts
         .iter()
-        .map(|h| {
-            let (agent, agent_detail) = agent_health(h);
-            let dockerd = if h.docker_host.is_none() {
-                "none"
-            } else if dockerd::running_pid(&h.dir).is_some() {
-                "running"
-            } else {
-                "stopped"
-            };
-            HostStatus {
-                name: h.name.clone(),
-                netns: h.netns.clone(),
-                private_ip: h.private_ip.clone(),
-                instance_id: h.instance_id.clone(),
-                eni_id: h.eni_id.clone(),
-                docker_host: h.docker_host.clone().unwrap_or_default(),
-                subnet: h.subnet.clone(),
-                agent,
-                agent_detail,
-                agent_socket: h.agent_socket.clone(),
-                agent_config: h.agent_config.clone(),
-                dockerd: dockerd.into(),
-            }
-        })
+        .map(|h| host_status(h, vpc.as_ref()))
         .collect();
+    let (vswitches, route_tables) = zone_statuses(state, vpc.as_ref());
     LabStatus {
+        vswitches,
+        route_tables,
         name: state.name.clone(),
         api_endpoint: state.api_endpoint.clone(),
         metadata_endpoint: state.metadata_endpoint.clone(),
@@ -1354,6 +1443,7 @@ mod tests {
             agent_socket: dir.join("agent.sock"),
             agent_config: dir.join("agent.toml"),
             dir,
+            vswitch: "vsw1".into(),
         }
     }
 
@@ -1437,6 +1527,10 @@ mod tests {
             api_socket: "/nonexistent/api.sock".into(),
             admin_socket: "/nonexistent/admin.sock".into(),
             hosts: vec![sample_host(true)],
+            fleet_tag: None,
+            source_dest_check: true,
+            next_index: 3,
+            vswitches: vec![],
         };
         let value = serde_json::to_value(status_of(&state)).unwrap();
         for key in [
@@ -1467,5 +1561,10 @@ mod tests {
         }
         assert_eq!(h["agent"], "stopped");
         assert_eq!(h["subnet"], "10.1.0.0/24");
+        assert_eq!(h["vswitch"], "vsw1");
+        assert_eq!(h["route_table_id"], "", "the emulator is down");
+        assert_eq!(value["vswitches"][0]["name"], "vsw1");
+        assert_eq!(value["vswitches"][0]["vswitch_id"], "vsw-1");
+        assert_eq!(value["vswitches"][0]["bridge"], "vsw");
     }
 }

@@ -14,7 +14,7 @@ pub use dockerd::{ContainerInfo, DockerVersion, Dockerd, DockerdSpec};
 pub use lab::{down, HostState, HostStatus, Lab, LabOptions, LabState, LabStatus};
 pub use netns::{veth, Netns};
 
-/// True when running as root; root-gated tests print "skipped: needs root" and return otherwise.
+/// True when running as root (root-gated tests ask [`testing::root_or_skip`]).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -3,7 +3,7 @@
 
 use crossdock_lab::dockerd::{DockerVersion, Dockerd, DockerdSpec};
 use crossdock_lab::netns::{veth, Netns};
-use crossdock_lab::{is_root, procs};
+use crossdock_lab::procs;
 use std::time::Instant;
 
 fn engine_round_trip(version: DockerVersion, tag: &str, bip: &str, subnet_prefix: &str) {
@@ -72,8 +72,7 @@ fn engine_round_trip(version: DockerVersion, tag: &str, bip: &str, subnet_prefix
 
 #[test]
 fn docker_20_runs_a_container_on_its_bip_and_leaves_nothing() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !crossdock_lab::testing::root_or_skip() {
         return;
     }
     engine_round_trip(DockerVersion::V20, "a", "10.77.0.1/24", "10.77.0.");
@@ -81,8 +80,7 @@ fn docker_20_runs_a_container_on_its_bip_and_leaves_nothing() {
 
 #[test]
 fn docker_28_runs_a_container_on_its_bip_and_leaves_nothing() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !crossdock_lab::testing::root_or_skip() {
         return;
     }
     engine_round_trip(DockerVersion::V28, "b", "10.78.0.1/24", "10.78.0.");
@@ -90,8 +88,7 @@ fn docker_28_runs_a_container_on_its_bip_and_leaves_nothing() {
 
 #[test]
 fn dropping_a_running_daemon_cleans_up() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !crossdock_lab::testing::root_or_skip() {
         return;
     }
     let name = format!("cdt{}c", std::process::id());

@@ -13,6 +13,7 @@ use crossdock_lab::netns::Netns;
 use crossdock_lab::testing::{crossdock_bin, root_or_skip, unique_lab_name};
 use crossdock_lab::{procs, DockerVersion};
 use crossdock_vpcsim::admin::PutRoute;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -342,14 +343,15 @@ fn data_plane_follows_the_route_table(docker: DockerVersion) {
     eprintln!("docker {docker}: whole test {:?}", started.elapsed());
 }
 
-/// Waits until the vRouter's kernel routes match the table (`want` custom routes).
+/// Waits until the vRouter's kernel routes match the table (`want` custom routes, i.e. routes via an
+/// instance, in the kernel table of the lab's one route table).
 fn wait_applied(lab: &Lab, want: usize) {
     let vr = Netns::open(&lab.state().vr_netns).unwrap();
     let ok = wait_for(Duration::from_secs(15), || {
         let routes = vr
-            .exec_stdout(&["ip", "-4", "route", "show", "proto", "250"])
+            .exec_stdout(&["ip", "-4", "route", "show", "table", "all", "proto", "250"])
             .ok()?;
-        (routes.lines().filter(|l| !l.trim().is_empty()).count() == want).then_some(())
+        (routes.lines().filter(|l| l.contains(" via ")).count() == want).then_some(())
     });
     assert!(
         ok.is_some(),
@@ -475,4 +477,150 @@ fn agents_make_containers_talk_docker_28() {
         return;
     }
     agents_make_containers_talk(DockerVersion::V28);
+}
+
+/// Puts an Available route to host `to`'s subnet into `table` behind the API's back; its entry id.
+fn put_route_in(lab: &Lab, table: &str, to: usize) -> String {
+    let req = PutRoute {
+        route_table_id: Some(table.to_string()),
+        destination_cidr_block: Some(lab.host(to).subnet.parse().unwrap()),
+        next_hop_id: lab.host(to).instance_id.clone(),
+        ..PutRoute::default()
+    };
+    lab.admin_sync(move |c| async move { c.put_route(&req).await })
+        .unwrap()
+        .route_entry_id
+}
+
+/// Waits until the emulator applied its latest state to the vRouter without error.
+fn wait_dataplane(lab: &Lab) {
+    let ok = wait_for(Duration::from_secs(15), || {
+        let d = lab
+            .admin_sync(|c| async move { c.dataplane().await })
+            .ok()?;
+        (d.applied_generation >= d.wanted_generation && d.last_error.is_none()).then_some(())
+    });
+    assert!(ok.is_some(), "the vRouter did not apply the emulator's state");
+}
+
+/// A lab with two vSwitches (zones): hosts spread over them on their own bridges and gateways, each
+/// vSwitch's traffic routed by its own table (system / custom), a missing entry in one table drops
+/// exactly what that table routes, and binding a new table takes over a vSwitch's traffic.
+#[test]
+fn zones_route_each_vswitch_by_its_own_table() {
+    if !root_or_skip() {
+        return;
+    }
+    let name = unique_lab_name();
+    let mut opts = options(&name, DockerVersion::V20);
+    opts.hosts = 3;
+    opts.vswitches = 2;
+    opts.source_dest_check = false;
+    let started = Instant::now();
+    let mut lab = Lab::up(opts).unwrap();
+    eprintln!("zones: up in {:?}", started.elapsed());
+
+    // Layout: h1, h3 on vsw1 (bridge vsw), h2 on vsw2 (bridge vsw2), each via its own gateway.
+    let vr = Netns::open(&lab.state().vr_netns).unwrap();
+    let ports = |bridge: &str| {
+        vr.exec_stdout(&["ip", "-o", "link", "show", "master", bridge])
+            .unwrap()
+    };
+    let (vsw, vsw2) = (ports("vsw"), ports("vsw2"));
+    assert!(vsw.contains("p-h1") && vsw.contains("p-h3") && !vsw.contains("p-h2"));
+    assert!(vsw2.contains("p-h2") && !vsw2.contains("p-h1"), "{vsw2}");
+    assert_eq!(lab.host(2).private_ip, "192.168.2.12");
+    assert_eq!(lab.host(3).private_ip, "192.168.1.13");
+    let route = String::from_utf8(lab.exec(2, &["ip", "route", "show", "default"]).unwrap().stdout)
+        .unwrap();
+    assert!(route.contains("via 192.168.2.253"), "{route}");
+    // The metadata service tells h2 its own vSwitch and zone.
+    let vsw2_id = lab.vswitch("vsw2").unwrap().vswitch_id;
+    let md = |item: &str| {
+        let url = format!("http://100.100.100.200/latest/meta-data/{item}");
+        String::from_utf8(lab.exec(2, &["curl", "-s", "-m", "5", &url]).unwrap().stdout).unwrap()
+    };
+    assert_eq!(md("vswitch-id"), vsw2_id);
+    assert_eq!(md("zone-id"), "cn-hangzhou-i");
+    assert_eq!(md("vswitch-cidr-block"), "192.168.2.0/24");
+    // The status names each host's vSwitch and table: vsw1 on the system table, vsw2 on a custom one.
+    let status = lab.status();
+    let system = lab.state().route_table_id.clone();
+    let custom = status.vswitches[1].route_table_id.clone();
+    assert_eq!(status.vswitches[0].route_table_id, system);
+    assert_eq!(status.vswitches[1].route_table_type, "Custom");
+    let hosts: Vec<(&str, &str)> = status
+        .hosts
+        .iter()
+        .map(|h| (h.vswitch.as_str(), h.route_table_id.as_str()))
+        .collect();
+    assert_eq!(
+        hosts,
+        vec![("vsw1", system.as_str()), ("vsw2", &custom), ("vsw1", &system)]
+    );
+    // Hosts reach each other across the vSwitches (the system routes of every table).
+    lab.exec(1, &["busybox", "ping", "-c", "1", "-W", "2", "192.168.2.12"])
+        .unwrap();
+
+    // Containers: routes for both subnets in both tables, traffic both ways, source kept.
+    let c1 = lab.run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
+    let c2 = lab.run_container(2, "c2", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
+    for i in [1, 2] {
+        allow_by_hand(&lab, i);
+    }
+    demo::start_receiver(&lab, 1, "c1").unwrap();
+    demo::start_receiver(&lab, 2, "c2").unwrap();
+    let mut in_custom = BTreeMap::new();
+    for to in [1, 2] {
+        put_route_in(&lab, &system, to);
+        in_custom.insert(to, put_route_in(&lab, &custom, to));
+    }
+    wait_dataplane(&lab);
+    assert!(demo::ping(&lab, 1, "c1", &c2.ip).unwrap(), "c1 -> c2");
+    assert!(demo::ping(&lab, 2, "c2", &c1.ip).unwrap(), "c2 -> c1");
+    let seen = demo::tcp_exchange(&lab, 2, "c2", 1, "c1", &c1.ip).unwrap();
+    assert_eq!(seen.as_deref(), Some(c2.ip.as_str()));
+
+    // h1's route gone from the custom table: what vsw2 sends to c1 is dropped (and so are c2's
+    // answers to c1), although the system table still has the route.
+    let id = in_custom[&1].clone();
+    lab.admin_sync(move |c| async move { c.delete_route(&id).await })
+        .unwrap();
+    wait_dataplane(&lab);
+    assert!(!demo::ping_once(&lab, 2, "c2", &c1.ip).unwrap(), "c2 -> c1");
+    assert!(!demo::ping_once(&lab, 1, "c1", &c2.ip).unwrap(), "c1 -> c2 (reply)");
+    put_route_in(&lab, &custom, 1);
+    wait_dataplane(&lab);
+    assert!(demo::ping(&lab, 2, "c2", &c1.ip).unwrap(), "restored");
+
+    // A new, empty custom table bound to vsw1 takes over its traffic: nothing routes to c2 until the
+    // table has the route; unbinding gives vsw1 back to the system table.
+    let t3 = lab.table_create(&[]).unwrap().route_table_id;
+    lab.table_bind(&t3, "vsw1").unwrap();
+    assert_eq!(lab.table_of_vswitch("vsw1").unwrap(), t3);
+    wait_dataplane(&lab);
+    assert!(!demo::ping_once(&lab, 1, "c1", &c2.ip).unwrap(), "t3 is empty");
+    put_route_in(&lab, &t3, 2);
+    put_route_in(&lab, &t3, 1);
+    wait_dataplane(&lab);
+    assert!(demo::ping(&lab, 1, "c1", &c2.ip).unwrap(), "t3 has the routes");
+    let rules = vr.exec_stdout(&["ip", "rule", "show"]).unwrap();
+    assert_eq!(rules.matches("iif vsw lookup").count(), 1, "{rules}");
+    let e = lab.table_bind(&custom, "vsw1").unwrap_err();
+    assert!(e.chain().any(|c| c.is::<lab::InputError>()), "{e:#}");
+    lab.table_unbind(&t3, "vsw1").unwrap();
+    assert_eq!(lab.table_of_vswitch("vsw1").unwrap(), system);
+
+    // A host added to vsw2 gets an address and gateway there.
+    let h4 = lab
+        .host_add(&lab::HostAdd {
+            no_docker: true,
+            vswitch: Some("vsw2".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!((h4.vswitch.as_str(), h4.private_ip.as_str()), ("vsw2", "192.168.2.11"));
+    assert!(ports("vsw2").contains("p-h4"));
+    drop(lab);
+    assert_gone(&name);
 }

@@ -1,4 +1,4 @@
-//! The seam between the reconciler and the cloud: eight calls, one trait.
+//! The seam between the reconciler and the cloud: eleven calls, one trait.
 //!
 //! The reconciler's behaviour (in sync → no writes, conflicts never overwritten, old routes deleted
 //! only after the new one is Available, errors turned into conditions) is tested against an in-memory
@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use ipnet::Ipv4Net;
 
 use crossdock_alibaba::{
-    CallCounts, Client, CreateRouteEntry, CredentialStatus, Error as CloudError, RouteEntry,
-    RouteEntryFilter, RouteTable, VSwitch,
+    BatchResult, CallCounts, Client, CreateRouteEntry, CredentialStatus, Error as CloudError,
+    Instance, InstanceQuery, NewRoute, RouteEntry, RouteEntryFilter, RouteTable, RouteToDelete,
+    VSwitch,
 };
 
 /// What the route reconciler needs from the cloud.
@@ -37,6 +38,13 @@ pub trait RouteCloud: Send + Sync {
     async fn source_dest_check(&self, eni_id: &str) -> Result<Option<bool>, CloudError>;
     /// Switches the ENI's source/destination check.
     async fn set_source_dest_check(&self, eni_id: &str, enabled: bool) -> Result<(), CloudError>;
+    /// ECS instances matching the query (fleet membership; a released instance is absent).
+    async fn instances(&self, q: &InstanceQuery) -> Result<Vec<Instance>, CloudError>;
+    /// Creates up to `crossdock_alibaba::MAX_ROUTE_BATCH` entries in one call, one attempt (the
+    /// caller paces retries). Refused entries come back per entry in [`BatchResult::failed`].
+    async fn create_routes(&self, routes: &[NewRoute]) -> Result<BatchResult, CloudError>;
+    /// Deletes up to `crossdock_alibaba::MAX_ROUTE_BATCH` entries in one call, one attempt.
+    async fn delete_routes(&self, entries: &[RouteToDelete]) -> Result<BatchResult, CloudError>;
     /// The credentials' state, if the implementation has credentials.
     fn credentials_status(&self) -> Option<CredentialStatus> {
         None
@@ -95,6 +103,18 @@ impl RouteCloud for Client {
 
     async fn set_source_dest_check(&self, eni_id: &str, enabled: bool) -> Result<(), CloudError> {
         self.modify_source_dest_check(eni_id, enabled).await
+    }
+
+    async fn instances(&self, q: &InstanceQuery) -> Result<Vec<Instance>, CloudError> {
+        self.describe_instances(q).await
+    }
+
+    async fn create_routes(&self, routes: &[NewRoute]) -> Result<BatchResult, CloudError> {
+        self.create_route_entries_once(routes).await
+    }
+
+    async fn delete_routes(&self, entries: &[RouteToDelete]) -> Result<BatchResult, CloudError> {
+        self.delete_route_entries_once(entries).await
     }
 
     fn credentials_status(&self) -> Option<CredentialStatus> {

@@ -19,17 +19,26 @@
 //! ```
 
 pub mod cloud;
+pub mod fleet;
+pub mod fleet_plan;
+pub mod gc;
 pub mod metrics;
 pub mod plan;
 pub mod reconciler;
 pub mod report;
+pub mod tables;
 
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
+mod fleet_plan_tests;
+#[cfg(test)]
+mod fleet_tests;
+#[cfg(test)]
 mod tests;
 
 pub use cloud::RouteCloud;
+pub use fleet::{FleetSettings, FleetStatus};
 pub use metrics::RouteMetrics;
 pub use plan::{plan, Action, Desired, Marker, NetworkCidrs, Observed};
 pub use reconciler::{RouteReconciler, RoutesConfig};

@@ -33,6 +33,48 @@ pub struct RouteMetrics {
     pub ready: bool,
     /// Duration of the last pass, milliseconds.
     pub last_pass_millis: u64,
+    /// Fleet mode: routes of released instances deleted.
+    pub fleet_routes_deleted: u64,
+    /// Fleet mode: `CreateRouteEntries` / `DeleteRouteEntries` calls made.
+    pub fleet_batch_writes: u64,
+    /// Fleet mode: what the last sweep saw (`None` in per-host mode: no fleet metrics).
+    pub fleet: Option<FleetGauges>,
+}
+
+/// Gauges of the last fleet sweep.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FleetGauges {
+    /// Members by the cluster tag.
+    pub members: u64,
+    /// Members running.
+    pub running: u64,
+    /// Members' routes missing.
+    pub routes_missing: u64,
+    /// Crossdock routes of released instances not deleted yet.
+    pub stale_routes: u64,
+    /// Members' destinations held by routes crossdock may not replace.
+    pub conflicts: u64,
+    /// Custom entries per route table.
+    pub table_entries: Vec<(String, u64)>,
+}
+
+impl FleetGauges {
+    /// The gauges of a sweep's status.
+    pub fn of(f: &crate::fleet::FleetStatus) -> Self {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        Self {
+            members: n(f.members),
+            running: n(f.running),
+            routes_missing: n(f.routes_missing.len()),
+            stale_routes: n(f.stale_routes.len()),
+            conflicts: n(f.conflicts.len()),
+            table_entries: f
+                .table_entries
+                .iter()
+                .map(|(t, c)| (t.clone(), n(*c)))
+                .collect(),
+        }
+    }
 }
 
 fn escape(v: &str) -> String {
@@ -109,6 +151,9 @@ pub fn write_prometheus(out: &mut String, m: &RouteMetrics, calls: Option<&CallC
         "1 if the last route pass ended ready.",
         u64::from(m.ready),
     );
+    if let Some(f) = &m.fleet {
+        write_fleet(out, m, f);
+    }
     let Some(c) = calls else {
         return;
     };
@@ -158,6 +203,70 @@ pub fn write_prometheus(out: &mut String, m: &RouteMetrics, calls: Option<&CallC
         "Retries refused because the retry budget was empty.",
         c.budget_exhausted,
     );
+}
+
+/// Fleet mode's metrics (only in fleet mode).
+fn write_fleet(out: &mut String, m: &RouteMetrics, f: &FleetGauges) {
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "crossdock_fleet_members",
+        "gauge",
+        "Instances carrying the cluster tag (last sweep).",
+        f.members,
+    );
+    metric(
+        "crossdock_fleet_members_running",
+        "gauge",
+        "Members running (last sweep).",
+        f.running,
+    );
+    metric(
+        "crossdock_fleet_routes_missing",
+        "gauge",
+        "Members' routes missing from a route table (last sweep).",
+        f.routes_missing,
+    );
+    metric(
+        "crossdock_fleet_stale_routes",
+        "gauge",
+        "Crossdock routes of released instances not deleted yet (last sweep).",
+        f.stale_routes,
+    );
+    metric(
+        "crossdock_fleet_conflicts",
+        "gauge",
+        "Members' destinations held by routes crossdock may not replace (last sweep).",
+        f.conflicts,
+    );
+    metric(
+        "crossdock_fleet_routes_deleted_total",
+        "counter",
+        "Routes of released instances deleted.",
+        m.fleet_routes_deleted,
+    );
+    metric(
+        "crossdock_fleet_batch_writes_total",
+        "counter",
+        "CreateRouteEntries / DeleteRouteEntries calls.",
+        m.fleet_batch_writes,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP crossdock_route_table_custom_entries Custom entries in a route table (last sweep; the default quota is 200).\n\
+         # TYPE crossdock_route_table_custom_entries gauge"
+    );
+    for (table, n) in &f.table_entries {
+        let _ = writeln!(
+            out,
+            "crossdock_route_table_custom_entries{{table_id=\"{}\"}} {n}",
+            escape(table)
+        );
+    }
 }
 
 #[cfg(test)]

@@ -29,10 +29,9 @@ use crossdock_config::SourceDestCheck as SdcMode;
 
 use crate::cloud::RouteCloud;
 use crate::metrics::RouteMetrics;
-use crate::plan::{
-    check_overlap, choose_tables, plan, Action, Desired, Marker, NetworkCidrs, Observed,
-};
+use crate::plan::{check_overlap, plan, Action, Desired, Marker, NetworkCidrs, Observed};
 use crate::report::{Condition, RouteReport, RouteStatus, SourceDestCheck, State};
+use crate::tables::{Senders, TableLayout};
 
 /// Settings of the reconciler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +57,8 @@ pub struct RoutesConfig {
     pub write_backoff_max: Duration,
     /// How long one pass keeps retrying a refused route write before it reports and yields.
     pub write_patience: Duration,
+    /// Fleet mode: keep every member's route, clean up released ones (`None`: per-host mode).
+    pub fleet: Option<crate::fleet::FleetSettings>,
 }
 
 impl RoutesConfig {
@@ -87,48 +88,58 @@ impl Default for RoutesConfig {
             write_backoff: Duration::from_millis(500),
             write_backoff_max: Duration::from_secs(8),
             write_patience: Duration::from_secs(120),
+            fleet: None,
         }
     }
 }
 
 /// Retry delays asked of the agent, by situation.
-const RETRY_PENDING: Duration = Duration::from_secs(5);
-const RETRY_BUSY: Duration = Duration::from_secs(30);
-const RETRY_PERMISSION: Duration = Duration::from_secs(300);
-const RETRY_PERMANENT: Duration = Duration::from_secs(300);
+pub(crate) const RETRY_PENDING: Duration = Duration::from_secs(5);
+pub(crate) const RETRY_BUSY: Duration = Duration::from_secs(30);
+pub(crate) const RETRY_PERMISSION: Duration = Duration::from_secs(300);
+pub(crate) const RETRY_PERMANENT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
-struct Discovery {
-    tables: Vec<String>,
-    cidrs: NetworkCidrs,
+pub(crate) struct Discovery {
+    /// The tables this host's route must be in (every table on a path from a sender).
+    pub(crate) tables: Vec<String>,
+    pub(crate) cidrs: NetworkCidrs,
+    /// Which table each vSwitch uses.
+    pub(crate) layout: TableLayout,
 }
 
 #[derive(Debug)]
-struct SyncState {
-    discovery: Option<Discovery>,
-    passes_since_discovery: u32,
-    sdc: SourceDestCheck,
-    sdc_checked: bool,
-    token_generation: HashMap<(String, Ipv4Net), u32>,
-    last_subnet: Option<Ipv4Net>,
+pub(crate) struct SyncState {
+    pub(crate) discovery: Option<Discovery>,
+    pub(crate) passes_since_discovery: u32,
+    pub(crate) sdc: SourceDestCheck,
+    pub(crate) sdc_checked: bool,
+    pub(crate) token_generation: HashMap<(String, Ipv4Net), u32>,
+    pub(crate) last_subnet: Option<Ipv4Net>,
     /// (table, subnet) pairs that were in place at the end of the last pass: their next read is
     /// expected to find our route, so the read for other holders of the subnet waits until it
     /// does not.
-    in_place: HashSet<(String, Ipv4Net)>,
+    pub(crate) in_place: HashSet<(String, Ipv4Net)>,
+    /// Fleet mode's memory (release evidence, last sweep).
+    pub(crate) fleet: crate::fleet::FleetState,
 }
 
 /// Something that keeps the route condition from being ready.
 #[derive(Debug, Clone)]
-struct Problem {
-    state: State,
-    reason: &'static str,
-    message: String,
-    retry_after: Option<Duration>,
-    credentials: Option<Condition>,
+pub(crate) struct Problem {
+    pub(crate) state: State,
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) credentials: Option<Condition>,
 }
 
 impl Problem {
-    fn pending(reason: &'static str, message: impl Into<String>, retry: Duration) -> Self {
+    pub(crate) fn pending(
+        reason: &'static str,
+        message: impl Into<String>,
+        retry: Duration,
+    ) -> Self {
         Self {
             state: State::Pending,
             reason,
@@ -138,7 +149,11 @@ impl Problem {
         }
     }
 
-    fn failed(reason: &'static str, message: impl Into<String>, retry: Option<Duration>) -> Self {
+    pub(crate) fn failed(
+        reason: &'static str,
+        message: impl Into<String>,
+        retry: Option<Duration>,
+    ) -> Self {
         Self {
             state: State::Failed,
             reason,
@@ -149,7 +164,7 @@ impl Problem {
     }
 
     /// Turns a cloud error during `doing` (e.g. "create route 10.1.0.0/24 in vtb-1") into a problem.
-    fn from_error(doing: &str, e: &CloudError) -> Self {
+    pub(crate) fn from_error(doing: &str, e: &CloudError) -> Self {
         if let Some(action) = e.denied_action() {
             let message = format!(
                 "permission denied ({}): the RAM policy does not allow {action} (needed to {doing}); fix: {}",
@@ -202,16 +217,22 @@ impl Problem {
 }
 
 #[derive(Debug, Default)]
-struct Outcome {
-    problems: Vec<Problem>,
-    routes: Vec<RouteStatus>,
-    ready_tables: Vec<String>,
-    notes: Vec<String>,
-    created: u64,
-    deleted: u64,
-    sdc_disabled: u64,
-    conflicts: u64,
-    write_refusals: u64,
+pub(crate) struct Outcome {
+    pub(crate) problems: Vec<Problem>,
+    pub(crate) routes: Vec<RouteStatus>,
+    pub(crate) ready_tables: Vec<String>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) created: u64,
+    pub(crate) deleted: u64,
+    pub(crate) sdc_disabled: u64,
+    pub(crate) conflicts: u64,
+    pub(crate) write_refusals: u64,
+    /// Run again after at most this long (a released instance's grace period ends).
+    pub(crate) next_pass: Option<Duration>,
+    /// Routes of released instances deleted (fleet mode).
+    pub(crate) fleet_deleted: u64,
+    /// Batch write calls (fleet mode).
+    pub(crate) batch_calls: u64,
 }
 
 impl Outcome {
@@ -226,44 +247,50 @@ impl Outcome {
         self.sdc_disabled += other.sdc_disabled;
         self.conflicts += other.conflicts;
         self.write_refusals += other.write_refusals;
+        self.fleet_deleted += other.fleet_deleted;
+        self.batch_calls += other.batch_calls;
+        self.next_pass = match (self.next_pass, other.next_pass) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
 /// Counts the calls of one pass. Shared (`&self`) so that independent reads can run concurrently.
-struct Calls<'a> {
+pub(crate) struct Calls<'a> {
     cloud: &'a dyn RouteCloud,
     reads: AtomicU32,
     writes: AtomicU32,
 }
 
 impl<'a> Calls<'a> {
-    fn new(cloud: &'a dyn RouteCloud) -> Self {
+    pub(crate) fn new(cloud: &'a dyn RouteCloud) -> Self {
         Self {
             cloud,
             reads: AtomicU32::new(0),
             writes: AtomicU32::new(0),
         }
     }
-    fn read(&self) {
+    pub(crate) fn read(&self) {
         self.reads.fetch_add(1, Ordering::Relaxed);
     }
-    fn write(&self) {
+    pub(crate) fn write(&self) {
         self.writes.fetch_add(1, Ordering::Relaxed);
     }
-    fn reads(&self) -> u32 {
+    pub(crate) fn reads(&self) -> u32 {
         self.reads.load(Ordering::Relaxed)
     }
-    fn writes(&self) -> u32 {
+    pub(crate) fn writes(&self) -> u32 {
         self.writes.load(Ordering::Relaxed)
     }
-    async fn route_tables(
+    pub(crate) async fn route_tables(
         &self,
         vpc: &str,
     ) -> Result<Vec<crossdock_alibaba::RouteTable>, CloudError> {
         self.read();
         self.cloud.route_tables(vpc).await
     }
-    async fn route_entries(
+    pub(crate) async fn route_entries(
         &self,
         table: &str,
         f: &RouteEntryFilter,
@@ -271,33 +298,61 @@ impl<'a> Calls<'a> {
         self.read();
         self.cloud.route_entries(table, f).await
     }
-    async fn create_route(&self, req: &CreateRouteEntry) -> Result<String, CloudError> {
+    pub(crate) async fn create_route(&self, req: &CreateRouteEntry) -> Result<String, CloudError> {
         self.write();
         self.cloud.create_route(req).await
     }
-    async fn delete_route(&self, table: &str, id: &str) -> Result<(), CloudError> {
+    pub(crate) async fn delete_route(&self, table: &str, id: &str) -> Result<(), CloudError> {
         self.write();
         self.cloud.delete_route(table, id).await
     }
-    async fn vpc_cidrs(&self, vpc: &str) -> Result<Vec<Ipv4Net>, CloudError> {
+    pub(crate) async fn vpc_cidrs(&self, vpc: &str) -> Result<Vec<Ipv4Net>, CloudError> {
         self.read();
         self.cloud.vpc_cidrs(vpc).await
     }
-    async fn vswitches(&self, vpc: &str) -> Result<Vec<crossdock_alibaba::VSwitch>, CloudError> {
+    pub(crate) async fn vswitches(
+        &self,
+        vpc: &str,
+    ) -> Result<Vec<crossdock_alibaba::VSwitch>, CloudError> {
         self.read();
         self.cloud.vswitches(vpc).await
     }
-    async fn source_dest_check(&self, eni: &str) -> Result<Option<bool>, CloudError> {
+    pub(crate) async fn source_dest_check(&self, eni: &str) -> Result<Option<bool>, CloudError> {
         self.read();
         self.cloud.source_dest_check(eni).await
     }
-    async fn set_source_dest_check(&self, eni: &str, on: bool) -> Result<(), CloudError> {
+    pub(crate) async fn instances(
+        &self,
+        q: &crossdock_alibaba::InstanceQuery,
+    ) -> Result<Vec<crossdock_alibaba::Instance>, CloudError> {
+        self.read();
+        self.cloud.instances(q).await
+    }
+    pub(crate) async fn create_routes(
+        &self,
+        routes: &[crossdock_alibaba::NewRoute],
+    ) -> Result<crossdock_alibaba::BatchResult, CloudError> {
+        self.write();
+        self.cloud.create_routes(routes).await
+    }
+    pub(crate) async fn delete_routes(
+        &self,
+        entries: &[crossdock_alibaba::RouteToDelete],
+    ) -> Result<crossdock_alibaba::BatchResult, CloudError> {
+        self.write();
+        self.cloud.delete_routes(entries).await
+    }
+    pub(crate) async fn set_source_dest_check(
+        &self,
+        eni: &str,
+        on: bool,
+    ) -> Result<(), CloudError> {
         self.write();
         self.cloud.set_source_dest_check(eni, on).await
     }
 }
 
-enum WaitError {
+pub(crate) enum WaitError {
     /// Not `Available` within the wait; the last state seen.
     StillPending(Option<RouteEntry>),
     /// The entry is not listed at all (created with a replayed client token after a delete).
@@ -314,14 +369,16 @@ enum CreateError {
 
 /// Keeps this host's route(s) in the VPC. All methods take `&self`; passes are serialised.
 pub struct RouteReconciler {
-    cloud: Arc<dyn RouteCloud>,
-    cfg: RoutesConfig,
-    identity: Identity,
-    marker: Marker,
-    sleeper: Sleeper,
-    state: tokio::sync::Mutex<SyncState>,
-    metrics: Mutex<RouteMetrics>,
-    last: Mutex<Option<RouteReport>>,
+    pub(crate) cloud: Arc<dyn RouteCloud>,
+    pub(crate) cfg: RoutesConfig,
+    pub(crate) identity: Identity,
+    pub(crate) marker: Marker,
+    pub(crate) sleeper: Sleeper,
+    pub(crate) state: tokio::sync::Mutex<SyncState>,
+    pub(crate) metrics: Mutex<RouteMetrics>,
+    pub(crate) last: Mutex<Option<RouteReport>>,
+    /// Origin of the release tracker's clock.
+    pub(crate) started: Instant,
 }
 
 impl std::fmt::Debug for RouteReconciler {
@@ -357,6 +414,7 @@ impl RouteReport {
             reads: 0,
             writes: 0,
             retry_after: Some(p.retry_after.unwrap_or(RETRY_BUSY).min(RETRY_BUSY)),
+            fleet: None,
         }
     }
 }
@@ -393,7 +451,9 @@ impl RouteReconciler {
                 token_generation: HashMap::new(),
                 last_subnet: None,
                 in_place: HashSet::new(),
+                fleet: crate::fleet::FleetState::default(),
             }),
+            started: Instant::now(),
             metrics: Mutex::new(RouteMetrics::default()),
             last: Mutex::new(None),
         }
@@ -402,6 +462,12 @@ impl RouteReconciler {
     /// Replaces how the reconciler waits between polls (tests record instead of waiting).
     pub fn with_sleeper(mut self, sleeper: Sleeper) -> Self {
         self.sleeper = sleeper;
+        self
+    }
+
+    /// Switches fleet mode on (`Some`) or off.
+    pub fn with_fleet(mut self, fleet: Option<crate::fleet::FleetSettings>) -> Self {
+        self.cfg.fleet = fleet;
         self
     }
 
@@ -520,6 +586,10 @@ impl RouteReconciler {
             });
             return;
         }
+        // Fleet mode: every member's route, in batches, before this host's own route is checked.
+        if !self.fleet_pass(st, calls, out, &d, subnet).await {
+            return;
+        }
         // Switching the check off (ECS) and the route work (VPC) do not wait for each other.
         let write_sdc = async {
             if sdc_write_needed {
@@ -528,9 +598,11 @@ impl RouteReconciler {
                 None
             }
         };
+        // Fleet mode: this host's route goes into every table on a member's path.
+        let tables = st.fleet.path.clone().unwrap_or_else(|| d.tables.clone());
         let mut table_out = Outcome::default();
         let sync_tables = async {
-            for table in &d.tables {
+            for table in &tables {
                 self.sync_table(st, calls, &mut table_out, table, subnet, &d.cidrs)
                     .await;
             }
@@ -549,26 +621,33 @@ impl RouteReconciler {
             .map_err(|e| Problem::from_error(&format!("list the vSwitches of {vpc}"), &e))?;
         let vpc_cidrs =
             vpc_cidrs.map_err(|e| Problem::from_error(&format!("read the CIDRs of {vpc}"), &e))?;
-        let tables = match choose_tables(
-            &self.cfg.route_table_ids,
-            &self.identity.vswitch_id,
-            &vswitches,
-            &[],
-        ) {
-            Ok(t) => t,
-            Err(_) => {
-                let all = calls.route_tables(vpc).await.map_err(|e| {
+        let listing =
+            if self.cfg.route_table_ids.is_empty() && !TableLayout::complete_from(&vswitches) {
+                calls.route_tables(vpc).await.map_err(|e| {
                     Problem::from_error(&format!("list the route tables of {vpc}"), &e)
-                })?;
-                choose_tables(&[], &self.identity.vswitch_id, &vswitches, &all).map_err(|m| {
-                    Problem::failed(
-                        "NoRouteTable",
-                        format!("{m}; fix: set cloud.route_table_ids"),
-                        Some(RETRY_PERMANENT),
-                    )
                 })?
-            }
+            } else {
+                Vec::new()
+            };
+        let no_table = |m: String| {
+            Problem::failed(
+                "NoRouteTable",
+                format!("{m}; fix: set cloud.route_table_ids"),
+                Some(RETRY_PERMANENT),
+            )
         };
+        let layout = if self.cfg.route_table_ids.is_empty() {
+            TableLayout::new(&vswitches, &listing).map_err(no_table)?
+        } else {
+            TableLayout::default()
+        };
+        let tables = layout
+            .tables_on_path(
+                &self.cfg.route_table_ids,
+                Senders::Vpc,
+                &self.identity.vswitch_id,
+            )
+            .map_err(no_table)?;
         let cidrs = NetworkCidrs {
             vpc: vpc_cidrs,
             vswitches: vswitches
@@ -577,7 +656,11 @@ impl RouteReconciler {
                 .collect(),
         };
         tracing::debug!(?tables, ?cidrs, "VPC layout");
-        Ok(Discovery { tables, cidrs })
+        Ok(Discovery {
+            tables,
+            cidrs,
+            layout,
+        })
     }
 
     fn sdc_problem(&self) -> Problem {
@@ -723,7 +806,18 @@ impl RouteReconciler {
         };
         let key = (table.to_string(), subnet);
         let expect_ours = st.in_place.remove(&key);
-        let mut observed = match self.observe(calls, table, &cidr, expect_ours).await {
+        let fresh = st.fleet.fresh.remove(table).map(|entries| Observed {
+            table_id: table.to_string(),
+            entries: entries
+                .into_iter()
+                .filter(|e| self.marker.points_here(e) || e.destination_cidr_block == cidr)
+                .collect(),
+        });
+        let observed = match fresh {
+            Some(o) => Ok(o),
+            None => self.observe(calls, table, &cidr, expect_ours).await,
+        };
+        let mut observed = match observed {
             Ok(o) => o,
             Err(p) => {
                 out.problems.push(p);
@@ -999,7 +1093,7 @@ impl RouteReconciler {
     }
 
     /// Polls (with doubling intervals) until our entry for `cidr` in `table` is `Available`.
-    async fn wait_available(
+    pub(crate) async fn wait_available(
         &self,
         calls: &Calls<'_>,
         table: &str,
@@ -1272,7 +1366,12 @@ impl RouteReconciler {
                 None => Condition::new(State::Ready, "Valid", "the cloud accepted the credentials"),
             },
         };
-        let retry_after = out.problems.iter().filter_map(|p| p.retry_after).min();
+        let retry_after = out
+            .problems
+            .iter()
+            .filter_map(|p| p.retry_after)
+            .chain(out.next_pass)
+            .min();
         RouteReport {
             route,
             credentials,
@@ -1281,6 +1380,7 @@ impl RouteReconciler {
             reads: calls.reads(),
             writes: calls.writes(),
             retry_after,
+            fleet: st.fleet.status.clone(),
         }
     }
 
@@ -1303,6 +1403,11 @@ impl RouteReconciler {
             m.routes_deleted += out.deleted;
             m.source_dest_check_disabled += out.sdc_disabled;
             m.write_refusals += out.write_refusals;
+            m.fleet_routes_deleted += out.fleet_deleted;
+            m.fleet_batch_writes += out.batch_calls;
+            if let Some(f) = &report.fleet {
+                m.fleet = Some(crate::metrics::FleetGauges::of(f));
+            }
             m.last_pass_millis = started.elapsed().as_millis() as u64;
         }
         match report.route.state {

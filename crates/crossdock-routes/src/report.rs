@@ -89,6 +89,9 @@ pub struct RouteReport {
     /// later (permission missing: retry slowly).
     #[serde(skip)]
     pub retry_after: Option<Duration>,
+    /// Fleet mode: the cluster as the last sweep saw it (`None` in per-host mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::FleetStatus>,
 }
 
 impl RouteReport {

@@ -5,7 +5,9 @@
 //! time per VPC, duplicates, vSwitch overlap, quota, unknown next hops) are tested without HTTP.
 
 use crate::error::ApiError;
-use crate::model::{iso, now_ms, EntryType, Instance, RouteEntry, RouteStatus, State};
+use crate::model::{
+    iso, now_ms, EntryType, Instance, InstanceStatus, RouteEntry, RouteStatus, State,
+};
 use crate::sim::Core;
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
@@ -303,10 +305,12 @@ fn check_new_entry(
         .any(|e| e.route_table_id == table_id && e.destination_cidr_block == dst)
         || batch_so_far.iter().any(|(t, d)| t == table_id && *d == dst);
     if duplicate {
-        return Err(ApiError::bad(
-            dup_code,
-            format!("The destination CIDR block {dst} already exists in route table {table_id}."),
-        ));
+        let message = if dup_code == BATCH_DUPLICATE {
+            format!("Specified CIDR block is already exists, entry.cidrBlock={dst}")
+        } else {
+            format!("The destination CIDR block {dst} already exists in route table {table_id}.")
+        };
+        return Err(ApiError::bad(dup_code, message));
     }
     check_next_hop(state, kind, next_hop)?;
     let custom = state
@@ -455,70 +459,148 @@ fn create_route_entry(core: &mut Core, p: &Params) -> Result<Value, ApiError> {
     Ok(json!({ "RouteEntryId": id }))
 }
 
-fn create_route_entries(core: &mut Core, p: &Params) -> Result<Value, ApiError> {
-    check_region(&core.state, p, true)?;
-    let items = p.objects("RouteEntries")?;
-    if items.is_empty() {
-        return Err(ApiError::missing("RouteEntries.1.DstCidrBlock"));
+/// At most this many entries per `CreateRouteEntries` / `DeleteRouteEntries` call.
+pub const MAX_BATCH: usize = 50;
+
+/// One `RouteEntries.N.*` object of a batch call, with its index (for error messages).
+struct BatchItem {
+    n: usize,
+    fields: BTreeMap<String, String>,
+}
+
+impl BatchItem {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.fields
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
-    if items.len() > 50 {
+
+    fn required(&self, k: &str) -> Result<&str, ApiError> {
+        self.get(k)
+            .ok_or_else(|| ApiError::missing(&format!("RouteEntries.{}.{k}", self.n)))
+    }
+
+    /// A per-entry failure as the batch answer lists it.
+    fn failure(&self, e: &ApiError) -> Value {
+        json!({
+            "DstCidrBlock": self.get("DstCidrBlock").unwrap_or_default(),
+            "NextHop": self.get("NextHop").unwrap_or_default(),
+            "FailedCode": e.code,
+            "FailedMessage": e.message,
+        })
+    }
+}
+
+/// The `RouteEntries.N` list of a batch call: 1 to [`MAX_BATCH`] entries, each naming its route table
+/// (a request that breaks these is refused as a whole, before any entry is looked at).
+fn batch_items(p: &Params) -> Result<Vec<BatchItem>, ApiError> {
+    let items: Vec<BatchItem> = p
+        .objects("RouteEntries")?
+        .into_iter()
+        .enumerate()
+        .map(|(i, fields)| BatchItem { n: i + 1, fields })
+        .collect();
+    if items.is_empty() {
+        return Err(ApiError::missing("RouteEntries.1.RouteTableId"));
+    }
+    if items.len() > MAX_BATCH {
         return Err(ApiError::invalid(
             "RouteEntries",
-            "at most 50 entries per call",
+            format!(
+                "{} entries given, at most {MAX_BATCH} per call",
+                items.len()
+            ),
         ));
     }
+    if let Some(item) = items.iter().find(|i| i.get("RouteTableId").is_none()) {
+        return Err(ApiError::bad(
+            "MissingParam.RouteTableId",
+            format!(
+                "The parameter RouteTableId is missing (RouteEntries.{}).",
+                item.n
+            ),
+        ));
+    }
+    Ok(items)
+}
+
+/// A new entry of a `CreateRouteEntries` call, checked.
+struct NewEntry {
+    table: String,
+    dst: Ipv4Net,
+    kind: String,
+    hop: String,
+    name: String,
+    description: String,
+}
+
+/// The rules of one entry of a batch create, given the entries of the batch accepted before it.
+fn check_batch_entry(
+    core: &Core,
+    item: &BatchItem,
+    so_far: &[NewEntry],
+) -> Result<NewEntry, ApiError> {
+    let table = item.required("RouteTableId")?.to_string();
+    let dst = parse_cidr("DstCidrBlock", item.required("DstCidrBlock")?)?;
+    let hop = item.required("NextHop")?.to_string();
+    let kind = item.get("NextHopType").unwrap_or("Instance").to_string();
+    if let Some(v) = item
+        .get("IpVersion")
+        .filter(|v| !matches!(*v, "4" | "ipv4" | "IPv4"))
+    {
+        return Err(ApiError::invalid(
+            "IpVersion",
+            format!("`{v}`: only IPv4 (4) is emulated"),
+        ));
+    }
+    let name = check_len("Name", item.get("Name"), 128)?;
+    let description = check_len("Description", item.get("Description"), 256)?;
+    let accepted: Vec<(String, Ipv4Net)> =
+        so_far.iter().map(|e| (e.table.clone(), e.dst)).collect();
+    check_new_entry(core, &table, dst, &kind, &hop, BATCH_DUPLICATE, &accepted)?;
+    Ok(NewEntry {
+        table,
+        dst,
+        kind,
+        hop,
+        name,
+        description,
+    })
+}
+
+/// The per-entry code of a destination that already exists in the table (batch calls).
+pub const BATCH_DUPLICATE: &str = "VPC_ROUTE_ENTRY_CIDR_BLOCK_DUPLICATE";
+
+/// `CreateRouteEntries`: refused as a whole while a route of the VPC is in transition (like a single
+/// create); otherwise every entry is checked on its own (duplicate, vSwitch overlap, reserved range,
+/// unknown next hop, quota counting the entries accepted before it) and the good ones are created,
+/// `Pending` then `Available`. Failures come back per entry with HTTP 200.
+fn create_route_entries(core: &mut Core, p: &Params) -> Result<Value, ApiError> {
+    check_region(&core.state, p, true)?;
+    let items = batch_items(p)?;
     check_vpc_idle(&core.state)?;
-    let mut ok: Vec<(String, Ipv4Net, String, String, String, String)> = vec![];
+    let mut ok: Vec<NewEntry> = vec![];
     let mut failed = vec![];
     for item in &items {
-        let get = |k: &str| item.get(k).map(String::as_str).filter(|v| !v.is_empty());
-        let dst_raw = get("DstCidrBlock").unwrap_or_default().to_string();
-        let hop = get("NextHop").unwrap_or_default().to_string();
-        let outcome = (|| -> Result<(String, Ipv4Net, String, String, String), ApiError> {
-            let table = get("RouteTableId")
-                .ok_or_else(|| ApiError::missing("RouteEntries.N.RouteTableId"))?
-                .to_string();
-            let dst = parse_cidr(
-                "DstCidrBlock",
-                get("DstCidrBlock")
-                    .ok_or_else(|| ApiError::missing("RouteEntries.N.DstCidrBlock"))?,
-            )?;
-            let kind = get("NextHopType")
-                .ok_or_else(|| ApiError::missing("RouteEntries.N.NextHopType"))?
-                .to_string();
-            if hop.is_empty() {
-                return Err(ApiError::missing("RouteEntries.N.NextHop"));
-            }
-            if get("IpVersion").is_some_and(|v| !v.eq_ignore_ascii_case("ipv4")) {
-                return Err(ApiError::invalid("IpVersion", "only IPv4 is emulated"));
-            }
-            let name = check_len("Name", get("Name"), 128)?;
-            let description = check_len("Description", get("Description"), 256)?;
-            let so_far: Vec<(String, Ipv4Net)> = ok.iter().map(|o| (o.0.clone(), o.1)).collect();
-            check_new_entry(
-                core,
-                &table,
-                dst,
-                &kind,
-                &hop,
-                "VPC_ROUTE_ENTRY_CIDR_BLOCK_DUPLICATE",
-                &so_far,
-            )?;
-            Ok((table, dst, kind, name, description))
-        })();
-        match outcome {
-            Ok((t, d, k, n, desc)) => ok.push((t, d, k, hop.clone(), n, desc)),
-            Err(e) => failed.push(json!({
-                "DstCidrBlock": dst_raw,
-                "NextHop": hop,
-                "FailedCode": e.code,
-                "FailedMessage": e.message,
-            })),
+        match check_batch_entry(core, item, &ok) {
+            Ok(e) => ok.push(e),
+            Err(e) => failed.push(item.failure(&e)),
         }
     }
     let ids: Vec<String> = ok
         .into_iter()
-        .map(|(t, d, k, h, n, desc)| insert_entry(core, &t, d, &k, &h, n, desc))
+        .map(|e| {
+            insert_entry(
+                core,
+                &e.table,
+                e.dst,
+                &e.kind,
+                &e.hop,
+                e.name,
+                e.description,
+            )
+        })
         .collect();
     Ok(json!({
         "SuccessCount": ids.len(),
@@ -566,64 +648,48 @@ fn delete_route_entry(core: &mut Core, p: &Params) -> Result<Value, ApiError> {
     Ok(json!({}))
 }
 
+/// The entry one item of a batch delete names: by `RouteEntryId`, or by `DstCidrBlock` (+ `NextHop`).
+fn find_batch_delete<'s>(state: &'s State, item: &BatchItem) -> Result<&'s RouteEntry, ApiError> {
+    let table = item.required("RouteTableId")?;
+    table_or_404(state, table)?;
+    if let Some(id) = item.get("RouteEntryId") {
+        return state
+            .entries
+            .iter()
+            .find(|e| e.route_entry_id == id && e.route_table_id == table)
+            .ok_or_else(|| entry_not_found(id));
+    }
+    let dst = parse_cidr("DstCidrBlock", item.required("DstCidrBlock")?)?;
+    let hop = item.get("NextHop");
+    state
+        .entries
+        .iter()
+        .find(|e| {
+            e.route_table_id == table
+                && e.destination_cidr_block == dst
+                && hop.is_none_or(|h| h == e.next_hop_id)
+        })
+        .ok_or_else(|| entry_not_found(format!("{dst} in {table}")))
+}
+
+/// `DeleteRouteEntries`: refused as a whole while a route of the VPC is in transition; otherwise each
+/// named entry that exists, is custom and `Available` starts `Deleting` (then is gone), the others fail
+/// per entry (`InvalidRouteEntryId.NotFound`, `OperationDenied`, ...).
 fn delete_route_entries(core: &mut Core, p: &Params) -> Result<Value, ApiError> {
     check_region(&core.state, p, true)?;
-    let items = p.objects("RouteEntries")?;
-    if items.is_empty() {
-        return Err(ApiError::missing("RouteEntries.1.RouteTableId"));
-    }
-    if items.len() > 50 {
-        return Err(ApiError::invalid(
-            "RouteEntries",
-            "at most 50 entries per call",
-        ));
-    }
+    let items = batch_items(p)?;
     check_vpc_idle(&core.state)?;
-    let mut to_delete = vec![];
+    let mut to_delete: Vec<String> = vec![];
     let mut failed = vec![];
     for item in &items {
-        let get = |k: &str| item.get(k).map(String::as_str).filter(|v| !v.is_empty());
-        let dst_raw = get("DstCidrBlock").unwrap_or_default().to_string();
-        let hop = get("NextHop").unwrap_or_default().to_string();
-        let state = &core.state;
-        let outcome = (|| -> Result<String, ApiError> {
-            let table = get("RouteTableId")
-                .ok_or_else(|| ApiError::missing("RouteEntries.N.RouteTableId"))?;
-            table_or_404(state, table)?;
-            let e = if let Some(id) = get("RouteEntryId") {
-                state
-                    .entries
-                    .iter()
-                    .find(|e| e.route_entry_id == id && e.route_table_id == table)
-                    .ok_or_else(|| entry_not_found(id))?
-            } else {
-                let dst = parse_cidr(
-                    "DstCidrBlock",
-                    get("DstCidrBlock")
-                        .ok_or_else(|| ApiError::missing("RouteEntries.N.DstCidrBlock"))?,
-                )?;
-                state
-                    .entries
-                    .iter()
-                    .find(|e| {
-                        e.route_table_id == table
-                            && e.destination_cidr_block == dst
-                            && (hop.is_empty() || e.next_hop_id == hop)
-                    })
-                    .ok_or_else(|| entry_not_found(format!("{dst} in {table}")))?
-            };
+        let found = find_batch_delete(&core.state, item).and_then(|e| {
             check_deletable(e)?;
             Ok(e.route_entry_id.clone())
-        })();
-        match outcome {
+        });
+        match found {
             Ok(id) if !to_delete.contains(&id) => to_delete.push(id),
             Ok(_) => {}
-            Err(e) => failed.push(json!({
-                "DstCidrBlock": dst_raw,
-                "NextHop": hop,
-                "FailedCode": e.code,
-                "FailedMessage": e.message,
-            })),
+            Err(e) => failed.push(item.failure(&e)),
         }
     }
     for id in &to_delete {
@@ -894,13 +960,18 @@ fn describe_vpcs(core: &mut Core, p: &Params) -> Result<Value, ApiError> {
 // ----- ECS -----
 
 fn instance_json(state: &State, i: &Instance) -> Value {
+    let tags: Vec<Value> = i
+        .tags
+        .iter()
+        .map(|t| json!({ "TagKey": t.key, "TagValue": t.value }))
+        .collect();
     json!({
         "InstanceId": i.instance_id,
         "InstanceName": i.hostname,
         "HostName": i.hostname,
         "RegionId": state.region_id,
         "ZoneId": i.zone_id,
-        "Status": "Running",
+        "Status": i.status.as_str(),
         "InstanceType": "ecs.g7.large",
         "InstanceNetworkType": "vpc",
         "CreationTime": iso(i.created_at_ms),
@@ -917,6 +988,7 @@ fn instance_json(state: &State, i: &Instance) -> Value {
             "Type": "Primary",
             "PrivateIpSets": { "PrivateIpSet": [{ "PrivateIpAddress": i.private_ip.to_string(), "Primary": true }] },
         }]},
+        "Tags": { "Tag": tags },
     })
 }
 
@@ -941,38 +1013,192 @@ fn token_page<T: Clone>(items: &[T], p: &Params, max: u64) -> Result<(Vec<T>, St
     Ok((page, next))
 }
 
+/// The filters of `DescribeInstances`; every given filter must match (AND), as on ECS.
+#[derive(Debug, Default)]
+struct InstanceFilter {
+    ids: Option<Vec<String>>,
+    ips: Option<Vec<String>>,
+    vpc_id: Option<String>,
+    vswitch_id: Option<String>,
+    zone_id: Option<String>,
+    name: Option<String>,
+    /// `None` = any; `Some(None)` = a valid status no emulated instance can have (`Pending` ...).
+    status: Option<Option<InstanceStatus>>,
+    /// Key, and the value when one was given (a key alone matches any value).
+    tags: Vec<(String, Option<String>)>,
+}
+
+/// ECS takes at most this many ids in `InstanceIds` and tags in `Tag.N`.
+const MAX_INSTANCE_IDS: usize = 100;
+const MAX_TAG_FILTERS: usize = 20;
+
+impl InstanceFilter {
+    fn from_params(p: &Params) -> Result<InstanceFilter, ApiError> {
+        let ids = p.json_list("InstanceIds")?;
+        if ids.as_ref().is_some_and(|v| v.len() > MAX_INSTANCE_IDS) {
+            return Err(ApiError::new(
+                403,
+                "InvalidParameter.TooManyInstanceIds",
+                format!("Instance ids cannot be more than {MAX_INSTANCE_IDS}."),
+            ));
+        }
+        let status = match p.get("Status") {
+            None => None,
+            Some("Running") => Some(Some(InstanceStatus::Running)),
+            Some("Stopped") => Some(Some(InstanceStatus::Stopped)),
+            Some("Pending" | "Starting" | "Stopping") => Some(None),
+            Some(other) => {
+                return Err(ApiError::not_found(
+                    "InvalidStatus.NotFound",
+                    format!("The specified Status `{other}` is not found (use Pending, Running, Starting, Stopping or Stopped)."),
+                ))
+            }
+        };
+        Ok(InstanceFilter {
+            ids,
+            ips: p.json_list("PrivateIpAddresses")?,
+            vpc_id: p.get("VpcId").map(String::from),
+            vswitch_id: p.get("VSwitchId").map(String::from),
+            zone_id: p.get("ZoneId").map(String::from),
+            name: p.get("InstanceName").map(String::from),
+            status,
+            tags: tag_filters(p)?,
+        })
+    }
+
+    fn matches(&self, state: &State, i: &Instance) -> bool {
+        let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        self.ids.as_ref().is_none_or(|v| v.contains(&i.instance_id))
+            && self
+                .ips
+                .as_ref()
+                .is_none_or(|v| v.contains(&i.private_ip.to_string()))
+            && is(&self.vpc_id, &state.vpc.vpc_id)
+            && is(&self.vswitch_id, &i.vswitch_id)
+            && is(&self.zone_id, &i.zone_id)
+            && is(&self.name, &i.hostname)
+            && self.status.is_none_or(|s| s == Some(i.status))
+            && self.tags.iter().all(|(k, v)| i.has_tag(k, v.as_deref()))
+    }
+}
+
+/// `Tag.N.Key` / `Tag.N.Value` (also the legacy lower-case `Tag.N.key` / `Tag.N.value`).
+fn tag_filters(p: &Params) -> Result<Vec<(String, Option<String>)>, ApiError> {
+    let items = p.objects("Tag")?;
+    if items.len() > MAX_TAG_FILTERS {
+        return Err(ApiError::bad(
+            "InvalidTagCount",
+            format!(
+                "The specified tags are beyond the permitted range (at most {MAX_TAG_FILTERS})."
+            ),
+        ));
+    }
+    let field = |m: &BTreeMap<String, String>, name: &str| {
+        m.iter()
+            .find(|(k, v)| k.eq_ignore_ascii_case(name) && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    items
+        .iter()
+        .map(|m| match (field(m, "Key"), field(m, "Value")) {
+            (Some(k), v) => Ok((k, v)),
+            (None, _) => Err(ApiError::bad(
+                "InvalidTag.Mismatch",
+                "The specified Tag.n.Key and Tag.n.Value are not match.",
+            )),
+        })
+        .collect()
+}
+
+/// The listing order of instances, and what a `NextToken` points after.
+fn instance_key(i: &Instance) -> (u64, String) {
+    (i.seq, i.instance_id.clone())
+}
+
+/// An opaque paging token: hex of `<seq>/<instance id>` of the last instance of the previous page, so
+/// a page boundary stays put when instances are released or added between the calls.
+fn encode_instance_token(key: &(u64, String)) -> String {
+    hex::encode(format!("{}/{}", key.0, key.1))
+}
+
+fn decode_instance_token(t: &str) -> Result<(u64, String), ApiError> {
+    let bad = || {
+        ApiError::bad(
+            "InvalidParameter.NextToken",
+            format!("The specified parameter NextToken `{t}` is not valid."),
+        )
+    };
+    let text = String::from_utf8(hex::decode(t).map_err(|_| bad())?).map_err(|_| bad())?;
+    let (seq, id) = text.split_once('/').ok_or_else(bad)?;
+    Ok((seq.parse().map_err(|_| bad())?, id.to_string()))
+}
+
 fn describe_instances(core: &mut Core, p: &Params) -> Result<Value, ApiError> {
     let state = &core.state;
     check_region(state, p, true)?;
-    let ids = p.json_list("InstanceIds")?;
-    let ips = p.json_list("PrivateIpAddresses")?;
-    let list: Vec<&Instance> = state
+    let filter = InstanceFilter::from_params(p)?;
+    let mut list: Vec<&Instance> = state
         .instances
         .iter()
-        .filter(|i| ids.as_ref().is_none_or(|ids| ids.contains(&i.instance_id)))
-        .filter(|i| {
-            ips.as_ref()
-                .is_none_or(|ips| ips.contains(&i.private_ip.to_string()))
-        })
-        .filter(|_| p.get("VpcId").is_none_or(|v| v == state.vpc.vpc_id))
-        .filter(|i| p.get("VSwitchId").is_none_or(|v| v == i.vswitch_id))
-        .filter(|i| p.get("ZoneId").is_none_or(|v| v == i.zone_id))
-        .filter(|i| p.get("InstanceName").is_none_or(|v| v == i.hostname))
+        .filter(|i| filter.matches(state, i))
         .collect();
+    list.sort_by_key(|i| instance_key(i));
     let total = list.len();
-    if p.get("MaxResults").is_some() || p.get("NextToken").is_some() {
-        let (items, next) = token_page(&list, p, 100)?;
-        let v: Vec<Value> = items.iter().map(|i| instance_json(state, i)).collect();
-        return Ok(
-            json!({ "TotalCount": total, "NextToken": next, "Instances": { "Instance": v } }),
-        );
-    }
-    let (items, number, size) = page(&list, p, 100)?;
+    let token_paging = p.get("MaxResults").is_some() || p.get("NextToken").is_some();
+    let (items, number, size, next) = if token_paging {
+        instance_token_page(&list, p)?
+    } else {
+        let (items, number, size) = page(&list, p, 100)?;
+        (items, number, size, String::new())
+    };
     let v: Vec<Value> = items.iter().map(|i| instance_json(state, i)).collect();
-    Ok(
-        json!({ "TotalCount": total, "PageNumber": number, "PageSize": size, "NextToken": "",
-               "Instances": { "Instance": v } }),
-    )
+    Ok(json!({
+        "TotalCount": total,
+        "PageNumber": number,
+        "PageSize": size,
+        "NextToken": next,
+        "Instances": { "Instance": v },
+    }))
+}
+
+/// `MaxResults` (1..=100, default 10) / `NextToken` paging: (page, page number, page size, next token).
+fn instance_token_page<'s>(
+    sorted: &[&'s Instance],
+    p: &Params,
+) -> Result<(Vec<&'s Instance>, u64, u64, String), ApiError> {
+    let size = match p.get("MaxResults") {
+        None => 10,
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad(
+                    "InvalidParameter.MaxResults",
+                    format!("The specified parameter MaxResults `{v}` is not valid (1 to 100)."),
+                )
+            })?,
+    };
+    let start = match p.get("NextToken") {
+        None => 0,
+        Some(t) => {
+            let after = decode_instance_token(t)?;
+            sorted.partition_point(|i| instance_key(i) <= after)
+        }
+    };
+    let items: Vec<&Instance> = sorted
+        .iter()
+        .skip(start)
+        .take(size as usize)
+        .copied()
+        .collect();
+    let next = match items.last() {
+        Some(last) if start + items.len() < sorted.len() => {
+            encode_instance_token(&instance_key(last))
+        }
+        _ => String::new(),
+    };
+    Ok((items, start as u64 / size + 1, size, next))
 }
 
 fn eni_json(state: &State, i: &Instance) -> Value {
@@ -1066,6 +1292,7 @@ mod tests {
             let eni = state.new_id("eni-");
             let mac = state.new_mac();
             let vsw = state.vswitches[0].vswitch_id.clone();
+            let seq = state.take_seq();
             state.instances.push(Instance {
                 instance_id: id,
                 hostname: n.into(),
@@ -1078,6 +1305,9 @@ mod tests {
                 source_dest_check: true,
                 ram_role: None,
                 created_at_ms: 0,
+                tags: vec![],
+                status: Default::default(),
+                seq,
             });
         }
         Core {
@@ -1513,7 +1743,143 @@ mod tests {
             &params(&[("RegionId", "cn-hangzhou"), ("MaxResults", "1")]),
         )
         .unwrap();
-        assert_eq!(r["NextToken"], "1");
         assert_eq!(r["Instances"]["Instance"].as_array().unwrap().len(), 1);
+        let token = r["NextToken"].as_str().unwrap().to_string();
+        let r = describe_instances(
+            &mut c,
+            &params(&[
+                ("RegionId", "cn-hangzhou"),
+                ("MaxResults", "1"),
+                ("NextToken", &token),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(r["Instances"]["Instance"][0]["HostName"], "h2");
+        assert_eq!(r["NextToken"], "");
+        assert_eq!(r["PageNumber"], 2);
+    }
+
+    fn describe(c: &mut Core, extra: &[(&str, &str)]) -> Result<Vec<String>, ApiError> {
+        let mut p = vec![("RegionId", "cn-hangzhou"), ("MaxResults", "100")];
+        p.extend_from_slice(extra);
+        let r = describe_instances(c, &params(&p))?;
+        Ok(r["Instances"]["Instance"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["HostName"].as_str().unwrap().to_string())
+            .collect())
+    }
+
+    #[test]
+    fn instance_filters_and_their_refusals() {
+        let mut c = core();
+        c.state.instances[0].tags = vec![
+            crate::model::Tag::new("crossdock-cluster", "prod"),
+            crate::model::Tag::new("team", "a"),
+        ];
+        c.state.instances[1].tags = vec![crate::model::Tag::new("crossdock-cluster", "dev")];
+        c.state.instances[1].status = InstanceStatus::Stopped;
+        let tag = |k: &'static str, v: &'static str| vec![("Tag.1.Key", k), ("Tag.1.Value", v)];
+        assert_eq!(
+            describe(&mut c, &tag("crossdock-cluster", "prod")).unwrap(),
+            ["h1"]
+        );
+        assert_eq!(
+            describe(&mut c, &[("Tag.1.Key", "crossdock-cluster")]).unwrap(),
+            ["h1", "h2"]
+        );
+        // every tag must match (AND); the legacy lower-case field names are read too
+        let both = [
+            ("Tag.1.Key", "crossdock-cluster"),
+            ("Tag.1.Value", "prod"),
+            ("Tag.2.key", "team"),
+            ("Tag.2.value", "b"),
+        ];
+        assert!(describe(&mut c, &both).unwrap().is_empty());
+        assert_eq!(describe(&mut c, &[("Status", "Stopped")]).unwrap(), ["h2"]);
+        assert!(describe(&mut c, &[("Status", "Pending")])
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            describe(&mut c, &[("Status", "Sleeping")])
+                .unwrap_err()
+                .code,
+            "InvalidStatus.NotFound"
+        );
+        assert_eq!(
+            describe(&mut c, &[("Tag.1.Value", "prod")])
+                .unwrap_err()
+                .code,
+            "InvalidTag.Mismatch"
+        );
+        assert!(describe(&mut c, &[("VpcId", "vpc-other")])
+            .unwrap()
+            .is_empty());
+        assert!(describe(&mut c, &[("InstanceIds", "[]")])
+            .unwrap()
+            .is_empty());
+        let many = format!(
+            "[{}]",
+            (0..101)
+                .map(|i| format!("\"i-{i}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(
+            describe(&mut c, &[("InstanceIds", &many)])
+                .unwrap_err()
+                .code,
+            "InvalidParameter.TooManyInstanceIds"
+        );
+        for bad in ["0", "101", "x"] {
+            let e = describe_instances(
+                &mut c,
+                &params(&[("RegionId", "cn-hangzhou"), ("MaxResults", bad)]),
+            )
+            .unwrap_err();
+            assert_eq!(
+                (e.code.as_str(), e.status),
+                ("InvalidParameter.MaxResults", 400)
+            );
+        }
+        let e = describe_instances(
+            &mut c,
+            &params(&[("RegionId", "cn-hangzhou"), ("NextToken", "zz")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidParameter.NextToken");
+    }
+
+    #[test]
+    fn batch_create_checks_ip_version_and_the_batch_shape() {
+        let mut c = core();
+        let table = c.state.system_table_id().to_string();
+        let h0 = c.state.instances[0].instance_id.clone();
+        let p = params(&[
+            ("RegionId", "cn-hangzhou"),
+            ("RouteEntries.1.RouteTableId", &table),
+            ("RouteEntries.1.DstCidrBlock", "10.1.0.0/24"),
+            ("RouteEntries.1.NextHop", &h0),
+            ("RouteEntries.1.IpVersion", "4"),
+            ("RouteEntries.2.RouteTableId", &table),
+            ("RouteEntries.2.DstCidrBlock", "10.2.0.0/24"),
+            ("RouteEntries.2.NextHop", &h0),
+            ("RouteEntries.2.IpVersion", "6"),
+        ]);
+        let r = create_route_entries(&mut c, &p).unwrap();
+        assert_eq!(
+            (r["SuccessCount"].as_u64(), r["FailedCount"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(r["FailedRouteEntries"][0]["FailedCode"], "InvalidParameter");
+        let no_table = params(&[
+            ("RegionId", "cn-hangzhou"),
+            ("RouteEntries.1.DstCidrBlock", "10.3.0.0/24"),
+        ]);
+        assert_eq!(
+            create_route_entries(&mut c, &no_table).unwrap_err().code,
+            "MissingParam.RouteTableId"
+        );
     }
 }

@@ -8,12 +8,14 @@
 //!
 //! Endpoints (all JSON):
 //! `GET /healthz`, `GET /info`, `GET /state`,
-//! `GET|POST /instances`, `POST /vswitches`, `POST /route-tables`, `POST /access-keys`, `POST /roles`,
+//! `GET|POST /instances`, `PUT /instances/{id}/tags`, `POST /instances/{id}/stop`,
+//! `POST /instances/{id}/start`, `DELETE /instances/{id}` (release), `POST /vswitches`, `POST /route-tables`,
+//! `PUT|DELETE /route-tables/{id}/vswitches/{vsw}` (bind / unbind), `POST /access-keys`, `POST /roles`,
 //! `GET /calls?since=SEQ`, `POST /calls/reset`,
 //! `GET|PUT /faults`, `POST /faults/reset`, `GET|PUT /settings`, `POST /credentials/expire`,
 //! `POST /routes`, `PUT /routes/{id}/status`, `DELETE /routes/{id}`, `GET /dataplane`.
 
-use crate::model::{AccessKey, Instance, RouteEntry, RouteStatus, RouteTable, State, VSwitch};
+use crate::model::{AccessKey, Instance, RouteEntry, RouteStatus, RouteTable, State, Tag, VSwitch};
 use ipnet::Ipv4Net;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -54,6 +56,15 @@ pub struct CreateInstance {
     pub source_dest_check: Option<bool>,
     /// Default: `crossdock-node`; `Some("")` = no role attached.
     pub ram_role: Option<String>,
+    /// Tags (what a launch template or scaling configuration gives its instances); keys unique.
+    pub tags: Vec<Tag>,
+}
+
+/// `PUT /instances/{id}/tags`: replaces every tag of the instance.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SetTags {
+    pub tags: Vec<Tag>,
 }
 
 /// `POST /vswitches`.
@@ -260,7 +271,8 @@ pub struct DataplaneStatus {
     /// The last generation applied successfully.
     pub applied_generation: u64,
     pub last_error: Option<String>,
-    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// Each route table bound to a vSwitch: its kernel table, vSwitch CIDRs and custom routes.
+    pub tables: Vec<crate::dataplane::TablePlane>,
     pub ports: Vec<crate::dataplane::PortPolicy>,
 }
 
@@ -345,12 +357,65 @@ impl AdminClient {
         self.call("GET", "/instances", None).await
     }
 
+    /// Replaces the instance's tags.
+    pub async fn set_instance_tags(
+        &self,
+        instance_id: &str,
+        tags: &[Tag],
+    ) -> anyhow::Result<Instance> {
+        let body = SetTags {
+            tags: tags.to_vec(),
+        };
+        self.send("PUT", &format!("/instances/{instance_id}/tags"), &body)
+            .await
+    }
+
+    /// Stops the instance (`Status` Stopped; it keeps its IP, ENI and routes).
+    pub async fn stop_instance(&self, instance_id: &str) -> anyhow::Result<Instance> {
+        self.call("POST", &format!("/instances/{instance_id}/stop"), None)
+            .await
+    }
+
+    /// Starts a stopped instance again (`Status` Running).
+    pub async fn start_instance(&self, instance_id: &str) -> anyhow::Result<Instance> {
+        self.call("POST", &format!("/instances/{instance_id}/start"), None)
+            .await
+    }
+
+    /// Releases the instance: it is removed from the state (absent from every answer, no metadata
+    /// identity, no data-plane port); route entries naming it stay, as on Alibaba. Returns what it was.
+    pub async fn release_instance(&self, instance_id: &str) -> anyhow::Result<Instance> {
+        self.call("DELETE", &format!("/instances/{instance_id}"), None)
+            .await
+    }
+
     pub async fn create_vswitch(&self, req: &CreateVSwitch) -> anyhow::Result<VSwitch> {
         self.send("POST", "/vswitches", req).await
     }
 
     pub async fn create_route_table(&self, req: &CreateRouteTable) -> anyhow::Result<RouteTable> {
         self.send("POST", "/route-tables", req).await
+    }
+
+    /// Binds a vSwitch to a custom route table (Alibaba's `AssociateRouteTable`): the table routes the
+    /// vSwitch's traffic from now on. Refused when the vSwitch is bound to another custom table.
+    pub async fn bind_vswitch(
+        &self,
+        route_table_id: &str,
+        vswitch_id: &str,
+    ) -> anyhow::Result<RouteTable> {
+        let path = format!("/route-tables/{route_table_id}/vswitches/{vswitch_id}");
+        self.call("PUT", &path, None).await
+    }
+
+    /// Unbinds a vSwitch from a custom route table: the system table routes its traffic again.
+    pub async fn unbind_vswitch(
+        &self,
+        route_table_id: &str,
+        vswitch_id: &str,
+    ) -> anyhow::Result<RouteTable> {
+        let path = format!("/route-tables/{route_table_id}/vswitches/{vswitch_id}");
+        self.call("DELETE", &path, None).await
     }
 
     pub async fn create_access_key(&self, req: &CreateAccessKey) -> anyhow::Result<AccessKey> {

@@ -118,6 +118,85 @@ pub struct RouteEntry {
     pub modified_at_ms: i64,
 }
 
+/// An instance tag (`Tag.N.Key` / `Tag.N.Value` in requests, `{TagKey, TagValue}` in answers).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+impl Tag {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Tag {
+        Tag {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    /// Checks a tag the way ECS does: a key of 1 to 128 characters not starting with `aliyun` or
+    /// `acs:`, a value of at most 128 characters; neither may start with `http://` or `https://`.
+    pub fn validate(&self) -> Result<(), String> {
+        let web = |s: &str| s.starts_with("http://") || s.starts_with("https://");
+        if self.key.is_empty() || self.key.chars().count() > 128 || web(&self.key) {
+            return Err(format!(
+                "tag key {:?} must be 1 to 128 characters and not start with http:// or https://",
+                self.key
+            ));
+        }
+        if self.key.starts_with("aliyun") || self.key.starts_with("acs:") {
+            return Err(format!(
+                "tag key {:?} must not start with aliyun or acs: (reserved by the cloud)",
+                self.key
+            ));
+        }
+        if self.value.chars().count() > 128 || web(&self.value) {
+            return Err(format!(
+                "tag value {:?} must be at most 128 characters and not start with http:// or https://",
+                self.value
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.key, self.value)
+    }
+}
+
+impl std::str::FromStr for Tag {
+    type Err = String;
+    /// `key=value` (the value may be empty; the key may not).
+    fn from_str(s: &str) -> Result<Tag, String> {
+        let (key, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("tag {s:?} is not key=value"))?;
+        let tag = Tag::new(key.trim(), value.trim());
+        tag.validate()?;
+        Ok(tag)
+    }
+}
+
+/// What an instance is doing. The emulator models the two states a route controller must tell apart:
+/// running, and stopped (still listed, keeps its IP and routes). A released instance is not a status:
+/// it is gone from the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum InstanceStatus {
+    #[default]
+    Running,
+    Stopped,
+}
+
+impl InstanceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatus::Running => "Running",
+            InstanceStatus::Stopped => "Stopped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Instance {
     pub instance_id: String,
@@ -134,6 +213,24 @@ pub struct Instance {
     /// The RAM role attached to the instance (served by the metadata service); `None` = no role.
     pub ram_role: Option<String>,
     pub created_at_ms: i64,
+    /// Its tags, in the order they were set (state files from before tags load with none).
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    #[serde(default)]
+    pub status: InstanceStatus,
+    /// Creation order: the listing order of `DescribeInstances` and its paging cursor (0 in state files
+    /// from before it existed; ties are broken by the instance id).
+    #[serde(default)]
+    pub seq: u64,
+}
+
+impl Instance {
+    /// Whether the instance carries this exact tag.
+    pub fn has_tag(&self, key: &str, value: Option<&str>) -> bool {
+        self.tags
+            .iter()
+            .any(|t| t.key == key && value.is_none_or(|v| v == t.value))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -388,6 +485,64 @@ impl State {
             .collect()
     }
 
+    /// Binds a vSwitch to a custom table (Alibaba's `AssociateRouteTable`): from then on the table
+    /// routes the vSwitch's traffic. Binding it to the table it is bound to already changes nothing
+    /// (`Ok(false)`); a vSwitch bound to another custom table must be unbound first.
+    pub fn bind_vswitch(&mut self, table_id: &str, vswitch_id: &str) -> Result<bool, BindingError> {
+        self.check_binding(table_id, vswitch_id)?;
+        let current = self.table_of_vswitch(vswitch_id).to_string();
+        if current == table_id {
+            return Ok(false);
+        }
+        if current != self.system_table_id() {
+            return Err(BindingError::BoundElsewhere {
+                vswitch_id: vswitch_id.into(),
+                route_table_id: current,
+            });
+        }
+        let table = self
+            .route_tables
+            .iter_mut()
+            .find(|t| t.route_table_id == table_id)
+            .expect("checked");
+        table.vswitch_ids.push(vswitch_id.to_string());
+        Ok(true)
+    }
+
+    /// Unbinds a vSwitch from a custom table (Alibaba's `UnassociateRouteTable`): the system table
+    /// routes its traffic again.
+    pub fn unbind_vswitch(&mut self, table_id: &str, vswitch_id: &str) -> Result<(), BindingError> {
+        self.check_binding(table_id, vswitch_id)?;
+        let table = self
+            .route_tables
+            .iter_mut()
+            .find(|t| t.route_table_id == table_id)
+            .expect("checked");
+        let before = table.vswitch_ids.len();
+        table.vswitch_ids.retain(|v| v != vswitch_id);
+        if table.vswitch_ids.len() == before {
+            return Err(BindingError::NotBound {
+                vswitch_id: vswitch_id.into(),
+                route_table_id: table_id.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Both exist and the table is a custom one (the system table's vSwitches are implied).
+    fn check_binding(&self, table_id: &str, vswitch_id: &str) -> Result<(), BindingError> {
+        let table = self
+            .table(table_id)
+            .ok_or_else(|| BindingError::NoTable(table_id.into()))?;
+        if !self.vswitches.iter().any(|v| v.vswitch_id == vswitch_id) {
+            return Err(BindingError::NoVSwitch(vswitch_id.into()));
+        }
+        if table.route_table_type != "Custom" {
+            return Err(BindingError::SystemTable(table_id.into()));
+        }
+        Ok(())
+    }
+
     pub fn table(&self, id: &str) -> Option<&RouteTable> {
         self.route_tables.iter().find(|t| t.route_table_id == id)
     }
@@ -418,6 +573,27 @@ impl State {
             _ => None,
         }
     }
+}
+
+/// Why a vSwitch could not be bound to or unbound from a route table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindingError {
+    #[error("no route table {0}")]
+    NoTable(String),
+    #[error("no vSwitch {0}")]
+    NoVSwitch(String),
+    #[error("{0} is the system route table: it serves every vSwitch bound to no custom table (bind the vSwitch to a custom table, or unbind it from one)")]
+    SystemTable(String),
+    #[error("vSwitch {vswitch_id} is bound to {route_table_id} already: unbind it from that table first")]
+    BoundElsewhere {
+        vswitch_id: String,
+        route_table_id: String,
+    },
+    #[error("vSwitch {vswitch_id} is not bound to {route_table_id}")]
+    NotBound {
+        vswitch_id: String,
+        route_table_id: String,
+    },
 }
 
 fn derive_chars(seed: u64, seq: u64, salt: &str, n: usize) -> String {
@@ -463,6 +639,79 @@ mod tests {
             ..Bootstrap::default()
         });
         assert_ne!(other.vpc.vpc_id, s.vpc.vpc_id);
+    }
+
+    #[test]
+    fn instances_of_older_state_files_load_running_and_untagged() {
+        let old = r#"{"instance_id":"i-1","hostname":"h1","private_ip":"192.168.1.11","port":null,
+            "vswitch_id":"vsw-1","zone_id":"z","eni_id":"eni-1","mac":"00:16:3e:00:00:01",
+            "source_dest_check":true,"ram_role":null,"created_at_ms":0}"#;
+        let i: Instance = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (i.status, i.tags.len(), i.seq),
+            (InstanceStatus::Running, 0, 0)
+        );
+    }
+
+    #[test]
+    fn tags_parse_from_key_value_and_are_checked() {
+        let t: Tag = "crossdock-cluster=prod".parse().unwrap();
+        assert_eq!(t, Tag::new("crossdock-cluster", "prod"));
+        assert_eq!(t.to_string(), "crossdock-cluster=prod");
+        assert_eq!("k=".parse::<Tag>().unwrap().value, "");
+        for bad in ["novalue", "=v", "aliyun-x=1", "acs:x=1", "http://k=v"] {
+            assert!(bad.parse::<Tag>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn vswitches_bind_to_one_custom_table_at_a_time() {
+        let mut s = State::bootstrap(&Bootstrap::default());
+        let a = s.vswitches[0].vswitch_id.clone();
+        let system = s.system_table_id().to_string();
+        let custom = |s: &mut State, id: &str| {
+            s.route_tables.push(RouteTable {
+                route_table_id: id.into(),
+                route_table_name: String::new(),
+                route_table_type: "Custom".into(),
+                vswitch_ids: vec![],
+                created_at_ms: 0,
+            })
+        };
+        custom(&mut s, "vtb-b");
+        custom(&mut s, "vtb-c");
+        assert_eq!(s.bind_vswitch("vtb-b", &a), Ok(true));
+        assert_eq!(s.table_of_vswitch(&a), "vtb-b");
+        assert_eq!(s.bind_vswitch("vtb-b", &a), Ok(false), "idempotent");
+        assert_eq!(
+            s.bind_vswitch("vtb-c", &a),
+            Err(BindingError::BoundElsewhere {
+                vswitch_id: a.clone(),
+                route_table_id: "vtb-b".into()
+            })
+        );
+        assert!(s.vswitches_of_table(s.table(&system).unwrap()).is_empty());
+        assert_eq!(
+            s.unbind_vswitch("vtb-c", &a),
+            Err(BindingError::NotBound {
+                vswitch_id: a.clone(),
+                route_table_id: "vtb-c".into()
+            })
+        );
+        s.unbind_vswitch("vtb-b", &a).unwrap();
+        assert_eq!(s.table_of_vswitch(&a), system);
+        assert_eq!(
+            s.bind_vswitch(&system, &a),
+            Err(BindingError::SystemTable(system.clone()))
+        );
+        assert_eq!(
+            s.bind_vswitch("vtb-x", &a),
+            Err(BindingError::NoTable("vtb-x".into()))
+        );
+        assert_eq!(
+            s.bind_vswitch("vtb-b", "vsw-x"),
+            Err(BindingError::NoVSwitch("vsw-x".into()))
+        );
     }
 
     #[test]

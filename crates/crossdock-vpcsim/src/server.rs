@@ -7,12 +7,12 @@
 
 use crate::admin::{
     AdminError, CreateAccessKey, CreateInstance, CreateRouteTable, CreateVSwitch, Faults, Info,
-    PutRoute, SetRole, SetRouteStatus, Settings,
+    PutRoute, SetRole, SetRouteStatus, SetTags, Settings,
 };
 use crate::dataplane::{Dataplane, MemoryDataplane};
 use crate::model::{
-    now_ms, AccessKey, Bootstrap, EntryType, Instance, Role, RouteEntry, RouteStatus, RouteTable,
-    VSwitch,
+    now_ms, AccessKey, BindingError, Bootstrap, EntryType, Instance, InstanceStatus, Role, RouteEntry,
+    RouteStatus, RouteTable, Tag, VSwitch,
 };
 use crate::sim::Sim;
 use anyhow::Context as _;
@@ -24,7 +24,7 @@ use axum::routing::{any, delete, get, post, put};
 use axum::{Json, Router};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -230,13 +230,14 @@ fn api_router_unix(sim: Arc<Sim>) -> Router {
 
 // ----- admin -----
 
-type AdminResult<T> = Result<Json<T>, (StatusCode, Json<AdminError>)>;
+type AdminErr = (StatusCode, Json<AdminError>);
+type AdminResult<T> = Result<Json<T>, AdminErr>;
 
-fn admin_err(status: StatusCode, msg: impl Into<String>) -> (StatusCode, Json<AdminError>) {
+fn admin_err(status: StatusCode, msg: impl Into<String>) -> AdminErr {
     (status, Json(AdminError { error: msg.into() }))
 }
 
-fn bad(msg: impl Into<String>) -> (StatusCode, Json<AdminError>) {
+fn bad(msg: impl Into<String>) -> AdminErr {
     admin_err(StatusCode::BAD_REQUEST, msg)
 }
 
@@ -253,8 +254,16 @@ pub fn admin_router(sim: Arc<Sim>) -> Router {
             get(|State(sim): State<Arc<Sim>>| async move { Json(sim.read(|c| c.state.clone())) }),
         )
         .route("/instances", get(list_instances).post(create_instance))
+        .route("/instances/{id}", delete(release_instance))
+        .route("/instances/{id}/tags", put(set_instance_tags))
+        .route("/instances/{id}/stop", post(stop_instance))
+        .route("/instances/{id}/start", post(start_instance))
         .route("/vswitches", post(create_vswitch))
         .route("/route-tables", post(create_route_table))
+        .route(
+            "/route-tables/{id}/vswitches/{vsw}",
+            put(bind_vswitch).delete(unbind_vswitch),
+        )
         .route("/access-keys", post(create_access_key))
         .route("/roles", post(set_role))
         .route("/calls", get(calls))
@@ -344,75 +353,113 @@ async fn list_instances(State(sim): State<Arc<Sim>>) -> Json<Vec<Instance>> {
     Json(sim.read(|c| c.state.instances.clone()))
 }
 
+/// The vSwitch a new instance goes into (the first one by default).
+fn vswitch_for(s: &crate::model::State, id: Option<&str>) -> Result<VSwitch, AdminErr> {
+    match id {
+        Some(id) => s
+            .vswitches
+            .iter()
+            .find(|v| v.vswitch_id == id)
+            .cloned()
+            .ok_or_else(|| bad(format!("no vSwitch {id}"))),
+        None => s
+            .vswitches
+            .first()
+            .cloned()
+            .ok_or_else(|| bad("the VPC has no vSwitch")),
+    }
+}
+
+/// The private IP of a new instance: the one asked for if free and inside the vSwitch, else the first
+/// free address after the vSwitch's first nine.
+fn ip_for(
+    s: &crate::model::State,
+    vsw: &VSwitch,
+    ip: Option<Ipv4Addr>,
+) -> Result<Ipv4Addr, AdminErr> {
+    let Some(ip) = ip else {
+        return vsw
+            .cidr_block
+            .hosts()
+            .skip(9)
+            .find(|ip| s.instance_by_ip(*ip).is_none())
+            .ok_or_else(|| bad(format!("vSwitch {} is full", vsw.vswitch_id)));
+    };
+    if !vsw.cidr_block.contains(&ip) {
+        return Err(bad(format!(
+            "{ip} is not inside vSwitch {} ({})",
+            vsw.vswitch_id, vsw.cidr_block
+        )));
+    }
+    if s.instance_by_ip(ip).is_some() {
+        return Err(admin_err(
+            StatusCode::CONFLICT,
+            format!("{ip} already belongs to an instance"),
+        ));
+    }
+    Ok(ip)
+}
+
+fn check_port(s: &crate::model::State, port: Option<&str>) -> Result<(), AdminErr> {
+    let Some(port) = port else { return Ok(()) };
+    if port.is_empty() || port.len() > 15 || port.contains(['"', ' ', '/']) {
+        return Err(bad(format!("`{port}` is not a usable interface name")));
+    }
+    if s.instances.iter().any(|i| i.port.as_deref() == Some(port)) {
+        return Err(admin_err(
+            StatusCode::CONFLICT,
+            format!("port {port} already belongs to an instance"),
+        ));
+    }
+    Ok(())
+}
+
+/// Tags must be valid and their keys unique, as ECS requires.
+fn check_tags(tags: &[Tag]) -> Result<(), AdminErr> {
+    for (n, t) in tags.iter().enumerate() {
+        t.validate().map_err(bad)?;
+        if tags[..n].iter().any(|o| o.key == t.key) {
+            return Err(bad(format!("tag key {:?} is given twice", t.key)));
+        }
+    }
+    if tags.len() > 20 {
+        return Err(bad("an instance has at most 20 tags"));
+    }
+    Ok(())
+}
+
+/// The RAM role of a new instance (`crossdock-node` by default, created if unknown).
+fn role_for(s: &mut crate::model::State, asked: Option<&str>) -> Option<String> {
+    let role = match asked {
+        None => Some(crate::model::DEFAULT_ROLE.to_string()),
+        Some("") => None,
+        Some(r) => Some(r.to_string()),
+    };
+    if let Some(r) = &role {
+        if !s.roles.iter().any(|x| &x.role_name == r) {
+            s.roles.push(Role {
+                role_name: r.clone(),
+                allowed_actions: None,
+            });
+        }
+    }
+    role
+}
+
 async fn create_instance(
     State(sim): State<Arc<Sim>>,
     Json(req): Json<CreateInstance>,
 ) -> AdminResult<Instance> {
     sim.mutate(|c| {
         let s = &mut c.state;
-        let vsw = match &req.vswitch_id {
-            Some(id) => s
-                .vswitches
-                .iter()
-                .find(|v| &v.vswitch_id == id)
-                .cloned()
-                .ok_or_else(|| bad(format!("no vSwitch {id}")))?,
-            None => s
-                .vswitches
-                .first()
-                .cloned()
-                .ok_or_else(|| bad("the VPC has no vSwitch"))?,
-        };
-        let ip = match req.private_ip {
-            Some(ip) => {
-                if !vsw.cidr_block.contains(&ip) {
-                    return Err(bad(format!(
-                        "{ip} is not inside vSwitch {} ({})",
-                        vsw.vswitch_id, vsw.cidr_block
-                    )));
-                }
-                if s.instance_by_ip(ip).is_some() {
-                    return Err(admin_err(
-                        StatusCode::CONFLICT,
-                        format!("{ip} already belongs to an instance"),
-                    ));
-                }
-                ip
-            }
-            None => vsw
-                .cidr_block
-                .hosts()
-                .skip(9)
-                .find(|ip| s.instance_by_ip(*ip).is_none())
-                .ok_or_else(|| bad(format!("vSwitch {} is full", vsw.vswitch_id)))?,
-        };
-        if let Some(port) = &req.port {
-            if port.is_empty() || port.len() > 15 || port.contains(['"', ' ', '/']) {
-                return Err(bad(format!("`{port}` is not a usable interface name")));
-            }
-            if s.instances.iter().any(|i| i.port.as_deref() == Some(port)) {
-                return Err(admin_err(
-                    StatusCode::CONFLICT,
-                    format!("port {port} already belongs to an instance"),
-                ));
-            }
-        }
+        let vsw = vswitch_for(s, req.vswitch_id.as_deref())?;
+        let ip = ip_for(s, &vsw, req.private_ip)?;
+        check_port(s, req.port.as_deref())?;
+        check_tags(&req.tags)?;
         let instance_id = s.new_id("i-");
         let eni_id = s.new_id("eni-");
         let mac = s.new_mac();
-        let role = match &req.ram_role {
-            None => Some(crate::model::DEFAULT_ROLE.to_string()),
-            Some(r) if r.is_empty() => None,
-            Some(r) => Some(r.clone()),
-        };
-        if let Some(r) = &role {
-            if !s.roles.iter().any(|x| &x.role_name == r) {
-                s.roles.push(Role {
-                    role_name: r.clone(),
-                    allowed_actions: None,
-                });
-            }
-        }
+        let ram_role = role_for(s, req.ram_role.as_deref());
         let inst = Instance {
             hostname: if req.hostname.is_empty() {
                 instance_id.clone()
@@ -427,11 +474,81 @@ async fn create_instance(
             eni_id,
             mac,
             source_dest_check: req.source_dest_check.unwrap_or(true),
-            ram_role: role,
+            ram_role,
             created_at_ms: now_ms(),
+            tags: req.tags.clone(),
+            status: InstanceStatus::Running,
+            seq: s.take_seq(),
         };
         s.instances.push(inst.clone());
         Ok(Json(inst))
+    })
+}
+
+/// Changes one instance, or answers 404.
+fn with_instance(
+    sim: &Sim,
+    id: &str,
+    f: impl FnOnce(&mut Instance) -> Result<(), AdminErr>,
+) -> AdminResult<Instance> {
+    sim.mutate(|c| {
+        let inst = c
+            .state
+            .instances
+            .iter_mut()
+            .find(|i| i.instance_id == id)
+            .ok_or_else(|| admin_err(StatusCode::NOT_FOUND, format!("no instance {id}")))?;
+        f(inst)?;
+        Ok(Json(inst.clone()))
+    })
+}
+
+async fn set_instance_tags(
+    State(sim): State<Arc<Sim>>,
+    AxPath(id): AxPath<String>,
+    Json(req): Json<SetTags>,
+) -> AdminResult<Instance> {
+    check_tags(&req.tags)?;
+    with_instance(&sim, &id, |i| {
+        i.tags = req.tags;
+        Ok(())
+    })
+}
+
+async fn stop_instance(
+    State(sim): State<Arc<Sim>>,
+    AxPath(id): AxPath<String>,
+) -> AdminResult<Instance> {
+    with_instance(&sim, &id, |i| {
+        i.status = InstanceStatus::Stopped;
+        Ok(())
+    })
+}
+
+async fn start_instance(
+    State(sim): State<Arc<Sim>>,
+    AxPath(id): AxPath<String>,
+) -> AdminResult<Instance> {
+    with_instance(&sim, &id, |i| {
+        i.status = InstanceStatus::Running;
+        Ok(())
+    })
+}
+
+/// Release: the instance leaves the state (and with it its metadata identity and data-plane port);
+/// route entries that name it stay, pointing at nothing, as on Alibaba.
+async fn release_instance(
+    State(sim): State<Arc<Sim>>,
+    AxPath(id): AxPath<String>,
+) -> AdminResult<Instance> {
+    sim.mutate(|c| {
+        let at = c
+            .state
+            .instances
+            .iter()
+            .position(|i| i.instance_id == id)
+            .ok_or_else(|| admin_err(StatusCode::NOT_FOUND, format!("no instance {id}")))?;
+        Ok(Json(c.state.instances.remove(at)))
     })
 }
 
@@ -528,6 +645,44 @@ async fn create_route_table(
             s.add_system_entries(&t.route_table_id, cidr);
         }
         Ok(Json(t))
+    })
+}
+
+fn binding_err(e: BindingError) -> AdminErr {
+    let status = match e {
+        BindingError::NoTable(_) | BindingError::NoVSwitch(_) | BindingError::NotBound { .. } => {
+            StatusCode::NOT_FOUND
+        }
+        BindingError::SystemTable(_) => StatusCode::BAD_REQUEST,
+        BindingError::BoundElsewhere { .. } => StatusCode::CONFLICT,
+    };
+    admin_err(status, e.to_string())
+}
+
+fn table_json(s: &crate::model::State, id: &str) -> AdminResult<RouteTable> {
+    let t = s.table(id).cloned().expect("the binding checked it");
+    Ok(Json(t))
+}
+
+/// `PUT /route-tables/{id}/vswitches/{vsw}`: the custom table routes the vSwitch's traffic from now on.
+async fn bind_vswitch(
+    State(sim): State<Arc<Sim>>,
+    AxPath((id, vsw)): AxPath<(String, String)>,
+) -> AdminResult<RouteTable> {
+    sim.mutate(|c| {
+        c.state.bind_vswitch(&id, &vsw).map_err(binding_err)?;
+        table_json(&c.state, &id)
+    })
+}
+
+/// `DELETE /route-tables/{id}/vswitches/{vsw}`: the vSwitch goes back to the system table.
+async fn unbind_vswitch(
+    State(sim): State<Arc<Sim>>,
+    AxPath((id, vsw)): AxPath<(String, String)>,
+) -> AdminResult<RouteTable> {
+    sim.mutate(|c| {
+        c.state.unbind_vswitch(&id, &vsw).map_err(binding_err)?;
+        table_json(&c.state, &id)
     })
 }
 

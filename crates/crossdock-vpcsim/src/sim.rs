@@ -7,7 +7,7 @@
 //! released, so what a client was told has always reached the state file.
 
 use crate::admin::{CallLog, CallRecord, DataplaneStatus, Faults, Settings};
-use crate::dataplane::{Dataplane, Desired, PortPolicy};
+use crate::dataplane::{Dataplane, Desired, PortPolicy, TablePlane, KERNEL_TABLE_BASE};
 use crate::model::{now_ms, AccessKey, EntryType, RouteStatus, State};
 use anyhow::Context as _;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -274,7 +274,7 @@ impl Sim {
                     Ok(()) => {
                         st.applied_generation = generation;
                         st.last_error = None;
-                        st.routes = desired.routes.iter().map(|(k, v)| (*k, *v)).collect();
+                        st.tables = desired.tables.clone();
                         st.ports = desired.ports.clone();
                         last = Some((desired, Instant::now()));
                         false
@@ -531,20 +531,42 @@ pub fn advance_core(core: &mut Core, now: i64) -> bool {
     changed
 }
 
-/// The data plane a state asks for (see [`Sim::desired_dataplane`]).
+/// The data plane a state asks for (see [`Sim::desired_dataplane`]): every vSwitch CIDR, and for each
+/// route table bound to some vSwitch (the system table serves those bound to no custom table) its
+/// kernel table number, its vSwitches and its `Available` custom entries whose next hop resolves to an
+/// instance. Kernel table numbers follow the tables' creation order, so they are stable.
 pub fn desired_of(state: &State) -> Desired {
-    let mut d = Desired::default();
-    if let Some(vsw) = state.vswitches.first() {
-        let table = state.table_of_vswitch(&vsw.vswitch_id).to_string();
-        for e in state.entries.iter().filter(|e| {
-            e.route_table_id == table
-                && e.entry_type == EntryType::Custom
-                && e.status == RouteStatus::Available
-        }) {
-            if let Some(ip) = state.next_hop_ip(e) {
-                d.routes.insert(e.destination_cidr_block, ip);
-            }
+    let mut d = Desired {
+        vswitches: state.vswitches.iter().map(|v| v.cidr_block).collect(),
+        ..Desired::default()
+    };
+    for (n, table) in state.route_tables.iter().enumerate() {
+        let bound = state.vswitches_of_table(table);
+        if bound.is_empty() {
+            continue;
         }
+        let vswitches = state
+            .vswitches
+            .iter()
+            .filter(|v| bound.contains(&v.vswitch_id))
+            .map(|v| v.cidr_block)
+            .collect();
+        let routes = state
+            .entries
+            .iter()
+            .filter(|e| {
+                e.route_table_id == table.route_table_id
+                    && e.entry_type == EntryType::Custom
+                    && e.status == RouteStatus::Available
+            })
+            .filter_map(|e| Some((e.destination_cidr_block, state.next_hop_ip(e)?)))
+            .collect();
+        d.tables.push(TablePlane {
+            route_table_id: table.route_table_id.clone(),
+            kernel_table: KERNEL_TABLE_BASE + n as u32,
+            vswitches,
+            routes,
+        });
     }
     d.ports = state
         .instances
@@ -593,6 +615,9 @@ mod tests {
             source_dest_check: true,
             ram_role: None,
             created_at_ms: 0,
+            tags: vec![],
+            status: Default::default(),
+            seq: 0,
         });
         let entry = |table: &str, dst: &str, status: RouteStatus, hop: &str| RouteEntry {
             route_entry_id: format!("rte-{dst}"),
@@ -621,17 +646,18 @@ mod tests {
             "i-gone",
         ));
         let d = desired_of(&s);
+        assert_eq!(d.tables.len(), 1, "one vSwitch, one table routing it");
+        let routes = d.routes_of(&system);
+        assert_eq!(routes.len(), 1, "only Available entries with a live next hop");
         assert_eq!(
-            d.routes.len(),
-            1,
-            "only Available entries with a live next hop"
-        );
-        assert_eq!(
-            d.routes[&"10.1.0.0/24".parse().unwrap()],
+            routes[&"10.1.0.0/24".parse().unwrap()],
             "192.168.1.11".parse::<Ipv4Addr>().unwrap()
         );
+        assert_eq!(d.tables[0].kernel_table, KERNEL_TABLE_BASE);
+        assert_eq!(d.tables[0].vswitches, vec![s.vswitches[0].cidr_block]);
         assert_eq!(d.ports.len(), 1);
-        // associate the vSwitch with a custom table: its entries rule, the system table's do not
+        // associate the vSwitch with a custom table: its entries rule, the system table routes
+        // nobody's traffic and leaves the data plane
         s.route_tables.push(RouteTable {
             route_table_id: "vtb-custom".into(),
             route_table_name: String::new(),
@@ -646,11 +672,36 @@ mod tests {
             "i-1",
         ));
         let d = desired_of(&s);
+        assert_eq!(d.tables.len(), 1);
+        assert!(d.table(&system).is_none());
         assert_eq!(
-            d.routes.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
+            d.routes_of("vtb-custom")
+                .keys()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>(),
             vec!["10.9.0.0/24"]
         );
-        assert!(s.vswitches_of_table(s.table(&system).unwrap()).is_empty());
+        assert_eq!(d.table("vtb-custom").unwrap().kernel_table, KERNEL_TABLE_BASE + 1);
+        // a second vSwitch stays on the system table: two tables, each with its own sources
+        s.vswitches.push(crate::model::VSwitch {
+            vswitch_id: "vsw-b".into(),
+            vswitch_name: String::new(),
+            cidr_block: "192.168.2.0/24".parse().unwrap(),
+            zone_id: "z2".into(),
+            created_at_ms: 0,
+        });
+        let d = desired_of(&s);
+        assert_eq!(d.vswitches.len(), 2);
+        assert_eq!(
+            d.table(&system).unwrap().vswitches,
+            vec!["192.168.2.0/24".parse::<ipnet::Ipv4Net>().unwrap()]
+        );
+        assert_eq!(d.routes_of(&system).len(), 1);
+        assert_eq!(d.table("vtb-custom").unwrap().vswitches, vec![s.vswitches[0].cidr_block]);
+        assert_eq!(
+            s.vswitches_of_table(s.table(&system).unwrap()),
+            vec!["vsw-b".to_string()]
+        );
         assert_eq!(
             s.vswitches_of_table(s.table("vtb-custom").unwrap()),
             vec![vsw]

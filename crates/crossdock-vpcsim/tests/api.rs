@@ -2,9 +2,9 @@
 
 mod common;
 
-use common::{eventually, send, settings, Cred, Lab};
+use common::{eventually, send, settings, Cred, Lab, Resp};
 use crossdock_vpcsim::admin::{CreateAccessKey, ErrorFault, Faults, PutRoute, SetRole, Settings};
-use crossdock_vpcsim::model::RouteStatus;
+use crossdock_vpcsim::model::{RouteStatus, Tag};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -257,16 +257,22 @@ async fn routes_go_pending_then_available_and_reach_the_data_plane() {
     assert!(r.json["RequestId"].is_string());
     let e = lab.entry(&id).await.unwrap();
     assert_eq!(e["Status"], "Pending");
-    assert!(lab.dataplane.applied.lock().unwrap().routes.is_empty());
+    assert!(lab
+        .dataplane
+        .applied
+        .lock()
+        .unwrap()
+        .routes_of(&table)
+        .is_empty());
     lab.wait_status(&id, "Available").await;
     let dp = lab.dataplane.clone();
     eventually(5, "the data plane to get the route", || {
-        let dp = dp.clone();
+        let (dp, table) = (dp.clone(), table.clone());
         async move {
             dp.applied
                 .lock()
                 .unwrap()
-                .routes
+                .routes_of(&table)
                 .get(&"10.1.0.0/24".parse().unwrap())
                 == Some(&"192.168.1.11".parse().unwrap())
         }
@@ -281,8 +287,8 @@ async fn routes_go_pending_then_available_and_reach_the_data_plane() {
     assert_eq!(r.status, 200, "{:?}", r.json);
     lab.wait_gone(&id).await;
     eventually(5, "the data plane to drop the route", || {
-        let dp = dp.clone();
-        async move { dp.applied.lock().unwrap().routes.is_empty() }
+        let (dp, table) = (dp.clone(), table.clone());
+        async move { dp.applied.lock().unwrap().routes_of(&table).is_empty() }
     })
     .await;
     let r = lab
@@ -946,7 +952,7 @@ async fn state_survives_a_restart_and_timers_resume() {
     let dp = lab.dataplane.clone();
     eventually(5, "routes re-applied after restart", || {
         let dp = dp.clone();
-        async move { dp.applied.lock().unwrap().routes.len() == 2 }
+        async move { route_count(&dp.applied.lock().unwrap()) == 2 }
     })
     .await;
     // new ids do not collide with the old ones
@@ -975,4 +981,696 @@ async fn the_api_socket_speaks_the_same_protocol() {
     assert_eq!(v["Code"], "IncompleteSignature");
     let log = lab.admin.calls(None).await.unwrap();
     assert_eq!(log.calls[0].transport, "unix");
+}
+
+// ----- fleet mode: instance listing and batch route writes -----
+
+/// `RouteEntries.N.*` parameters for a batch create: (destination, next hop) per entry.
+fn batch_params(table: &str, entries: &[(&str, &str)]) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (dst, hop))| {
+            let n = i + 1;
+            [
+                (format!("RouteEntries.{n}.RouteTableId"), table.to_string()),
+                (format!("RouteEntries.{n}.DstCidrBlock"), dst.to_string()),
+                (format!("RouteEntries.{n}.NextHop"), hop.to_string()),
+                (format!("RouteEntries.{n}.NextHopType"), "Instance".into()),
+                (format!("RouteEntries.{n}.Name"), "crossdock".into()),
+                (
+                    format!("RouteEntries.{n}.Description"),
+                    format!("crossdock:{hop}"),
+                ),
+            ]
+        })
+        .collect()
+}
+
+fn refs(p: &[(String, String)]) -> Vec<(&str, &str)> {
+    p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Every page of a tag-filtered `DescribeInstances`, following `NextToken`: (instance ids, pages).
+async fn list_tagged(lab: &Lab, key: &str, value: &str, page: &str) -> (Vec<String>, usize) {
+    let info = lab.admin.info().await.unwrap();
+    let (mut ids, mut pages, mut token) = (vec![], 0, String::new());
+    loop {
+        let mut p = vec![
+            ("VpcId", info.vpc_id.as_str()),
+            ("Tag.1.Key", key),
+            ("Tag.1.Value", value),
+            ("MaxResults", page),
+        ];
+        if !token.is_empty() {
+            p.push(("NextToken", token.as_str()));
+        }
+        let r = lab.admin_call("DescribeInstances", &p).await;
+        assert_eq!(r.status, 200, "{:?}", r.json);
+        for k in [
+            "RequestId",
+            "NextToken",
+            "TotalCount",
+            "PageNumber",
+            "PageSize",
+        ] {
+            assert!(!r.json[k].is_null(), "{k} missing: {:?}", r.json);
+        }
+        for i in r.json["Instances"]["Instance"].as_array().unwrap() {
+            ids.push(i["InstanceId"].as_str().unwrap().to_string());
+        }
+        pages += 1;
+        token = r.json["NextToken"].as_str().unwrap().to_string();
+        if token.is_empty() {
+            return (ids, pages);
+        }
+    }
+}
+
+async fn tagged_instance(
+    lab: &Lab,
+    n: u8,
+    tags: &[(&str, &str)],
+) -> crossdock_vpcsim::model::Instance {
+    lab.admin
+        .create_instance(&crossdock_vpcsim::admin::CreateInstance {
+            hostname: format!("h{n}"),
+            private_ip: Some(format!("192.168.1.{}", 10 + n).parse().unwrap()),
+            tags: tags.iter().map(|(k, v)| Tag::new(*k, *v)).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn describe_instances_filters_by_tag_pages_and_forgets_released_instances() {
+    let lab = Lab::start(settings(0)).await;
+    let mut prod = vec![];
+    for n in 1..=23 {
+        let cluster = if n % 4 == 0 { "dev" } else { "prod" };
+        let i = tagged_instance(
+            &lab,
+            n,
+            &[("crossdock-cluster", cluster), ("n", &n.to_string())],
+        )
+        .await;
+        if cluster == "prod" {
+            prod.push(i.instance_id);
+        }
+    }
+    let (ids, pages) = list_tagged(&lab, "crossdock-cluster", "prod", "5").await;
+    assert_eq!(
+        (ids.clone(), pages),
+        (prod.clone(), 4),
+        "creation order, every page once"
+    );
+    // one item of the answer, in Alibaba's shape
+    let r = lab
+        .admin_call(
+            "DescribeInstances",
+            &[("InstanceIds", &format!("[\"{}\"]", prod[0]))],
+        )
+        .await;
+    let i = &r.json["Instances"]["Instance"][0];
+    assert_eq!(r.json["TotalCount"], 1);
+    assert_eq!(
+        (i["Status"].as_str(), i["HostName"].as_str()),
+        (Some("Running"), Some("h1"))
+    );
+    assert_eq!(
+        i["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0],
+        "192.168.1.11"
+    );
+    assert_eq!(
+        i["NetworkInterfaces"]["NetworkInterface"][0]["Type"],
+        "Primary"
+    );
+    assert_eq!(
+        i["Tags"]["Tag"][0],
+        serde_json::json!({"TagKey": "crossdock-cluster", "TagValue": "prod"})
+    );
+    assert_eq!(i["RegionId"], "cn-hangzhou");
+    // stop one, release another (between two pages of a listing: the token still holds)
+    let r = lab
+        .admin_call(
+            "DescribeInstances",
+            &[
+                ("Tag.1.Key", "crossdock-cluster"),
+                ("Tag.1.Value", "prod"),
+                ("MaxResults", "3"),
+            ],
+        )
+        .await;
+    let token = r.json["NextToken"].as_str().unwrap().to_string();
+    lab.admin.stop_instance(&prod[5]).await.unwrap();
+    let released = lab.admin.release_instance(&prod[3]).await.unwrap();
+    assert_eq!(released.instance_id, prod[3]);
+    let r = lab
+        .admin_call(
+            "DescribeInstances",
+            &[
+                ("Tag.1.Key", "crossdock-cluster"),
+                ("Tag.1.Value", "prod"),
+                ("MaxResults", "3"),
+                ("NextToken", &token),
+            ],
+        )
+        .await;
+    let second: Vec<&str> = r.json["Instances"]["Instance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["InstanceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        second,
+        [prod[4].as_str(), prod[5].as_str(), prod[6].as_str()]
+    );
+    assert_eq!(r.json["Instances"]["Instance"][1]["Status"], "Stopped");
+    let by_id = format!("[\"{}\",\"{}\"]", prod[3], prod[5]);
+    let r = lab
+        .admin_call("DescribeInstances", &[("InstanceIds", &by_id)])
+        .await;
+    assert_eq!(
+        r.json["TotalCount"], 1,
+        "the released instance is absent: {:?}",
+        r.json
+    );
+    let r = lab
+        .admin_call("DescribeInstances", &[("Status", "Stopped")])
+        .await;
+    assert_eq!(
+        r.json["Instances"]["Instance"][0]["InstanceId"],
+        prod[5].as_str()
+    );
+    // untagging takes an instance out of the fleet; starting brings Running back
+    lab.admin.set_instance_tags(&prod[0], &[]).await.unwrap();
+    lab.admin.start_instance(&prod[5]).await.unwrap();
+    let (ids, _) = list_tagged(&lab, "crossdock-cluster", "prod", "100").await;
+    assert_eq!(ids.len(), prod.len() - 2);
+    assert!(!ids.contains(&prod[0]) && !ids.contains(&prod[3]));
+    // refusals with Alibaba's codes; the IP of the released instance can be used again
+    let r = lab
+        .admin_call("DescribeInstances", &[("MaxResults", "101")])
+        .await;
+    assert_eq!((r.status, r.code()), (400, "InvalidParameter.MaxResults"));
+    assert!(lab.admin.release_instance(&prod[3]).await.is_err());
+    let again = lab
+        .instance("h4-again", &released.private_ip.to_string())
+        .await;
+    assert_ne!(again.instance_id, released.instance_id);
+}
+
+#[tokio::test]
+async fn describe_instances_needs_its_ram_action() {
+    let lab = Lab::start(settings(0)).await;
+    let key = lab
+        .admin
+        .create_access_key(&CreateAccessKey {
+            allowed_actions: Some(vec![
+                "ecs:DescribeInstances".into(),
+                "vpc:CreateRouteEntries".into(),
+            ]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let cred = Cred {
+        id: key.access_key_id,
+        secret: key.access_key_secret,
+        token: None,
+    };
+    assert_eq!(
+        lab.call(&cred, "DescribeInstances", &[]).await.code(),
+        "Success"
+    );
+    assert_eq!(
+        lab.call(&cred, "DeleteRouteEntries", &[]).await.code(),
+        "Forbidden.RAM"
+    );
+    assert_eq!(
+        lab.call(&cred, "DescribeNetworkInterfaces", &[])
+            .await
+            .code(),
+        "Forbidden.RAM"
+    );
+}
+
+#[tokio::test]
+async fn released_instances_leave_the_data_plane_and_their_routes_stay() {
+    let lab = Lab::start(settings(0)).await;
+    let h1 = lab
+        .admin
+        .create_instance(&crossdock_vpcsim::admin::CreateInstance {
+            hostname: "h1".into(),
+            private_ip: Some("192.168.1.11".parse().unwrap()),
+            port: Some("p-h1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let route = lab.available_route("10.1.0.0/24", &h1).await;
+    let dp = lab.dataplane.clone();
+    eventually(5, "the route and the port in the data plane", || {
+        let dp = dp.clone();
+        async move {
+            let a = dp.applied.lock().unwrap();
+            route_count(&a) == 1 && a.ports.len() == 1
+        }
+    })
+    .await;
+    lab.admin.release_instance(&h1.instance_id).await.unwrap();
+    eventually(
+        5,
+        "the released instance's port and route out of the data plane",
+        || {
+            let dp = dp.clone();
+            async move {
+                let a = dp.applied.lock().unwrap();
+                route_count(&a) == 0 && a.ports.is_empty()
+            }
+        },
+    )
+    .await;
+    let e = lab
+        .entry(&route)
+        .await
+        .expect("the route entry stays in the table");
+    assert_eq!(
+        e["NextHops"]["NextHop"][0]["NextHopId"],
+        h1.instance_id.as_str()
+    );
+}
+
+#[tokio::test]
+async fn batch_create_fails_per_entry_and_respects_the_quota() {
+    let lab = Lab::start(Settings {
+        route_entry_quota: 4,
+        ..settings(300)
+    })
+    .await;
+    let h1 = lab.instance("h1", "192.168.1.11").await;
+    let h2 = lab.instance("h2", "192.168.1.12").await;
+    let table = lab.table().await;
+    let existing = lab.available_route("10.0.0.0/24", &h1).await;
+    let (a, b) = (h1.instance_id.as_str(), h2.instance_id.as_str());
+    let p = batch_params(
+        &table,
+        &[
+            ("10.0.0.0/24", a),    // exists already
+            ("10.1.0.0/24", a),    // ok
+            ("10.1.0.0/24", b),    // duplicate within the batch
+            ("192.168.1.0/25", b), // inside the vSwitch
+            ("100.64.3.0/24", b),  // cloud services
+            ("10.2.0.0/24", "i-gone"),
+            ("10.3.0.0/24", b), // ok
+            ("10.4.0.0/24", b), // ok: the 4th custom entry, the quota
+            ("10.5.0.0/24", b), // over the quota
+            ("10.6.0.0/24", a), // over the quota
+        ],
+    );
+    let r = lab.admin_call("CreateRouteEntries", &refs(&p)).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert_eq!(
+        (
+            r.json["SuccessCount"].as_u64(),
+            r.json["FailedCount"].as_u64()
+        ),
+        (Some(3), Some(7))
+    );
+    let codes: Vec<(&str, &str)> = r.json["FailedRouteEntries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["DstCidrBlock"].as_str().unwrap(),
+                f["FailedCode"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("10.0.0.0/24", "VPC_ROUTE_ENTRY_CIDR_BLOCK_DUPLICATE"),
+            ("10.1.0.0/24", "VPC_ROUTE_ENTRY_CIDR_BLOCK_DUPLICATE"),
+            ("192.168.1.0/25", "InvalidCidrBlock"),
+            ("100.64.3.0/24", "InvalidCidrBlock"),
+            ("10.2.0.0/24", "InvalidNextHopId.NotFound"),
+            ("10.5.0.0/24", "QuotaExceeded"),
+            ("10.6.0.0/24", "QuotaExceeded"),
+        ]
+    );
+    // the created entries are Pending, then Available, with the name and description given
+    let ids: Vec<String> = r.json["RouteEntryIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(lab.entry(&ids[0]).await.unwrap()["Status"], "Pending");
+    // while they are Pending, every route write of the VPC is refused, batch or single
+    let more = batch_params(&table, &[("10.9.0.0/24", a)]);
+    assert_eq!(
+        lab.admin_call("CreateRouteEntries", &refs(&more))
+            .await
+            .code(),
+        "IncorrectRouteEntryStatus"
+    );
+    let del = lab
+        .admin_call(
+            "DeleteRouteEntries",
+            &[
+                ("RouteEntries.1.RouteTableId", &table),
+                ("RouteEntries.1.RouteEntryId", &existing),
+            ],
+        )
+        .await;
+    assert_eq!(del.code(), "IncorrectRouteEntryStatus");
+    for id in &ids {
+        lab.wait_status(id, "Available").await;
+    }
+    let e = lab.entry(&ids[2]).await.unwrap();
+    assert_eq!(
+        (e["RouteEntryName"].as_str(), e["Description"].as_str()),
+        (Some("crossdock"), Some(format!("crossdock:{b}").as_str()))
+    );
+    // more than 50 entries are refused as a whole
+    let dsts: Vec<String> = (0..51).map(|i| format!("10.100.{i}.0/24")).collect();
+    let big: Vec<(&str, &str)> = dsts.iter().map(|d| (d.as_str(), a)).collect();
+    let r = lab
+        .admin_call("CreateRouteEntries", &refs(&batch_params(&table, &big)))
+        .await;
+    assert_eq!((r.status, r.code()), (400, "InvalidParameter"));
+}
+
+#[tokio::test]
+async fn batch_writes_are_serialised_with_single_writes_and_obey_faults() {
+    let lab = Lab::start(settings(0)).await;
+    let h1 = lab.instance("h1", "192.168.1.11").await;
+    let table = lab.table().await;
+    let a = h1.instance_id.as_str();
+    lab.admin
+        .set_faults(&Faults {
+            latency_ms: BTreeMap::from([("CreateRouteEntries".into(), 300)]),
+            ..Faults::default()
+        })
+        .await
+        .unwrap();
+    let batch = batch_params(&table, &[("10.1.0.0/24", a), ("10.2.0.0/24", a)]);
+    let batch_refs = refs(&batch);
+    let single = [
+        ("RouteTableId", table.as_str()),
+        ("DestinationCidrBlock", "10.3.0.0/24"),
+        ("NextHopId", a),
+    ];
+    let (first, second) = tokio::join!(lab.admin_call("CreateRouteEntries", &batch_refs), async {
+        // the batch holds the VPC's write slot for 300 ms
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        lab.admin_call("CreateRouteEntry", &single).await
+    });
+    assert_eq!(first.json["SuccessCount"], 2, "{:?}", first.json);
+    assert_eq!(second.code(), "TaskConflict");
+    // injected errors and the TaskConflict storm reach batch writes like any other write
+    lab.admin
+        .set_faults(&Faults {
+            task_conflict_storm: true,
+            ..Faults::default()
+        })
+        .await
+        .unwrap();
+    let more = batch_params(&table, &[("10.4.0.0/24", a)]);
+    assert_eq!(
+        lab.admin_call("CreateRouteEntries", &refs(&more))
+            .await
+            .code(),
+        "TaskConflict"
+    );
+    lab.admin
+        .set_faults(&Faults {
+            errors: BTreeMap::from([(
+                "DeleteRouteEntries".into(),
+                ErrorFault {
+                    code: "Throttling.User".into(),
+                    ..Default::default()
+                },
+            )]),
+            ..Faults::default()
+        })
+        .await
+        .unwrap();
+    let del = [
+        ("RouteEntries.1.RouteTableId", table.as_str()),
+        ("RouteEntries.1.DstCidrBlock", "10.1.0.0/24"),
+        ("RouteEntries.1.NextHop", a),
+    ];
+    assert_eq!(
+        lab.admin_call("DeleteRouteEntries", &del).await.code(),
+        "Throttling.User"
+    );
+    let log = lab.admin.calls(None).await.unwrap();
+    assert!(log
+        .calls
+        .iter()
+        .any(|c| c.action == "CreateRouteEntries" && c.write));
+}
+
+#[tokio::test]
+async fn batch_delete_by_id_or_destination_goes_deleting_then_gone() {
+    let lab = Lab::start(settings(200)).await;
+    let h1 = lab.instance("h1", "192.168.1.11").await;
+    let h2 = lab.instance("h2", "192.168.1.12").await;
+    let table = lab.table().await;
+    let r1 = lab.available_route("10.1.0.0/24", &h1).await;
+    let r2 = lab.available_route("10.2.0.0/24", &h2).await;
+    let keep = lab.available_route("10.3.0.0/24", &h2).await;
+    let system = lab.admin.state().await.unwrap().entries[0]
+        .route_entry_id
+        .clone();
+    let p = [
+        ("RouteEntries.1.RouteTableId", table.as_str()),
+        ("RouteEntries.1.RouteEntryId", r1.as_str()),
+        ("RouteEntries.2.RouteTableId", table.as_str()),
+        ("RouteEntries.2.DstCidrBlock", "10.2.0.0/24"),
+        ("RouteEntries.2.NextHop", h2.instance_id.as_str()),
+        // the right destination with another next hop is not that entry
+        ("RouteEntries.3.RouteTableId", table.as_str()),
+        ("RouteEntries.3.DstCidrBlock", "10.3.0.0/24"),
+        ("RouteEntries.3.NextHop", h1.instance_id.as_str()),
+        ("RouteEntries.4.RouteTableId", table.as_str()),
+        ("RouteEntries.4.RouteEntryId", system.as_str()),
+    ];
+    let r = lab.admin_call("DeleteRouteEntries", &p).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert_eq!(
+        (
+            r.json["SuccessCount"].as_u64(),
+            r.json["FailedCount"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    let codes: Vec<&str> = r.json["FailedRouteEntries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["FailedCode"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["InvalidRouteEntryId.NotFound", "OperationDenied"]);
+    assert_eq!(lab.entry(&r1).await.unwrap()["Status"], "Deleting");
+    lab.wait_gone(&r1).await;
+    lab.wait_gone(&r2).await;
+    assert_eq!(lab.entry(&keep).await.unwrap()["Status"], "Available");
+}
+
+fn route_count(d: &crossdock_vpcsim::dataplane::Desired) -> usize {
+    d.tables.iter().map(|t| t.routes.len()).sum()
+}
+
+/// Each vSwitch's table as DescribeVSwitches reports it: vSwitch id -> (RouteTableId, RouteTableType).
+async fn vswitch_tables(lab: &Lab) -> BTreeMap<String, (String, String)> {
+    let r = lab.admin_call("DescribeVSwitches", &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    r.json["VSwitches"]["VSwitch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let t = &v["RouteTable"];
+            (
+                v["VSwitchId"].as_str().unwrap().to_string(),
+                (
+                    t["RouteTableId"].as_str().unwrap().to_string(),
+                    t["RouteTableType"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Each table's vSwitches as DescribeRouteTableList reports them.
+async fn table_vswitches(lab: &Lab) -> BTreeMap<String, Vec<String>> {
+    let r = lab.admin_call("DescribeRouteTableList", &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    r.json["RouterTableList"]["RouterTableListType"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let vsws = t["VSwitchIds"]["VSwitchId"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            (t["RouteTableId"].as_str().unwrap().to_string(), vsws)
+        })
+        .collect()
+}
+
+async fn create_in(lab: &Lab, table: &str, dst: &str, hop: &str) -> Resp {
+    lab.admin_call(
+        "CreateRouteEntry",
+        &[
+            ("RouteTableId", table),
+            ("DestinationCidrBlock", dst),
+            ("NextHopId", hop),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn vswitches_bound_to_custom_tables_are_described_routed_and_counted_per_table() {
+    use crossdock_vpcsim::admin::{CreateRouteTable, CreateVSwitch};
+    let lab = Lab::start(Settings {
+        route_entry_quota: 1,
+        ..settings(0)
+    })
+    .await;
+    let system = lab.table().await;
+    let a = lab.admin.info().await.unwrap().vswitch_id;
+    let b = lab
+        .admin
+        .create_vswitch(&CreateVSwitch {
+            cidr_block: Some("192.168.2.0/24".parse().unwrap()),
+            zone_id: Some("cn-hangzhou-i".into()),
+            vswitch_name: "zone-i".into(),
+        })
+        .await
+        .unwrap()
+        .vswitch_id;
+    let custom = lab
+        .admin
+        .create_route_table(&CreateRouteTable {
+            route_table_name: "zone-i".into(),
+            vswitch_ids: vec![b.clone()],
+        })
+        .await
+        .unwrap()
+        .route_table_id;
+    let h1 = lab.instance("h1", "192.168.1.11").await;
+    let h2 = lab
+        .admin
+        .create_instance(&crossdock_vpcsim::admin::CreateInstance {
+            hostname: "h2".into(),
+            private_ip: Some("192.168.2.12".parse().unwrap()),
+            vswitch_id: Some(b.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(h2.zone_id, "cn-hangzhou-i");
+
+    // the API reports each vSwitch's table, and each table's vSwitches, as Alibaba does
+    let sys = |s: &str| (s.to_string(), "System".to_string());
+    let cus = |s: &str| (s.to_string(), "Custom".to_string());
+    assert_eq!(
+        vswitch_tables(&lab).await,
+        BTreeMap::from([(a.clone(), sys(&system)), (b.clone(), cus(&custom))])
+    );
+    assert_eq!(
+        table_vswitches(&lab).await,
+        BTreeMap::from([
+            (system.clone(), vec![a.clone()]),
+            (custom.clone(), vec![b.clone()])
+        ])
+    );
+    let r = lab
+        .admin_call("DescribeVSwitches", &[("RouteTableId", &custom)])
+        .await;
+    assert_eq!(r.json["VSwitches"]["VSwitch"][0]["VSwitchId"], b.as_str());
+    assert_eq!(r.json["TotalCount"], 1);
+
+    // the quota is per table: one entry fits in each, a second one in either does not
+    for (table, dst, hop) in [
+        (&system, "10.1.0.0/24", &h2.instance_id),
+        (&custom, "10.0.0.0/24", &h1.instance_id),
+    ] {
+        let r: Resp = create_in(&lab, table, dst, hop).await;
+        assert_eq!(r.status, 200, "{:?}", r.json);
+    }
+    let r = create_in(&lab, &custom, "10.9.0.0/24", &h1.instance_id).await;
+    assert_eq!(r.code(), "QuotaExceeded");
+    // a destination inside the other vSwitch is refused in the custom table too (system route)
+    let r = create_in(&lab, &custom, "192.168.1.0/25", &h1.instance_id).await;
+    assert_eq!(r.code(), "InvalidCidrBlock");
+
+    // the data plane has one table per bound route table, each with its vSwitch and its own routes
+    let dp = lab.dataplane.clone();
+    let (s2, c2) = (system.clone(), custom.clone());
+    eventually(5, "both tables in the data plane", move || {
+        let (dp, s2, c2) = (dp.clone(), s2.clone(), c2.clone());
+        async move {
+            let d = dp.applied.lock().unwrap().clone();
+            d.tables.len() == 2
+                && d.routes_of(&s2).keys().map(|k| k.to_string()).eq(["10.1.0.0/24"])
+                && d.routes_of(&c2).keys().map(|k| k.to_string()).eq(["10.0.0.0/24"])
+                && d.table(&c2).unwrap().vswitches
+                    == vec!["192.168.2.0/24".parse::<ipnet::Ipv4Net>().unwrap()]
+        }
+    })
+    .await;
+
+    // unbind: the vSwitch goes back to the system table, which then serves both
+    lab.admin.unbind_vswitch(&custom, &b).await.unwrap();
+    assert_eq!(
+        vswitch_tables(&lab).await,
+        BTreeMap::from([(a.clone(), sys(&system)), (b.clone(), sys(&system))])
+    );
+    let listed = table_vswitches(&lab).await;
+    assert_eq!(listed[&system], vec![a.clone(), b.clone()]);
+    assert!(listed[&custom].is_empty());
+    let dp = lab.dataplane.clone();
+    eventually(5, "the unbound table out of the data plane", move || {
+        let dp = dp.clone();
+        async move { dp.applied.lock().unwrap().tables.len() == 1 }
+    })
+    .await;
+
+    // bind the first vSwitch to the custom table (twice: the same answer); the other one is refused
+    // while bound, and the system table cannot be bound to
+    let t = lab.admin.bind_vswitch(&custom, &a).await.unwrap();
+    assert_eq!(t.vswitch_ids, vec![a.clone()]);
+    lab.admin.bind_vswitch(&custom, &a).await.unwrap();
+    assert_eq!(vswitch_tables(&lab).await[&a], cus(&custom));
+    let other = lab
+        .admin
+        .create_route_table(&CreateRouteTable {
+            route_table_name: "other".into(),
+            vswitch_ids: vec![],
+        })
+        .await
+        .unwrap()
+        .route_table_id;
+    for (table, vsw, status) in [
+        (&other, &a, "409"),
+        (&system, &b, "400"),
+        (&other, &"vsw-nope".to_string(), "404"),
+    ] {
+        let e = lab.admin.bind_vswitch(table, vsw).await.unwrap_err();
+        assert!(e.to_string().contains(&format!("HTTP {status}")), "{e}");
+    }
+    let e = lab.admin.unbind_vswitch(&other, &a).await.unwrap_err();
+    assert!(e.to_string().contains("is not bound to"), "{e}");
 }

@@ -1,0 +1,743 @@
+//! Fleet mode's pass: read the cluster and the tables, plan ([`crate::fleet_plan`]), execute in
+//! batches.
+//!
+//! A sweep reads the members (ECS `DescribeInstances` by the cluster tag) and every custom entry of
+//! the tables together; when crossdock routes point at non-members it asks ECS about exactly those
+//! instances (plus this host, whose presence makes the answer evidence, see [`crate::gc`]). The plan
+//! is executed as it stands: replacements, creates (≤ 50 per `CreateRouteEntries`), deletions
+//! (≤ 50 per `DeleteRouteEntries`). A write the VPC refuses for now (another member's batch in
+//! flight, a `Pending` entry, throttling) is waited out with the reconciler's full-jitter backoff
+//! and followed by a re-read: the other member has most likely just written the routes this host
+//! wanted.
+//!
+//! Hosts of a fleet booting together see the same members missing. So they do not all race for
+//! the table, a host first waits for its turn: its position among the members missing a route,
+//! in batches of 50, times `batch_slot`; a host whose route was written by an earlier batch in the
+//! meantime makes no write at all.
+//!
+//! A sweep runs when this host's own route is not known to be in place, every
+//! `sweep_interval`, and when a released instance's grace period ends.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crossdock_alibaba::{
+    BatchResult, Error as CloudError, ErrorClass, Instance, InstanceQuery, NewRoute,
+    RouteEntryFilter, RouteToDelete, Tag,
+};
+use crossdock_config::mapping::SubnetMapping;
+
+use crate::fleet_plan::{
+    plan_fleet, release_candidates, FleetConflict, FleetInput, FleetPlan, Member, Missing,
+    ReleaseEvidence, StaleWait,
+};
+use crate::gc::ReleaseTracker;
+use crate::plan::Observed;
+use crate::reconciler::{
+    Calls, Discovery, Outcome, Problem, RouteReconciler, SyncState, RETRY_PENDING,
+};
+use crate::tables::Senders;
+
+/// Most entries one batch call takes.
+pub const BATCH_MAX: usize = 50;
+
+/// Fleet mode's settings (`[fleet]`, `[subnet]`, `cluster_cidrs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSettings {
+    /// The cluster tag.
+    pub tag: Tag,
+    /// How long an instance must be seen released before its routes are deleted.
+    pub grace: Duration,
+    /// At most this many deletions per pass.
+    pub max_deletes: usize,
+    /// Full re-read of the cluster and its routes at least this often.
+    pub sweep_interval: Duration,
+    /// How long one batch takes to be written and settle, for the boot-time turns.
+    pub batch_slot: Duration,
+    /// `[subnet] host_ranges` (empty: the VPC's primary CIDR).
+    pub host_ranges: Vec<Ipv4Net>,
+    /// `cluster_cidrs`.
+    pub cluster: Vec<Ipv4Net>,
+    /// `[subnet] prefix_len`.
+    pub prefix_len: u8,
+}
+
+impl FleetSettings {
+    /// From the configuration, when fleet mode is on (`[fleet] tag` set).
+    pub fn from_config(c: &crossdock_config::Config) -> Option<Self> {
+        let tag = c.fleet.tag.as_ref()?;
+        Some(Self {
+            tag: Tag {
+                key: tag.key.clone(),
+                value: tag.value.clone(),
+            },
+            grace: Duration::from_secs(c.fleet.release_grace_secs),
+            max_deletes: c.fleet.max_deletes_per_pass as usize,
+            sweep_interval: Duration::from_secs(c.fleet.sweep_interval_secs),
+            batch_slot: Duration::from_millis(1500),
+            host_ranges: c.subnet.host_ranges.clone(),
+            cluster: c.cluster_cidrs.clone(),
+            prefix_len: c.subnet.prefix_len,
+        })
+    }
+
+    fn mapping(&self, d: &Discovery) -> Result<SubnetMapping, String> {
+        let hosts = if self.host_ranges.is_empty() {
+            d.cidrs.vpc.first().copied().into_iter().collect()
+        } else {
+            self.host_ranges.clone()
+        };
+        SubnetMapping::new(&hosts, &self.cluster, self.prefix_len).map_err(|e| e.to_string())
+    }
+}
+
+/// A stale route as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaleStatus {
+    /// Table.
+    pub table_id: String,
+    /// Destination.
+    pub cidr: String,
+    /// The entry.
+    pub entry_id: String,
+    /// The released instance it points at.
+    pub instance_id: String,
+    /// `grace_period`, `over_cap`, `not_available` or `deleting`.
+    pub waiting_for: &'static str,
+    /// Seconds until the grace period ends (0 when due).
+    pub due_in_secs: u64,
+}
+
+/// One member's route in one table, for the fleet view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostRoute {
+    /// Table.
+    pub table_id: String,
+    /// The entry (empty when missing).
+    pub entry_id: String,
+    /// `Available`, `Pending`, ... or `Missing`.
+    pub status: String,
+}
+
+/// One member as the last sweep saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetHost {
+    /// `i-...`.
+    pub instance_id: String,
+    /// ECS status.
+    pub status: String,
+    /// Primary private IP.
+    pub private_ip: Option<std::net::Ipv4Addr>,
+    /// Its vSwitch.
+    pub vswitch_id: String,
+    /// Its container subnet by the mapping.
+    pub subnet: Option<Ipv4Net>,
+    /// Its route per table on the members' paths.
+    pub routes: Vec<HostRoute>,
+}
+
+fn hosts_of(members: &[Member], plan: &FleetPlan) -> Vec<FleetHost> {
+    let mut hosts: Vec<FleetHost> = members
+        .iter()
+        .map(|m| {
+            let placed = plan
+                .placed
+                .iter()
+                .filter(|p| p.instance_id == m.instance_id)
+                .map(|p| HostRoute {
+                    table_id: p.table_id.clone(),
+                    entry_id: p.entry_id.clone(),
+                    status: p.status.clone(),
+                });
+            let missing = plan
+                .missing
+                .iter()
+                .filter(|p| p.instance_id == m.instance_id)
+                .map(|p| HostRoute {
+                    table_id: p.table_id.clone(),
+                    entry_id: String::new(),
+                    status: "Missing".into(),
+                });
+            FleetHost {
+                instance_id: m.instance_id.clone(),
+                status: m.status.to_string(),
+                private_ip: m.private_ip,
+                vswitch_id: m.vswitch_id.clone(),
+                subnet: m.subnet,
+                routes: placed.chain(missing).collect(),
+            }
+        })
+        .collect();
+    hosts.sort_by(|a, b| (a.private_ip, &a.instance_id).cmp(&(b.private_ip, &b.instance_id)));
+    hosts
+}
+
+/// The cluster as the last sweep saw it, for `/status` and `crossdock status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FleetStatus {
+    /// `key=value`.
+    pub tag: String,
+    /// Members by the tag, any status.
+    pub members: usize,
+    /// Of those, running (or starting).
+    pub running: usize,
+    /// Members' routes missing.
+    pub routes_missing: Vec<Missing>,
+    /// Crossdock routes of released instances, waiting or being deleted.
+    pub stale_routes: Vec<StaleStatus>,
+    /// Members' destinations held by routes crossdock may not replace.
+    pub conflicts: Vec<FleetConflict>,
+    /// Members whose subnet cannot be computed.
+    pub unmapped: Vec<String>,
+    /// Custom entries per table (quota use), as listed.
+    pub table_entries: Vec<(String, usize)>,
+    /// Every member with its subnet and its route per table (`crossdock status --fleet`).
+    pub hosts: Vec<FleetHost>,
+    /// Seconds since the last sweep finished.
+    #[serde(skip)]
+    pub swept_at: Option<Instant>,
+}
+
+/// Fleet mode's memory between passes.
+#[derive(Debug, Default)]
+pub struct FleetState {
+    pub(crate) tracker: ReleaseTracker,
+    pub(crate) last_sweep: Option<Instant>,
+    pub(crate) status: Option<FleetStatus>,
+    /// Since when each listed table has been off every member's path.
+    pub(crate) off_path_since: std::collections::BTreeMap<String, Duration>,
+    /// The tables on the members' paths, from the last sweep (this host's route goes there too).
+    pub(crate) path: Option<Vec<String>>,
+    /// Listings this pass already made and nothing has written since, by table: the check of this
+    /// host's own route uses them instead of reading again.
+    pub(crate) fresh: std::collections::HashMap<String, Vec<crossdock_alibaba::RouteEntry>>,
+}
+
+/// Sizes of what one read found, for `/status`.
+struct ViewCounts {
+    members: usize,
+    running: usize,
+    table_entries: Vec<(String, usize)>,
+    hosts: Vec<Member>,
+    observed: Vec<Observed>,
+}
+
+/// What one read of the fleet found.
+struct FleetView {
+    members: Vec<Member>,
+    observed: Vec<Observed>,
+}
+
+fn member_of(i: &Instance, mapping: &SubnetMapping) -> Member {
+    Member {
+        instance_id: i.instance_id.clone(),
+        status: i.status.clone(),
+        vswitch_id: i.vswitch_id.clone(),
+        private_ip: i.private_ip,
+        subnet: i.private_ip.and_then(|ip| mapping.subnet_for(ip).ok()),
+    }
+}
+
+/// When this host's turn to write comes: its position among the members missing a route (in id
+/// order) selects a batch; batch `n` waits `n` slots. The first of each batch writes at once.
+pub fn turn_delay(missing: &[Missing], self_id: &str, slot: Duration) -> Duration {
+    let mut ids: Vec<&str> = missing.iter().map(|m| m.instance_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    match ids.iter().position(|id| *id == self_id) {
+        Some(pos) => {
+            let batch = u32::try_from(pos / BATCH_MAX).unwrap_or(u32::MAX);
+            let in_batch = pos % BATCH_MAX;
+            // Members inside a batch other than its first wait one more slot: the first one's
+            // batch covers them, so they normally only need to look.
+            slot * batch + if in_batch == 0 { Duration::ZERO } else { slot }
+        }
+        None => Duration::ZERO,
+    }
+}
+
+impl RouteReconciler {
+    /// The fleet part of a pass, run after discovery and before this host's own route is checked.
+    /// Returns false when this host's own route must not be touched (its subnet is not the one the
+    /// fleet mapping gives it).
+    pub(crate) async fn fleet_pass(
+        &self,
+        st: &mut SyncState,
+        calls: &Calls<'_>,
+        out: &mut Outcome,
+        d: &Discovery,
+        subnet: Ipv4Net,
+    ) -> bool {
+        st.fleet.fresh.clear();
+        let Some(fleet) = self.cfg.fleet.clone() else {
+            return true;
+        };
+        let mapping = match fleet.mapping(d) {
+            Ok(m) => m,
+            Err(e) => {
+                out.problems.push(Problem::failed(
+                    "MappingInvalid",
+                    format!("fleet mode cannot map members to subnets: {e}"),
+                    None,
+                ));
+                return false;
+            }
+        };
+        if let Err(p) = self.check_own_subnet(&mapping, subnet) {
+            out.problems.push(p);
+            return false;
+        }
+        let own_in_place = d
+            .tables
+            .iter()
+            .all(|t| st.in_place.contains(&(t.clone(), subnet)));
+        let now = self.clock_offset();
+        let gc_due = st
+            .fleet
+            .tracker
+            .next_due(fleet.grace)
+            .is_some_and(|t| t <= now);
+        let sweep_due = st
+            .fleet
+            .last_sweep
+            .is_none_or(|t| t.elapsed() >= fleet.sweep_interval);
+        if !(own_in_place && !gc_due && !sweep_due) {
+            self.sweep(st, calls, out, d, &fleet, &mapping).await;
+        }
+        true
+    }
+
+    /// This host's served subnet must be the one the mapping gives its private IP: every other
+    /// member computes this host's route from the IP alone.
+    fn check_own_subnet(&self, mapping: &SubnetMapping, subnet: Ipv4Net) -> Result<(), Problem> {
+        let ip = &self.identity.private_ip;
+        let derived = ip
+            .parse()
+            .map_err(|_| format!("this host's private IP {ip:?} is not an IPv4 address"))
+            .and_then(|ip| mapping.subnet_for(ip).map_err(|e| e.to_string()));
+        match derived {
+            Ok(d) if d == subnet => Ok(()),
+            Ok(d) => Err(Problem::failed(
+                "SubnetMismatch",
+                format!(
+                    "Docker serves {subnet}, but the fleet mapping gives this host ({ip}) {d}; other members \
+                     route {d} here; fix: run `crossdock init` and restart Docker (bip {d})"
+                ),
+                None,
+            )),
+            Err(e) => Err(Problem::failed("MappingInvalid", e, None)),
+        }
+    }
+
+    /// Offset of now from the reconciler's start (the release tracker's clock).
+    fn clock_offset(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    async fn sweep(
+        &self,
+        st: &mut SyncState,
+        calls: &Calls<'_>,
+        out: &mut Outcome,
+        d: &Discovery,
+        fleet: &FleetSettings,
+        mapping: &SubnetMapping,
+    ) {
+        let started = Instant::now();
+        let mut refusals = 0u32;
+        let mut first_round = true;
+        loop {
+            let (plan, counts) = match self.read_and_plan(st, calls, d, fleet, mapping).await {
+                Ok(p) => p,
+                Err(p) => {
+                    out.problems.push(p);
+                    return;
+                }
+            };
+            self.note_plan(st, out, &plan, &counts, fleet);
+            if !plan.writes() {
+                st.fleet.fresh = counts
+                    .observed
+                    .into_iter()
+                    .map(|o| (o.table_id, o.entries))
+                    .collect();
+                break;
+            }
+            if first_round && !plan.create.is_empty() {
+                first_round = false;
+                let wait = turn_delay(&plan.missing, &self.identity.instance_id, fleet.batch_slot);
+                if !wait.is_zero() {
+                    (self.sleeper)(wait).await;
+                    if let Some(fresh) = self.own_route_listed(calls, &plan).await {
+                        st.fleet.fresh = fresh;
+                        break;
+                    }
+                    continue;
+                }
+            }
+            first_round = false;
+            match self.execute(calls, out, &plan).await {
+                Ok(()) => break,
+                Err(e)
+                    if e.class() == ErrorClass::Retryable
+                        && started.elapsed() < self.cfg.write_patience =>
+                {
+                    refusals += 1;
+                    out.write_refusals += 1;
+                    let delay = self.write_delay(refusals, e.retry_hint());
+                    tracing::debug!(refusals, ?delay, error = %e, "fleet batch refused for now; backing off, then re-reading");
+                    (self.sleeper)(delay).await;
+                }
+                Err(e) => {
+                    out.problems
+                        .push(Problem::from_error("write the fleet's routes", &e));
+                    break;
+                }
+            }
+        }
+        st.fleet.last_sweep = Some(Instant::now());
+        if let Some(due) = st.fleet.tracker.next_due(fleet.grace) {
+            let wait = due.saturating_sub(self.clock_offset()) + Duration::from_secs(1);
+            out.next_pass = Some(out.next_pass.map_or(wait, |n| n.min(wait)));
+        }
+    }
+
+    /// This host's route as now listed in each table where it was missing, if every one of them
+    /// has it now (written by another member's batch); `None` when some table still lacks it.
+    async fn own_route_listed(
+        &self,
+        calls: &Calls<'_>,
+        plan: &FleetPlan,
+    ) -> Option<std::collections::HashMap<String, Vec<crossdock_alibaba::RouteEntry>>> {
+        let mut listed = std::collections::HashMap::new();
+        for m in plan
+            .missing
+            .iter()
+            .filter(|m| m.instance_id == self.identity.instance_id)
+        {
+            let filter = RouteEntryFilter {
+                destination_cidr_block: Some(m.cidr.to_string()),
+                ..Default::default()
+            };
+            match calls.route_entries(&m.table_id, &filter).await {
+                Ok(entries) if entries.iter().any(|e| self.marker.points_here(e)) => {
+                    listed.insert(m.table_id.clone(), entries);
+                }
+                _ => return None,
+            }
+        }
+        Some(listed)
+    }
+
+    async fn read_and_plan(
+        &self,
+        st: &mut SyncState,
+        calls: &Calls<'_>,
+        d: &Discovery,
+        fleet: &FleetSettings,
+        mapping: &SubnetMapping,
+    ) -> Result<(FleetPlan, ViewCounts), Problem> {
+        let view = self.read_fleet(calls, d, fleet, mapping).await?;
+        let evidence = self.release_evidence(st, calls, &view, fleet).await?;
+        let member_vswitches: BTreeSet<String> =
+            view.members.iter().map(|m| m.vswitch_id.clone()).collect();
+        let path = d
+            .layout
+            .tables_on_path(
+                &self.cfg.route_table_ids,
+                Senders::Members(&member_vswitches),
+                &self.identity.vswitch_id,
+            )
+            .map_err(|m| Problem::failed("NoRouteTable", m, Some(RETRY_PENDING)))?;
+        let off_path = self.tables_off_path(st, &view.observed, &path, fleet.grace);
+        st.fleet.path = Some(path.clone());
+        let counts = ViewCounts {
+            members: view.members.len(),
+            running: view.members.iter().filter(|m| m.wants_route()).count(),
+            table_entries: view
+                .observed
+                .iter()
+                .map(|o| (o.table_id.clone(), o.entries.len()))
+                .collect(),
+            hosts: view.members.clone(),
+            observed: view.observed.clone(),
+        };
+        let plan = plan_fleet(&FleetInput {
+            self_id: &self.identity.instance_id,
+            route_name: &self.cfg.route_name,
+            members: &view.members,
+            tables: &path,
+            observed: &view.observed,
+            evidence: &evidence,
+            max_deletes: fleet.max_deletes,
+            off_path: &off_path,
+        });
+        Ok((plan, counts))
+    }
+
+    /// The listed tables off every member's path for the whole grace period (a table just left,
+    /// or one a partial member listing seems to leave, waits).
+    fn tables_off_path(
+        &self,
+        st: &mut SyncState,
+        observed: &[Observed],
+        path: &[String],
+        grace: Duration,
+    ) -> Vec<Observed> {
+        let now = self.clock_offset();
+        let off: Vec<&Observed> = observed
+            .iter()
+            .filter(|o| !path.contains(&o.table_id))
+            .collect();
+        st.fleet
+            .off_path_since
+            .retain(|t, _| off.iter().any(|o| &o.table_id == t));
+        off.into_iter()
+            .filter(|o| {
+                let since = *st
+                    .fleet
+                    .off_path_since
+                    .entry(o.table_id.clone())
+                    .or_insert(now);
+                now.saturating_sub(since) >= grace
+            })
+            .cloned()
+            .collect()
+    }
+
+    async fn read_fleet(
+        &self,
+        calls: &Calls<'_>,
+        d: &Discovery,
+        fleet: &FleetSettings,
+        mapping: &SubnetMapping,
+    ) -> Result<FleetView, Problem> {
+        let query = InstanceQuery {
+            vpc_id: Some(self.identity.vpc_id.clone()),
+            tag: Some(fleet.tag.clone()),
+            instance_ids: Vec::new(),
+        };
+        let custom = RouteEntryFilter {
+            route_entry_type: Some("Custom".into()),
+            ..Default::default()
+        };
+        let tables = futures_util::future::join_all(
+            d.tables.iter().map(|t| calls.route_entries(t, &custom)),
+        );
+        let (instances, tables) = tokio::join!(calls.instances(&query), tables);
+        let instances = instances.map_err(|e| {
+            Problem::from_error(
+                &format!(
+                    "list the members tagged {}={}",
+                    fleet.tag.key, fleet.tag.value
+                ),
+                &e,
+            )
+        })?;
+        let mut observed = Vec::new();
+        for (table_id, listed) in d.tables.iter().zip(tables) {
+            let mut entries = listed
+                .map_err(|e| Problem::from_error(&format!("list the routes of {table_id}"), &e))?;
+            for e in entries.iter_mut().filter(|e| e.route_table_id.is_empty()) {
+                e.route_table_id = table_id.clone();
+            }
+            observed.push(Observed {
+                table_id: table_id.clone(),
+                entries,
+            });
+        }
+        let members = instances
+            .iter()
+            .filter(|i| i.vpc_id.is_empty() || i.vpc_id == self.identity.vpc_id)
+            .map(|i| member_of(i, mapping))
+            .collect();
+        Ok(FleetView { members, observed })
+    }
+
+    /// Asks ECS about the next hops of crossdock routes that are not members, with this host in
+    /// the same question; an answer that does not show this host proves nothing.
+    async fn release_evidence(
+        &self,
+        st: &mut SyncState,
+        calls: &Calls<'_>,
+        view: &FleetView,
+        fleet: &FleetSettings,
+    ) -> Result<ReleaseEvidence, Problem> {
+        let me = &self.identity.instance_id;
+        let asked = release_candidates(&view.members, &view.observed, &self.cfg.route_name);
+        if asked.is_empty() {
+            st.fleet.tracker = ReleaseTracker::default();
+            return Ok(ReleaseEvidence::default());
+        }
+        let query = InstanceQuery {
+            vpc_id: None,
+            tag: None,
+            instance_ids: asked.iter().cloned().chain([me.clone()]).collect(),
+        };
+        let listed = calls.instances(&query).await.map_err(|e| {
+            Problem::from_error("look up the instances behind crossdock's routes", &e)
+        })?;
+        let answered: BTreeSet<String> = listed.into_iter().map(|i| i.instance_id).collect();
+        match st
+            .fleet
+            .tracker
+            .observe(me, &asked, &answered, self.clock_offset(), fleet.grace)
+        {
+            Ok(ev) => Ok(ev),
+            Err(odd) => {
+                tracing::warn!(%odd, "instance listing is no evidence; deleting nothing");
+                Ok(ReleaseEvidence::default())
+            }
+        }
+    }
+
+    fn note_plan(
+        &self,
+        st: &mut SyncState,
+        out: &mut Outcome,
+        plan: &FleetPlan,
+        counts: &ViewCounts,
+        fleet: &FleetSettings,
+    ) {
+        let now = self.clock_offset();
+        let waiting = st.fleet.tracker.waiting();
+        let stale_routes = plan
+            .stale
+            .iter()
+            .map(|s| StaleStatus {
+                table_id: s.table_id.clone(),
+                cidr: s.cidr.clone(),
+                entry_id: s.entry_id.clone(),
+                instance_id: s.instance_id.clone(),
+                waiting_for: match s.waiting_for {
+                    StaleWait::GracePeriod => "grace_period",
+                    StaleWait::OverCap => "over_cap",
+                    StaleWait::NotAvailable => "not_available",
+                    StaleWait::Deleting => "deleting",
+                },
+                due_in_secs: waiting
+                    .get(&s.instance_id)
+                    .map(|first| (*first + fleet.grace).saturating_sub(now).as_secs())
+                    .unwrap_or(0),
+            })
+            .collect();
+        for c in &plan.conflicts {
+            if c.instance_id == self.identity.instance_id {
+                // This host's own destination: reported by the per-table check with its fix.
+                continue;
+            }
+            out.notes.push(format!(
+                "{}: member {}'s subnet {} is held by {} ({}); crossdock does not overwrite it",
+                c.table_id, c.instance_id, c.cidr, c.entry_id, c.holder
+            ));
+        }
+        st.fleet.status = Some(FleetStatus {
+            tag: format!("{}={}", fleet.tag.key, fleet.tag.value),
+            members: counts.members,
+            running: counts.running,
+            routes_missing: plan.missing.clone(),
+            stale_routes,
+            conflicts: plan.conflicts.clone(),
+            unmapped: plan.unmapped.clone(),
+            table_entries: counts.table_entries.clone(),
+            hosts: hosts_of(&counts.hosts, plan),
+            swept_at: Some(Instant::now()),
+        });
+    }
+
+    /// Executes a plan: replacements, creates, deletions, in batches. Stops at the first refused
+    /// call (the caller backs off and re-reads); per-entry failures are reported and left.
+    async fn execute(
+        &self,
+        calls: &Calls<'_>,
+        out: &mut Outcome,
+        plan: &FleetPlan,
+    ) -> Result<(), CloudError> {
+        for chunk in plan.replace.chunks(BATCH_MAX) {
+            let r = calls.delete_routes(chunk).await?;
+            out.batch_calls += 1;
+            self.log_deletions(
+                chunk,
+                &r,
+                "replaced: its instance is released and a member needs the subnet",
+            );
+            out.deleted += u64::from(r.success_count);
+        }
+        for chunk in plan.create.chunks(BATCH_MAX) {
+            let r = calls.create_routes(chunk).await?;
+            out.batch_calls += 1;
+            self.note_created(out, chunk, &r);
+        }
+        for s in plan
+            .stale
+            .iter()
+            .filter(|s| s.waiting_for == StaleWait::Deleting)
+        {
+            tracing::warn!(
+                table = %s.table_id,
+                entry = %s.entry_id,
+                cidr = %s.cidr,
+                instance = %s.instance_id,
+                "deleting a crossdock route: its instance is absent from DescribeInstances by id (in answers \
+                 that list this host) for the whole grace period"
+            );
+        }
+        for chunk in plan.delete.chunks(BATCH_MAX) {
+            let r = calls.delete_routes(chunk).await?;
+            out.batch_calls += 1;
+            self.log_deletions(chunk, &r, "released for the whole grace period");
+            out.deleted += u64::from(r.success_count);
+            out.fleet_deleted += u64::from(r.success_count);
+        }
+        Ok(())
+    }
+
+    fn note_created(&self, out: &mut Outcome, chunk: &[NewRoute], r: &BatchResult) {
+        out.created += u64::from(r.success_count);
+        for f in &r.failed {
+            if f.is_duplicate() {
+                continue;
+            }
+            let own = f.next_hop == self.identity.instance_id;
+            let message = format!(
+                "creating the route {} → {} was refused ({}): {}",
+                f.destination_cidr_block, f.next_hop, f.code, f.message
+            );
+            if own {
+                out.problems
+                    .push(Problem::pending("CloudBusy", message, RETRY_PENDING));
+            } else {
+                out.notes.push(message);
+            }
+        }
+        tracing::info!(
+            asked = chunk.len(),
+            created = r.success_count,
+            failed = r.failed_count,
+            "fleet batch of routes written"
+        );
+    }
+
+    fn log_deletions(&self, chunk: &[RouteToDelete], r: &BatchResult, evidence: &str) {
+        for d in chunk {
+            if let RouteToDelete::ById {
+                route_table_id,
+                route_entry_id,
+            } = d
+            {
+                tracing::info!(
+                    table = %route_table_id,
+                    entry = %route_entry_id,
+                    evidence,
+                    "route deletion sent"
+                );
+            }
+        }
+        for f in &r.failed {
+            tracing::warn!(cidr = %f.destination_cidr_block, code = %f.code, "route deletion refused: {}", f.message);
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Fleet mode against the in-memory VPC: batches, turns, cleanup of released hosts, evidence.
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossdock_alibaba::{Identity, Sleeper};
+
+use crate::fake::{fleet_tag, FakeCloud, Op, ME};
+use crate::fleet::FleetSettings;
+use crate::*;
+
+const TABLE: &str = "vtb-sys";
+
+fn identity(id: &str, ip: &str) -> Identity {
+    Identity {
+        instance_id: id.into(),
+        region_id: "cn-test-1".into(),
+        vpc_id: "vpc-1".into(),
+        vswitch_id: "vsw-1".into(),
+        private_ip: ip.into(),
+        mac: String::new(),
+        eni_id: "eni-1".into(),
+    }
+}
+
+fn settings(grace: Duration) -> FleetSettings {
+    FleetSettings {
+        tag: fleet_tag(),
+        grace,
+        max_deletes: 20,
+        // Every pass sweeps (the agent's default is a minute).
+        sweep_interval: Duration::ZERO,
+        batch_slot: Duration::from_millis(1500),
+        host_ranges: Vec::new(),
+        cluster: vec!["10.0.0.0/8".parse().unwrap()],
+        prefix_len: 24,
+    }
+}
+
+type Sleeps = Arc<Mutex<Vec<Duration>>>;
+
+fn agent(fake: &Arc<FakeCloud>, id: &str, ip: &str, grace: Duration) -> (RouteReconciler, Sleeps) {
+    let log: Sleeps = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    let sleeper: Sleeper = Arc::new(move |d| {
+        l.lock().unwrap().push(d);
+        Box::pin(async {})
+    });
+    let cfg = RoutesConfig {
+        fleet: Some(settings(grace)),
+        ..RoutesConfig::default()
+    };
+    let cloud: Arc<dyn RouteCloud> = fake.clone();
+    (
+        RouteReconciler::new(cloud, cfg, identity(id, ip)).with_sleeper(sleeper),
+        log,
+    )
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// Three running members (this host .11, .12, .13) and an empty table.
+fn three_members() -> Arc<FakeCloud> {
+    let fake = Arc::new(FakeCloud::standard());
+    fake.add_member(ME, ip("192.168.1.11"));
+    fake.add_member("i-b", ip("192.168.1.12"));
+    fake.add_member("i-c", ip("192.168.1.13"));
+    fake
+}
+
+fn destinations(fake: &FakeCloud) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = fake
+        .entries_in(TABLE)
+        .into_iter()
+        .filter(|e| e.entry_type == "Custom")
+        .map(|e| {
+            let hop = e.instance_next_hop().unwrap_or_default().to_string();
+            (e.destination_cidr_block, hop)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+const MY_SUBNET: &str = "10.1.11.0/24";
+
+#[tokio::test]
+async fn one_batch_routes_the_whole_fleet_and_the_next_host_writes_nothing() {
+    let fake = three_members();
+    let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::from_secs(300));
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(fake.count(Op::CreateBatch), 1);
+    assert_eq!(fake.count(Op::Create), 0, "no single writes in fleet mode");
+    assert_eq!(
+        destinations(&fake),
+        vec![
+            ("10.1.11.0/24".into(), ME.into()),
+            ("10.1.12.0/24".into(), "i-b".into()),
+            ("10.1.13.0/24".into(), "i-c".into()),
+        ]
+    );
+    let entry = fake
+        .entries_in(TABLE)
+        .into_iter()
+        .find(|e| e.destination_cidr_block == "10.1.12.0/24")
+        .unwrap();
+    assert_eq!(
+        (entry.name.as_str(), entry.description.as_str()),
+        ("crossdock", "crossdock:i-b")
+    );
+
+    let (b, _) = agent(&fake, "i-b", "192.168.1.12", Duration::from_secs(300));
+    let report = b.sync(Some("10.1.12.0/24".parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(report.writes, 0, "a host whose route exists makes no write");
+    let fleet = report.fleet.expect("fleet status");
+    assert_eq!((fleet.members, fleet.running), (3, 3));
+    assert!(fleet.routes_missing.is_empty());
+}
+
+#[tokio::test]
+async fn a_host_waits_its_turn_and_skips_the_write_when_an_earlier_batch_covered_it() {
+    let fake = three_members();
+    // i-b is first among the missing (i-b < i-c < i-me): it writes at once, for everyone.
+    let (b, b_sleeps) = agent(&fake, "i-b", "192.168.1.12", Duration::from_secs(300));
+    let report = b.sync(Some("10.1.12.0/24".parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert!(!b_sleeps
+        .lock()
+        .unwrap()
+        .contains(&Duration::from_millis(1500)));
+    // This host, later in the same batch, would have waited one slot; its route is there now.
+    let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::from_secs(300));
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert_eq!(report.writes, 0, "{report:?}");
+    assert_eq!(fake.count(Op::CreateBatch), 1);
+}
+
+#[tokio::test]
+async fn a_refused_batch_is_retried_after_a_backoff_and_a_re_read() {
+    let fake = three_members();
+    fake.fail_next(Op::CreateBatch, "TaskConflict");
+    let (me, sleeps) = agent(&fake, ME, "192.168.1.11", Duration::from_secs(300));
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(fake.count(Op::CreateBatch), 2);
+    assert_eq!(destinations(&fake).len(), 3);
+    assert!(!sleeps.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn released_hosts_routes_wait_for_the_grace_period() {
+    let fake = three_members();
+    let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::from_secs(3600));
+    me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    fake.release_instance("i-c");
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert_eq!(fake.count(Op::DeleteBatch), 0);
+    let fleet = report.fleet.unwrap();
+    assert_eq!(fleet.stale_routes.len(), 1);
+    assert_eq!(fleet.stale_routes[0].instance_id, "i-c");
+    assert_eq!(fleet.stale_routes[0].waiting_for, "grace_period");
+    assert!(report
+        .retry_after
+        .is_some_and(|d| d <= Duration::from_secs(3601)));
+}
+
+#[tokio::test]
+async fn released_hosts_routes_go_after_the_grace_period_and_nothing_else_does() {
+    let fake = three_members();
+    fake.add_entry(TABLE, "172.20.0.0/16", "i-c", "", "hand-made", "Available");
+    let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::ZERO);
+    me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    let before: Vec<String> = fake
+        .entries_in(TABLE)
+        .iter()
+        .map(|e| e.route_entry_id.clone())
+        .collect();
+    fake.release_instance("i-c");
+    fake.stop_instance("i-b");
+    me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert_eq!(fake.count(Op::DeleteBatch), 1);
+    let after = destinations(&fake);
+    assert!(
+        after.contains(&("10.1.12.0/24".into(), "i-b".into())),
+        "a stopped member keeps its route"
+    );
+    assert!(!after.contains(&("10.1.13.0/24".into(), "i-c".into())));
+    assert!(
+        after.contains(&("172.20.0.0/16".into(), "i-c".into())),
+        "unmarked routes are never touched"
+    );
+    let kept: Vec<String> = fake
+        .entries_in(TABLE)
+        .iter()
+        .map(|e| e.route_entry_id.clone())
+        .collect();
+    assert!(
+        kept.iter().all(|id| before.contains(id)),
+        "survivors keep their entry ids"
+    );
+    assert_eq!(me.metrics().fleet_routes_deleted, 1);
+}
+
+#[tokio::test]
+async fn an_untagged_instance_keeps_its_route() {
+    let fake = three_members();
+    fake.add_instance("i-untagged", ip("192.168.1.20"), &[]);
+    fake.add_entry(
+        TABLE,
+        "10.1.20.0/24",
+        "i-untagged",
+        "crossdock",
+        "crossdock:i-untagged",
+        "Available",
+    );
+    let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::ZERO);
+    me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert_eq!(fake.count(Op::DeleteBatch), 0);
+}
+
+#[tokio::test]
+async fn an_answer_that_does_not_show_this_host_deletes_nothing() {
+    let fake = Arc::new(FakeCloud::standard());
+    // This host is not an instance of the fake: every by-id answer lacks it.
+    fake.add_member("i-b", ip("192.168.1.12"));
+    fake.add_ours(TABLE, MY_SUBNET);
+    fake.add_entry(
+        TABLE,
+        "10.1.13.0/24",
+        "i-gone",
+        "crossdock",
+        "crossdock:i-gone",
+        "Available",
+    );
+    let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::ZERO);
+    me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert_eq!(fake.count(Op::DeleteBatch), 0);
+    assert!(destinations(&fake).contains(&("10.1.13.0/24".into(), "i-gone".into())));
+}
+
+#[tokio::test]
+async fn a_new_host_on_a_released_hosts_ip_replaces_the_stale_route_at_once() {
+    let fake = Arc::new(FakeCloud::standard());
+    fake.add_member(ME, ip("192.168.1.11"));
+    let stale = fake.add_entry(
+        TABLE,
+        MY_SUBNET,
+        "i-old",
+        "crossdock",
+        "crossdock:i-old",
+        "Available",
+    );
+    let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::from_secs(3600));
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(destinations(&fake), vec![(MY_SUBNET.into(), ME.into())]);
+    assert!(fake
+        .entries_in(TABLE)
+        .iter()
+        .all(|e| e.route_entry_id != stale));
+}
+
+#[tokio::test]
+async fn a_live_instances_route_on_my_subnet_is_a_conflict() {
+    let fake = three_members();
+    fake.add_instance("i-other", ip("192.168.1.30"), &[]);
+    fake.add_entry(
+        TABLE,
+        MY_SUBNET,
+        "i-other",
+        "crossdock",
+        "crossdock:i-other",
+        "Available",
+    );
+    let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::ZERO);
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert_eq!(report.route.reason, "RouteConflict", "{report:?}");
+    assert!(destinations(&fake).contains(&(MY_SUBNET.into(), "i-other".into())));
+}
+
+#[tokio::test]
+async fn a_subnet_other_than_the_mapped_one_is_refused_before_any_write() {
+    let fake = three_members();
+    let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::ZERO);
+    let report = me.sync(Some("10.200.0.0/24".parse().unwrap())).await;
+    assert_eq!(report.route.reason, "SubnetMismatch", "{report:?}");
+    assert!(report.route.message.contains("10.1.11.0/24"));
+    assert_eq!(report.writes, 0);
+}
+
+#[test]
+fn turns_put_one_writer_at_the_head_of_each_batch_of_fifty() {
+    use crate::fleet::turn_delay;
+    use crate::fleet_plan::Missing;
+    let missing: Vec<Missing> = (0..120)
+        .map(|i| Missing {
+            table_id: TABLE.into(),
+            cidr: format!("10.2.{i}.0/24").parse().unwrap(),
+            instance_id: format!("i-{i:03}"),
+        })
+        .collect();
+    let slot = Duration::from_millis(1500);
+    assert_eq!(turn_delay(&missing, "i-000", slot), Duration::ZERO);
+    assert_eq!(
+        turn_delay(&missing, "i-001", slot),
+        slot,
+        "covered by i-000's batch: looks after one slot"
+    );
+    assert_eq!(
+        turn_delay(&missing, "i-050", slot),
+        slot,
+        "heads the second batch"
+    );
+    assert_eq!(turn_delay(&missing, "i-100", slot), slot * 2);
+    assert_eq!(turn_delay(&missing, "i-119", slot), slot * 3);
+    assert_eq!(turn_delay(&missing, "i-absent", slot), Duration::ZERO);
+}
+
+#[tokio::test]
+async fn a_steady_state_sweep_reads_the_members_and_the_table_once_and_nothing_else() {
+    let fake = three_members();
+    let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::from_secs(300));
+    me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!((report.reads, report.writes), (2, 0), "{report:?}");
+}
