@@ -297,15 +297,16 @@ fn e2e_fleet_bad_mappings_are_refused_before_anything_is_written() {
 const GRACE_SECS: u64 = 30;
 /// The fleet sweep (membership and table re-read), shortened from 60 s.
 const SWEEP_SECS: u64 = 5;
-/// After the grace period: the sweep that first saw the release, the deletion, room for a loaded CI.
+/// After the grace period: the pass that first sees the release (route passes run every
+/// [`CLOUD_RESYNC_SECS`], sweeping when [`SWEEP_SECS`] have passed), the deletion, room for a loaded CI.
 const GC_MARGIN: Duration = Duration::from_secs(SWEEP_SECS + 25);
 /// From a new host's agent started to its route replacing a released host's stale route and being
 /// `Available`: one delete and one create, each settling (a first route takes about a second).
-const REPLACE_BOUND: Duration = Duration::from_secs(60); // DEBUG-TEMP 15
+const REPLACE_BOUND: Duration = Duration::from_secs(15);
 /// A new host in a running lab: namespace, instance, `crossdock init`, dockerd, busybox import.
 const HOST_ADD_BOUND: Duration = Duration::from_secs(60);
 
-/// The (destination, next hop) a user added by hand, and what must never happen to it.
+/// A route a user added by hand (no crossdock marker) from `cidr` to instance `next_hop`.
 fn user_route(lab: &Lab, cidr: &str, next_hop: &str) -> RouteEntry {
     let req = PutRoute {
         destination_cidr_block: Some(cidr.parse().unwrap()),

@@ -7,6 +7,7 @@
 //!   containers, and h1's answers to vsw2), nothing the other table routes, and the agent writes it
 //!   back within a resync. Route writes are refused while the break is observed (an injected fault),
 //!   so the observation cannot race the repair; the log shows the agent tried within a resync.
+//!   `crossdock doctor` on h1 names the table that lacks its route.
 //! - A new custom table bound to a vSwitch takes over that vSwitch's traffic and gets the routes
 //!   within a resync.
 //!
@@ -29,7 +30,7 @@ const RESYNC_BOUND: Duration = Duration::from_secs(RESYNC_SECS * 2 + 5);
 /// A refused write is retried within this (the agents' backoff ceiling here).
 const BACKOFF_MAX_MS: u64 = 1000;
 /// From the fault lifted to the route Available again: the backoff ceiling, the write, `Pending`.
-const REPAIR_BOUND: Duration = Duration::from_secs(RESYNC_SECS * 2 + 5);
+const REPAIR_BOUND: Duration = Duration::from_secs(RESYNC_SECS * 2 + 10);
 
 /// The custom entries of one table.
 fn routes_in(lab: &Lab, table: &str) -> Vec<RouteEntry> {
@@ -86,6 +87,31 @@ fn is_write_of(c: &CallRecord, instance: &str, table: &str, cidr: &str) -> bool 
         && c.params.values().any(|v| v == cidr)
 }
 
+/// `crossdock doctor --json` on h1 fails a route check (`route.tables`, or `cloud.route` when it
+/// judges that table itself) whose evidence names `table` and `subnet`, with a fix.
+fn assert_doctor_names(lab: &Lab, table: &str, subnet: &str) {
+    let out = lab
+        .exec_unchecked(1, &[CROSSDOCK, "doctor", "--json"])
+        .expect("run crossdock doctor in h1");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor --json: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(out.status.code(), Some(2), "doctor must fail: {report:#}");
+    let named = report["checks"].as_array().expect("checks").iter().any(|c| {
+        let evidence = c["evidence"].as_str().unwrap_or("");
+        ["route.tables", "cloud.route"].contains(&c["id"].as_str().unwrap_or(""))
+            && c["status"] == "fail"
+            && evidence.contains(table)
+            && evidence.contains(subnet)
+            && c["fix"].as_str().is_some_and(|f| f.contains(table))
+    });
+    assert!(named, "doctor does not name {table} lacking {subnet}: {report:#}");
+}
+
 /// Every pair of containers reaches each other both ways with its own source IP.
 fn assert_all_connected(lab: &Lab, cs: &BTreeMap<usize, ContainerInfo>, bound: Duration) {
     for (a, b) in [(1, 2), (2, 3), (1, 3)] {
@@ -111,7 +137,10 @@ fn e2e_zones_every_table_on_the_path_gets_the_route() {
     let custom = lab.table_of_vswitch("vsw2").expect("vsw2's table");
     assert_ne!(system, custom, "vsw2 is bound to a custom table");
     assert_eq!(
-        lab.hosts().iter().map(|h| h.vswitch.as_str()).collect::<Vec<_>>(),
+        lab.hosts()
+            .iter()
+            .map(|h| h.vswitch.as_str())
+            .collect::<Vec<_>>(),
         ["vsw1", "vsw2", "vsw1"]
     );
 
@@ -119,7 +148,10 @@ fn e2e_zones_every_table_on_the_path_gets_the_route() {
     start_agents(&mut lab, &["h1", "h2", "h3"]);
     let want = expected_table(&lab, &[1, 2, 3]);
     let took = wait_tables(&lab, &[&system, &custom], &want, ROUTES_BOUND);
-    eprintln!("both tables complete {:.1} s after the agents started", took.as_secs_f64());
+    eprintln!(
+        "both tables complete {:.1} s after the agents started",
+        took.as_secs_f64()
+    );
     wait_ready(&lab, &[1, 2, 3], ROUTES_BOUND);
     let cs: BTreeMap<usize, ContainerInfo> = (1..=3)
         .map(|i| (i, container(&lab, i, &format!("c{i}"))))
@@ -161,16 +193,26 @@ fn e2e_zones_every_table_on_the_path_gets_the_route() {
         let (name, ip) = (format!("c{from}"), cs[&to].ip.clone());
         wait_ping(&lab, from, &name, &ip, TRAFFIC_BOUND);
     }
+    // Doctor on h1 names the table that lacks the route.
+    assert_doctor_names(&lab, &custom, &h1_subnet);
     // The agent noticed within a resync: it tried to write the route back into the custom table.
-    let (first_try_ms, _) = wait_until(&lab, "h1's agent to try to restore its route", RESYNC_BOUND, || {
-        calls_since(&lab, seq)
-            .calls
-            .iter()
-            .find(|c| is_write_of(c, &h1, &custom, &h1_subnet))
-            .map(|c| c.time_ms)
-    });
+    let (first_try_ms, _) = wait_until(
+        &lab,
+        "h1's agent to try to restore its route",
+        RESYNC_BOUND,
+        || {
+            calls_since(&lab, seq)
+                .calls
+                .iter()
+                .find(|c| is_write_of(c, &h1, &custom, &h1_subnet))
+                .map(|c| c.time_ms)
+        },
+    );
     let noticed = Duration::from_millis((first_try_ms - deleted_ms).max(0) as u64);
-    eprintln!("h1's agent tried to restore its route {:.1} s after the delete", noticed.as_secs_f64());
+    eprintln!(
+        "h1's agent tried to restore its route {:.1} s after the delete",
+        noticed.as_secs_f64()
+    );
     assert!(
         noticed <= RESYNC_BOUND,
         "h1's agent noticed its missing route after {noticed:?}, more than a resync ({RESYNC_SECS} s)"
@@ -178,13 +220,22 @@ fn e2e_zones_every_table_on_the_path_gets_the_route() {
     lab.admin_sync(|c| async move { c.reset_faults().await })
         .expect("lift the fault");
     let took = wait_tables(&lab, &[&system, &custom], &want, REPAIR_BOUND);
-    eprintln!("restored {:.1} s after the fault was lifted", took.as_secs_f64());
+    eprintln!(
+        "restored {:.1} s after the fault was lifted",
+        took.as_secs_f64()
+    );
     assert_connected(&lab, (1, "c1", &cs[&1]), (2, "c2", &cs[&2]), TRAFFIC_BOUND);
 
     // 3. A new custom table bound to vsw1 takes over its traffic and gets every route within a resync.
-    let t3 = lab.table_create(&[]).expect("a new custom table").route_table_id;
+    let t3 = lab
+        .table_create(&[])
+        .expect("a new custom table")
+        .route_table_id;
     lab.table_bind(&t3, "vsw1").expect("bind vsw1 to it");
     let took = wait_tables(&lab, &[&t3, &custom], &want, RESYNC_BOUND);
-    eprintln!("the new table got every route {:.1} s after it was bound", took.as_secs_f64());
+    eprintln!(
+        "the new table got every route {:.1} s after it was bound",
+        took.as_secs_f64()
+    );
     assert_all_connected(&lab, &cs, TRAFFIC_BOUND);
 }

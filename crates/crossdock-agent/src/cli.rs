@@ -109,7 +109,10 @@ pub fn run_agent(args: AgentArgs) -> u8 {
     let exit = rt.block_on(async {
         let routes: Arc<dyn RouteSync> = routes::for_config(&cfg);
         let path = std::path::absolute(&args.config).unwrap_or_else(|_| args.config.clone());
-        daemon::run(path, cfg, log, routes).await
+        match daemon::DaemonDeps::real(&cfg, routes) {
+            Ok(deps) => daemon::run(path, cfg, log, deps).await,
+            Err(e) => Exit::Runtime(e),
+        }
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     match exit {
@@ -146,6 +149,9 @@ fn check_config(path: &Path, cfg: Config) -> u8 {
 async fn check_on_host(cfg: &Config) -> (u8, String) {
     use crossdock_docker::DockerSource;
     if let Err(e) = crate::scrape::check_listen(&cfg.metrics, &crossdock_hostnet::RtNetlink).await {
+        return (2, e.to_string());
+    }
+    if let Err(e) = crate::names::NamesSettings::from_config(cfg) {
         return (2, e.to_string());
     }
     if cfg.docker.static_subnet.is_some() {
@@ -383,9 +389,14 @@ pub fn render_fleet_hosts(f: &serde_json::Value) -> String {
     }
     let _ = writeln!(
         out,
-        "{} members ({} running)",
+        "{} members ({} running){}",
         hosts.len(),
-        s(&f["running"])
+        s(&f["running"]),
+        if f["written_since"] == true {
+            "; routes were written after this view, the agent's next pass reads them again"
+        } else {
+            ""
+        }
     );
     out
 }
@@ -473,7 +484,7 @@ pub fn render_status(v: &serde_json::Value) -> String {
     );
     if let Some(conds) = v["conditions"].as_object() {
         for name in crate::state::CONDITIONS {
-            let c = &conds.get(name).cloned().unwrap_or_default();
+            let c = &conds.get(name.as_str()).cloned().unwrap_or_default();
             let _ = writeln!(
                 out,
                 "{:<12} {:<9} {:<22} {:<21} {}",
@@ -511,6 +522,9 @@ pub fn render_status(v: &serde_json::Value) -> String {
     }
     if v["fleet"].is_object() {
         render_fleet(&mut out, &v["fleet"]);
+    }
+    if v["names"].is_object() {
+        crate::names_status::render(&mut out, &v["names"]);
     }
     let c = &v["counters"];
     let _ = writeln!(out);
@@ -657,14 +671,14 @@ mod tests {
         st.subnet = Some("10.1.0.0/24".parse().unwrap());
         st.bridge = Some("docker0".into());
         st.set(
-            "firewall",
-            crate::state::Update::failed("IptablesFailed", "lock held"),
+            crate::state::Concern::Firewall,
+            crate::state::Update::failed(crate::state::Reason::IptablesFailed, "lock held"),
         );
         let text = render_status(&st.status_json());
         assert!(text.contains("subnet 10.1.0.0/24 on docker0"), "{text}");
         for n in crate::state::CONDITIONS {
             assert!(
-                text.lines().any(|l| l.starts_with(n)),
+                text.lines().any(|l| l.starts_with(n.as_str())),
                 "{n} missing:\n{text}"
             );
         }

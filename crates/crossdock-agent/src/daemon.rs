@@ -1,39 +1,46 @@
-//! The daemon: binds the health socket, tells systemd it is ready, then reconciles the host on every
-//! Docker event, on a resync timer and on SIGHUP (after reloading the configuration), while the route
-//! side runs in a task of its own. SIGTERM/SIGINT stop it cleanly and leave the kernel state (rules,
-//! sysctls) and the VPC routes in place, so restarting the agent never cuts traffic. systemd's
-//! `STATUS=` line follows the health summary, so `systemctl status` says what is wrong without a
-//! trip to the health socket.
+//! The daemon: binds the health socket, tells its supervisor it is ready, then reconciles the host on
+//! every Docker event, on a resync timer and on a reload (after reading the configuration again),
+//! while the route side runs in a task of its own. A stop signal ends it cleanly and leaves the
+//! kernel state (rules, sysctls) and the VPC routes in place, so restarting the agent never cuts
+//! traffic. The supervisor's status line follows the health summary, so `systemctl status` says what
+//! is wrong without a trip to the health socket.
 //!
 //! Bad input applies nothing: the configuration is validated before the daemon starts, and the first
 //! time Docker answers, a missing network or a subnet outside the cluster range makes the agent exit
 //! with status 2 before any rule or sysctl is written. Later (someone deletes the network, changes bip
 //! to a subnet outside the range) the same problem is a failed condition and the last good state stays.
-//! A reload (SIGHUP) whose file is invalid, whose cluster range no longer holds the served subnet, or
-//! whose scrape address (`[metrics] listen`) is not this host's or cannot be bound, is rejected with
-//! the same one-line message and the running configuration (and scrape listener) stays.
+//!
+//! Everything outside the process comes in through [`DaemonDeps`] (Docker, the kernel, the route
+//! side, the supervisor, the signals, the host's addresses), built for real by [`DaemonDeps::real`]
+//! and by fakes in the loop's unit tests, which run without root.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use ipnet::Ipv4Net;
+use tokio::sync::{mpsc, watch};
+
+use crossdock_config::{Config, ConfigError};
+use crossdock_docker::{BollardDocker, DockerEvent, DockerSource};
+use crossdock_hostnet::{Iptables, ProcSysctl, RtNetlink};
 
 use crate::health;
 use crate::host::{run_pass, HostDeps};
 use crate::logging::LogHandle;
+use crate::names::{self, NamesDeps, NamesSettings};
+use crate::notify::{Note, Notifier, StatusLine, Systemd};
+use crate::reload;
 use crate::routes::{RouteSync, RouteSyncReport};
-use crate::scrape::{self, ScrapeEndpoint};
-use crate::state::AgentState;
-use crossdock_config::{Config, ConfigError};
-use crossdock_docker::{BollardDocker, DockerEvent, DockerSource};
-use crossdock_hostnet::{Iptables, ProcSysctl, RtNetlink};
-use futures_util::StreamExt;
-use ipnet::Ipv4Net;
-use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use crate::scrape::{self, HostAddresses, ScrapeEndpoint};
+use crate::state::{AgentState, Concern, Reason, Update};
 
 /// How the daemon ended.
 #[derive(Debug)]
 pub enum Exit {
-    /// SIGTERM/SIGINT.
+    /// Stopped by a signal.
     Clean,
     /// Bad input found at start-up (exit status 2).
     Config(ConfigError),
@@ -41,41 +48,91 @@ pub enum Exit {
     Runtime(String),
 }
 
-/// Keeps systemd's `STATUS=` line in step with the agent's health summary
-/// ([`AgentState::summary_line`]), sending only when the text changes. Both the host loop and the
-/// route loop publish through one notifier so neither repeats what the other already sent.
-#[derive(Debug, Default)]
-struct StatusNotifier {
-    last: Mutex<Option<String>>,
+/// What the signals ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGHUP: read the configuration again.
+    Reload,
+    /// SIGTERM / SIGINT: stop.
+    Stop,
 }
 
-impl StatusNotifier {
-    /// Records `text` as shown; true when it differs from what systemd shows now.
-    fn changed(last: &mut Option<String>, text: &str) -> bool {
-        if last.as_deref() == Some(text) {
-            return false;
-        }
-        *last = Some(text.to_string());
-        true
-    }
+/// A stream of signals.
+pub type Signals = Pin<Box<dyn Stream<Item = Signal> + Send>>;
 
-    /// Sends the current summary if it changed. The summary is taken and sent while holding the
-    /// notifier, so two loops publishing at once cannot leave an older text showing.
-    fn publish(&self, state: &Mutex<AgentState>) {
-        let mut last = self.last.lock().unwrap();
-        let text = state.lock().unwrap().summary_line();
-        if Self::changed(&mut last, &text) {
-            tracing::debug!(status = %text, "systemd status");
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&text)]);
-        }
+/// Builds the host side's backends for a configuration (again after each reload).
+pub type HostFactory =
+    Arc<dyn Fn(&Config, Option<Arc<dyn DockerSource>>) -> HostDeps + Send + Sync>;
+
+/// Everything the daemon touches outside its own memory.
+pub struct DaemonDeps {
+    /// Docker (`None` in static-subnet mode).
+    pub docker: Option<Arc<dyn DockerSource>>,
+    /// The firewall, sysctls and links for a configuration.
+    pub host: HostFactory,
+    /// The VPC side.
+    pub routes: Arc<dyn RouteSync>,
+    /// systemd.
+    pub notifier: Arc<dyn Notifier>,
+    /// SIGHUP / SIGTERM / SIGINT.
+    pub signals: Signals,
+    /// The host's own addresses (the scrape endpoint must listen on one of them).
+    pub addresses: Arc<dyn HostAddresses>,
+    /// `[names]`: containers, identity (`None`: names off, or no Docker).
+    pub names: Option<NamesDeps>,
+}
+
+impl std::fmt::Debug for DaemonDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonDeps")
+            .field("docker", &self.docker.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DaemonDeps {
+    /// The real backends: bollard, iptables, /proc/sys, netlink, systemd, process signals.
+    pub fn real(cfg: &Config, routes: Arc<dyn RouteSync>) -> Result<Self, String> {
+        use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM};
+        let signals = signal_hook_tokio::Signals::new([SIGHUP, SIGTERM, SIGINT])
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?
+            .map(|s| {
+                if s == SIGHUP {
+                    Signal::Reload
+                } else {
+                    Signal::Stop
+                }
+            });
+        let bollard = (cfg.docker.static_subnet.is_none())
+            .then(|| Arc::new(BollardDocker::new(cfg.docker_socket())));
+        let docker = bollard.clone().map(|b| b as Arc<dyn DockerSource>);
+        let names = bollard.filter(|_| cfg.names.enabled).map(|b| NamesDeps {
+            docker: b.clone(),
+            containers: b,
+            identity: Arc::new(names::HostIdentity::new(cfg.cloud.clone())),
+        });
+        Ok(Self {
+            docker,
+            host: Arc::new(|cfg: &Config, docker| HostDeps {
+                docker,
+                firewall: Arc::new(Iptables::new(cfg.firewall.lock_wait_secs)),
+                sysctl: Arc::new(ProcSysctl::default()),
+                links: Arc::new(RtNetlink),
+            }),
+            routes,
+            notifier: Arc::new(Systemd),
+            signals: Box::pin(signals),
+            addresses: Arc::new(RtNetlink),
+            names,
+        })
     }
 }
 
 /// Applies a route report to the state.
 fn apply_route_report(state: &Mutex<AgentState>, r: &RouteSyncReport) {
-    let mut st = state.lock().unwrap();
-    st.set("route", r.route.clone());
-    st.set("credentials", r.credentials.clone());
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    st.set(Concern::Route, Update::from(&r.route));
+    st.set(Concern::Credentials, Update::from(&r.credentials));
     if r.instance_id.is_some() {
         st.instance_id = r.instance_id.clone();
     }
@@ -84,65 +141,31 @@ fn apply_route_report(state: &Mutex<AgentState>, r: &RouteSyncReport) {
 }
 
 /// The route loop: a pass at start, whenever the served subnet changes, and every `interval` (or
-/// sooner/later when the route side asks).
+/// sooner/later when the route side asks). The fleet's members go to `members` (names).
 async fn route_loop(
     routes: Arc<dyn RouteSync>,
     mut subnet: watch::Receiver<Option<Ipv4Net>>,
     state: Arc<Mutex<AgentState>>,
-    status: Arc<StatusNotifier>,
+    status: Arc<StatusLine>,
     interval: Duration,
+    members: watch::Sender<Vec<std::net::Ipv4Addr>>,
 ) {
     loop {
         let current = *subnet.borrow_and_update();
         let report = routes.sync(current).await;
         apply_route_report(&state, &report);
+        let ips = names::member_ips(report.fleet.as_ref());
+        members.send_if_modified(|m| {
+            let changed = *m != ips;
+            *m = ips;
+            changed
+        });
         status.publish(&state);
         let wait = report.retry_after.unwrap_or(interval);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             changed = subnet.changed() => if changed.is_err() { return },
         }
-    }
-}
-
-/// Checks a reloaded configuration against what the running agent serves; the same problems that
-/// would stop a fresh start reject the reload.
-fn check_reload(new: &Config, state: &Mutex<AgentState>, old: &Config) -> Result<(), ConfigError> {
-    let served = state.lock().unwrap().subnet;
-    if let Some(subnet) = served {
-        if new.docker.network == old.docker.network && new.docker.static_subnet.is_none() {
-            crossdock_config::check_subnet(subnet, new)?;
-        }
-    }
-    Ok(())
-}
-
-fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if old.docker.host != new.docker.host {
-        v.push("docker.host");
-    }
-    if old.docker.static_subnet.is_some() != new.docker.static_subnet.is_some() {
-        v.push("docker.static_subnet (switching mode)");
-    }
-    if old.health_socket != new.health_socket {
-        v.push("health_socket");
-    }
-    if old.log_format != new.log_format {
-        v.push("log_format");
-    }
-    if old.cloud != new.cloud {
-        v.push("[cloud]");
-    }
-    v
-}
-
-fn host_deps(cfg: &Config, docker: Option<Arc<dyn DockerSource>>) -> HostDeps {
-    HostDeps {
-        docker,
-        firewall: Arc::new(Iptables::new(cfg.firewall.lock_wait_secs)),
-        sysctl: Arc::new(ProcSysctl::default()),
-        links: Arc::new(RtNetlink),
     }
 }
 
@@ -153,30 +176,159 @@ fn resync_timer(secs: u64) -> tokio::time::Interval {
     t
 }
 
-/// Runs the agent until SIGTERM/SIGINT.
-pub async fn run(
+/// Why the loop runs the next host pass (`None`: stop).
+type Trigger = Option<&'static str>;
+
+/// The running daemon's state between passes.
+struct Running {
     config_path: PathBuf,
-    mut cfg: Config,
+    cfg: Config,
     log: LogHandle,
-    routes: Arc<dyn RouteSync>,
-) -> Exit {
+    deps: DaemonDeps,
+    host: HostDeps,
+    state: Arc<Mutex<AgentState>>,
+    status: Arc<StatusLine>,
+    endpoint: ScrapeEndpoint,
+    resync: tokio::time::Interval,
+    watchdog: Option<tokio::time::Interval>,
+    events: mpsc::Receiver<DockerEvent>,
+    /// `[names]` on: the fleet's members, whose change re-applies the firewall (catalog port).
+    members: Option<watch::Receiver<Vec<std::net::Ipv4Addr>>>,
+}
+
+impl Running {
+    /// Takes in a batch of Docker events (everything queued at once is one reason to reconcile).
+    fn on_events(&mut self, first: DockerEvent) -> Trigger {
+        let mut events = vec![first];
+        while let Ok(more) = self.events.try_recv() {
+            events.push(more);
+        }
+        let mut st_events = 0u64;
+        let mut trigger = None;
+        for ev in &events {
+            st_events += 1;
+            tracing::debug!(event = ?ev, "Docker event");
+            match ev {
+                DockerEvent::Disconnected { reason } => {
+                    self.state.lock().unwrap_or_else(|p| p.into_inner()).set(
+                        Concern::Docker,
+                        Update::pending(
+                            Reason::Reconnecting,
+                            format!("the Docker event stream ended ({reason}); reconnecting"),
+                        ),
+                    );
+                    self.status.publish(&self.state);
+                }
+                DockerEvent::Connected | DockerEvent::Reconnected => {
+                    trigger = Some("docker_reconnect")
+                }
+                _ => {
+                    trigger.get_or_insert("docker_event");
+                }
+            }
+        }
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .metrics
+            .docker_events += st_events;
+        trigger
+    }
+
+    /// SIGHUP: the new configuration, or the running one kept (`None`: nothing to reconcile).
+    async fn on_reload(&mut self) -> Trigger {
+        let read = reload::read(
+            &self.config_path,
+            &self.cfg,
+            &self.state,
+            &mut self.endpoint,
+            &*self.deps.addresses,
+        )
+        .await;
+        match read {
+            Ok(new) => {
+                for what in reload::restart_only_changes(&self.cfg, &new) {
+                    tracing::warn!(
+                        setting = what,
+                        "changed in the file; takes effect when the agent restarts"
+                    );
+                }
+                let applied = reload::applied(&self.cfg, &new);
+                self.log.set_level(&applied.log_level);
+                if applied.resync_interval_secs != self.cfg.resync_interval_secs {
+                    self.resync = resync_timer(applied.resync_interval_secs);
+                }
+                self.cfg = applied;
+                self.host = (self.deps.host)(&self.cfg, self.deps.docker.clone());
+                self.metrics(|m| m.config_reloads += 1);
+                tracing::info!(config = %self.config_path.display(), "configuration reloaded");
+                Some("reload")
+            }
+            Err(e) => {
+                self.metrics(|m| m.config_reload_errors += 1);
+                tracing::error!(
+                    "configuration reload rejected, keeping the running configuration: {}: {e}",
+                    self.config_path.display()
+                );
+                None
+            }
+        }
+    }
+
+    fn metrics(&self, f: impl FnOnce(&mut crate::metrics::Metrics)) {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()).metrics);
+    }
+
+    /// Waits for the next reason to reconcile (`None`: a stop signal).
+    async fn next(&mut self) -> Trigger {
+        loop {
+            tokio::select! {
+                ev = self.events.recv() => {
+                    if let Some(t) = ev.and_then(|ev| self.on_events(ev)) {
+                        return Some(t);
+                    }
+                }
+                _ = self.resync.tick() => return Some("resync"),
+                changed = async { self.members.as_mut().map(|m| m.changed()).unwrap().await }, if self.members.is_some() => {
+                    if changed.is_err() {
+                        self.members = None;
+                    } else {
+                        return Some("members");
+                    }
+                }
+                _ = async { self.watchdog.as_mut().map(|w| w.tick()).unwrap().await }, if self.watchdog.is_some() => {
+                    self.deps.notifier.note(Note::Watchdog);
+                }
+                sig = self.deps.signals.next() => match sig {
+                    Some(Signal::Reload) => {
+                        if let Some(t) = self.on_reload().await {
+                            return Some(t);
+                        }
+                    }
+                    Some(Signal::Stop) | None => return None,
+                },
+            }
+        }
+    }
+}
+
+/// Runs the agent until a stop signal.
+pub async fn run(config_path: PathBuf, cfg: Config, log: LogHandle, deps: DaemonDeps) -> Exit {
     let state = Arc::new(Mutex::new(AgentState::new(config_path.clone())));
-
-    let mut signals = match signal_hook_tokio::Signals::new([SIGHUP, SIGTERM, SIGINT]) {
+    let names_settings = match NamesSettings::from_config(&cfg) {
         Ok(s) => s,
-        Err(e) => return Exit::Runtime(format!("cannot install signal handlers: {e}")),
+        Err(e) => return Exit::Config(e),
     };
-
     // The scrape endpoint: its address checked like the rest of the file, then bound.
-    if let Err(e) = scrape::check_listen(&cfg.metrics, &RtNetlink).await {
+    if let Err(e) = scrape::check_listen(&cfg.metrics, &*deps.addresses).await {
         return Exit::Config(e);
     }
-    let mut endpoint = ScrapeEndpoint::new(health::scrape_router(state.clone(), routes.clone()));
+    let mut endpoint =
+        ScrapeEndpoint::new(health::scrape_router(state.clone(), deps.routes.clone()));
     if let Err(e) = endpoint.apply(&cfg.metrics).await {
         return Exit::Runtime(e);
     }
-
-    // Health socket first: systemd hears READY=1 only once it answers.
+    // Health socket first: the supervisor hears READY=1 only once it answers.
     let socket = cfg.health_socket.clone();
     let listener = match crossdock_unixhttp::bind_socket(&socket, 0o660) {
         Ok(l) => l,
@@ -186,56 +338,74 @@ pub async fn run(
             ))
         }
     };
-    let router = health::router(state.clone(), routes.clone());
+    let router = health::router(state.clone(), deps.routes.clone());
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
-    let _ = sd_notify::notify(
-        false,
-        &[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status("health socket bound; reconciling"),
-        ],
-    );
+    deps.notifier
+        .note(Note::Ready("health socket bound; reconciling".into()));
     tracing::info!(socket = %socket.display(), config = %config_path.display(), "crossdock agent started");
 
-    let mut watchdog_usec = 0u64;
-    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec).then(|| {
-        let period = Duration::from_micros(watchdog_usec / 2).max(Duration::from_millis(100));
-        tokio::time::interval(period)
-    });
-    let mut watchdog = watchdog;
-
-    // Docker and its event watcher (none in static-subnet mode).
-    let (ev_tx, mut ev_rx) = mpsc::channel::<DockerEvent>(256);
-    let docker: Option<Arc<dyn DockerSource>> = if cfg.docker.static_subnet.is_some() {
-        None
-    } else {
-        Some(Arc::new(BollardDocker::new(cfg.docker_socket())))
-    };
-    let watcher = docker.as_ref().map(|d| d.watch(ev_tx.clone()));
-    let mut deps = host_deps(&cfg, docker.clone());
-
-    // Route side.
-    let status = Arc::new(StatusNotifier::default());
+    let (ev_tx, events) = mpsc::channel::<DockerEvent>(256);
+    let watcher = deps.docker.as_ref().map(|d| d.watch(ev_tx.clone()));
+    let status = Arc::new(StatusLine::new(deps.notifier.clone()));
     let (subnet_tx, subnet_rx) = watch::channel::<Option<Ipv4Net>>(None);
+    let (members_tx, members_rx) = watch::channel(Vec::new());
     let route_task = tokio::spawn(route_loop(
-        routes.clone(),
+        deps.routes.clone(),
         subnet_rx,
         state.clone(),
         status.clone(),
         Duration::from_secs(cfg.cloud.resync_interval_secs),
+        members_tx,
     ));
+    let names_task = names_settings
+        .zip(deps.names.clone())
+        .map(|(settings, nd)| {
+            tokio::spawn(names::run(settings, nd, members_rx.clone(), state.clone()))
+        });
+    let mut running = Running {
+        config_path,
+        host: (deps.host)(&cfg, deps.docker.clone()),
+        resync: resync_timer(cfg.resync_interval_secs),
+        watchdog: deps.notifier.watchdog_period().map(tokio::time::interval),
+        cfg,
+        log,
+        deps,
+        state,
+        status,
+        endpoint,
+        events,
+        members: names_task.is_some().then_some(members_rx),
+    };
+    let exit = host_loop(&mut running, &subnet_tx).await;
 
-    let mut resync = resync_timer(cfg.resync_interval_secs);
+    running.deps.notifier.note(Note::Stopping);
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    route_task.abort();
+    if let Some(t) = names_task {
+        t.abort();
+    }
+    server.abort();
+    let _ = std::fs::remove_file(&socket);
+    // Config and runtime exits are printed once, by the CLI, as the one-line message.
+    if let Exit::Clean = exit {
+        tracing::info!("stopping; kernel state and routes are left in place");
+    }
+    exit
+}
+
+/// Host passes until a stop signal, or until the first answer from Docker is bad input.
+async fn host_loop(r: &mut Running, subnet_tx: &watch::Sender<Option<Ipv4Net>>) -> Exit {
     // Until Docker has answered once, a configuration problem in what it reports stops the agent.
     let mut validated = false;
     let mut trigger = "start";
-
-    let exit = loop {
-        let outcome = run_pass(&cfg, &deps, &state, trigger).await;
-        status.publish(&state);
+    loop {
+        let outcome = run_pass(&r.cfg, &r.host, &r.state, trigger).await;
+        r.status.publish(&r.state);
         if let Some(e) = outcome.config_error.clone() {
             if !validated {
-                break Exit::Config(e);
+                return Exit::Config(e);
             }
         } else if outcome.docker_answered {
             validated = true;
@@ -247,182 +417,9 @@ pub async fn run(
                 changed
             });
         }
-
-        // Wait for the next reason to reconcile.
-        let next = loop {
-            tokio::select! {
-                ev = ev_rx.recv() => {
-                    let Some(ev) = ev else { continue };
-                    let mut events = vec![ev];
-                    while let Ok(more) = ev_rx.try_recv() {
-                        events.push(more);
-                    }
-                    state.lock().unwrap().metrics.docker_events += events.len() as u64;
-                    let mut t = None;
-                    for ev in &events {
-                        tracing::debug!(event = ?ev, "Docker event");
-                        match ev {
-                            DockerEvent::Disconnected { reason } => {
-                                state.lock().unwrap().set("docker", crate::state::Update::pending(
-                                    "Reconnecting",
-                                    format!("the Docker event stream ended ({reason}); reconnecting"),
-                                ));
-                                status.publish(&state);
-                            }
-                            DockerEvent::Connected | DockerEvent::Reconnected => t = Some("docker_reconnect"),
-                            _ => { t.get_or_insert("docker_event"); }
-                        }
-                    }
-                    if let Some(t) = t { break Some(t) }
-                }
-                _ = resync.tick() => break Some("resync"),
-                _ = async { watchdog.as_mut().unwrap().tick().await }, if watchdog.is_some() => {
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                }
-                sig = signals.next() => match sig {
-                    Some(SIGHUP) => {
-                        match reload(&config_path, &cfg, &state, &mut endpoint).await {
-                            Ok(new) => {
-                                for what in restart_only_changes(&cfg, &new) {
-                                    tracing::warn!(setting = what, "changed in the file; takes effect when the agent restarts");
-                                }
-                                let mut applied = new.clone();
-                                applied.docker.host = cfg.docker.host.clone();
-                                applied.health_socket = cfg.health_socket.clone();
-                                applied.log_format = cfg.log_format;
-                                applied.cloud = cfg.cloud.clone();
-                                if applied.docker.static_subnet.is_some() != cfg.docker.static_subnet.is_some() {
-                                    applied.docker.static_subnet = cfg.docker.static_subnet;
-                                }
-                                log.set_level(&applied.log_level);
-                                if applied.resync_interval_secs != cfg.resync_interval_secs {
-                                    resync = resync_timer(applied.resync_interval_secs);
-                                }
-                                cfg = applied;
-                                deps = host_deps(&cfg, docker.clone());
-                                state.lock().unwrap().metrics.config_reloads += 1;
-                                tracing::info!(config = %config_path.display(), "configuration reloaded");
-                                break Some("reload");
-                            }
-                            Err(e) => {
-                                state.lock().unwrap().metrics.config_reload_errors += 1;
-                                tracing::error!("configuration reload rejected, keeping the running configuration: {}: {e}", config_path.display());
-                            }
-                        }
-                    }
-                    Some(_) | None => break None,
-                },
-            }
-        };
-        match next {
+        match r.next().await {
             Some(t) => trigger = t,
-            None => break Exit::Clean,
+            None => return Exit::Clean,
         }
-    };
-
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    if let Some(w) = watcher {
-        w.abort();
-    }
-    route_task.abort();
-    server.abort();
-    let _ = std::fs::remove_file(&socket);
-    // Config and runtime exits are printed once, by the CLI, as the one-line message.
-    if let Exit::Clean = exit {
-        tracing::info!("stopping; kernel state and routes are left in place");
-    }
-    exit
-}
-
-/// Reads and checks the file; applies the scrape endpoint's part (a new address is bound before the
-/// old one is let go), the rest is applied by the caller. Nothing changes when this fails.
-async fn reload(
-    path: &Path,
-    old: &Config,
-    state: &Mutex<AgentState>,
-    endpoint: &mut ScrapeEndpoint,
-) -> Result<Config, String> {
-    let new = crossdock_config::load(path).map_err(|e| e.to_string())?;
-    check_reload(&new, state, old).map_err(|e| e.to_string())?;
-    scrape::check_listen(&new.metrics, &RtNetlink)
-        .await
-        .map_err(|e| e.to_string())?;
-    endpoint.apply(&new.metrics).await?;
-    Ok(new)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg(text: &str) -> Config {
-        crossdock_config::parse(text).unwrap()
-    }
-
-    #[test]
-    fn a_reload_must_still_hold_the_served_subnet() {
-        let old = cfg("cluster_cidrs = [\"10.0.0.0/8\"]");
-        let state = Mutex::new(AgentState::new("/x".into()));
-        // Nothing served yet: any valid file is accepted.
-        let narrower = cfg("cluster_cidrs = [\"10.9.0.0/16\"]");
-        assert!(check_reload(&narrower, &state, &old).is_ok());
-        state.lock().unwrap().subnet = Some("10.1.0.0/24".parse().unwrap());
-        let e = check_reload(&narrower, &state, &old).unwrap_err();
-        assert_eq!(e.field, "cluster_cidrs");
-        assert!(e.message.contains("10.1.0.0/24"), "{e}");
-        assert!(check_reload(&cfg("cluster_cidrs = [\"10.1.0.0/16\"]"), &state, &old).is_ok());
-        // Serving another network next: its subnet is checked when Docker reports it, not here.
-        let other = cfg("cluster_cidrs = [\"10.9.0.0/16\"]\n[docker]\nnetwork = \"other\"");
-        assert!(check_reload(&other, &state, &old).is_ok());
-    }
-
-    #[test]
-    fn the_status_line_is_sent_only_when_it_changes() {
-        let mut last = None;
-        let changed = |last: &mut Option<String>, t: &str| StatusNotifier::changed(last, t);
-        assert!(changed(
-            &mut last,
-            "pending: docker (WaitingForDocker: refused)"
-        ));
-        assert!(!changed(
-            &mut last,
-            "pending: docker (WaitingForDocker: refused)"
-        ));
-        assert!(changed(&mut last, "ready: 10.0.1.0/24 routed; firewall ok"));
-        assert!(!changed(
-            &mut last,
-            "ready: 10.0.1.0/24 routed; firewall ok"
-        ));
-        assert!(changed(
-            &mut last,
-            "pending: docker (WaitingForDocker: refused)"
-        ));
-
-        // publish() goes through the same check on the state's own summary.
-        let n = StatusNotifier::default();
-        let state = Mutex::new(AgentState::new("/x".into()));
-        n.publish(&state);
-        let first = n.last.lock().unwrap().clone().unwrap();
-        assert_eq!(first, state.lock().unwrap().summary_line());
-        state.lock().unwrap().set(
-            "docker",
-            crate::state::Update::failed("Unavailable", "connection refused"),
-        );
-        n.publish(&state);
-        assert_eq!(
-            n.last.lock().unwrap().as_deref(),
-            Some("failed: docker (Unavailable: connection refused); 5 more not ready")
-        );
-    }
-
-    #[test]
-    fn settings_that_need_a_restart_are_named() {
-        let old = cfg("cluster_cidrs = [\"10.0.0.0/8\"]");
-        let new = cfg("cluster_cidrs = [\"10.0.0.0/8\"]\nhealth_socket = \"/run/x.sock\"\nlog_format = \"json\"\nresync_interval_secs = 5\n[cloud]\nprovider = \"alibaba\"");
-        assert_eq!(
-            restart_only_changes(&old, &new),
-            ["health_socket", "log_format", "[cloud]"]
-        );
-        assert!(restart_only_changes(&old, &old).is_empty());
     }
 }

@@ -61,6 +61,9 @@ async fn metrics(AxState(s): AxState<Shared>) -> impl IntoResponse {
     {
         let st = s.state.lock().unwrap();
         st.metrics.render(&st.conditions, &mut out);
+        if let Some(names) = &st.names {
+            names.render_prometheus(&mut out);
+        }
     }
     s.routes.write_prometheus(&mut out);
     if let Some(p) = crate::metrics::ProcessStats::read() {
@@ -79,7 +82,7 @@ async fn metrics(AxState(s): AxState<Shared>) -> impl IntoResponse {
 mod tests {
     use super::*;
     use crate::routes::NoRoutes;
-    use crate::state::{Update, CONDITIONS};
+    use crate::state::{Reason, Update, CONDITIONS};
 
     async fn get(
         dir: &std::path::Path,
@@ -110,8 +113,8 @@ mod tests {
         );
         {
             let mut st = state.lock().unwrap();
-            for n in CONDITIONS {
-                st.set(n, Update::ready("Ok", "fine"));
+            for &n in CONDITIONS {
+                st.set(n, Update::ready(Reason::InPlace, "fine"));
             }
         }
         let h = get(dir.path(), r.clone(), "/healthz").await;

@@ -12,7 +12,7 @@
 //! (at start-up the daemon exits with status 2; later it keeps the last good kernel state). Until the
 //! subnet is known and accepted (Docker not answering yet) no sysctl or rule is written either.
 
-use crate::state::{AgentState, State, Update};
+use crate::state::{AgentState, Concern, Reason, State, Update};
 use crossdock_config::{check_subnet, Config, ConfigError};
 use crossdock_docker::{DockerError, DockerSource};
 use crossdock_hostnet::{
@@ -104,17 +104,17 @@ pub async fn run_pass(
             out.docker_answered = true;
             let mut st = state.lock().unwrap();
             st.set(
-                "docker",
+                Concern::Docker,
                 Update::disabled(
-                    "StaticSubnet",
+                    Reason::StaticSubnet,
                     "[docker] static_subnet is set: Docker is not consulted",
                 ),
             );
             match subnet {
                 Some(s) => {
                     st.set(
-                        "subnet",
-                        Update::ready("Static", format!("{s} from [docker] static_subnet")),
+                        Concern::Subnet,
+                        Update::ready(Reason::Static, format!("{s} from [docker] static_subnet")),
                     );
                     st.subnet = Some(s);
                     st.bridge = None;
@@ -128,9 +128,9 @@ pub async fn run_pass(
                 out.docker_answered = true;
                 let mut st = state.lock().unwrap();
                 st.set(
-                    "docker",
+                    Concern::Docker,
                     Update::ready(
-                        "Connected",
+                        Reason::Connected,
                         format!(
                             "Docker {} answering on {}",
                             net.docker_version, cfg.docker.host
@@ -141,8 +141,8 @@ pub async fn run_pass(
                 match check_subnet(net.subnet, cfg) {
                     Err(e) => {
                         st.set(
-                            "subnet",
-                            Update::failed("OutsideClusterRange", e.to_string()),
+                            Concern::Subnet,
+                            Update::failed(Reason::OutsideClusterRange, e.to_string()),
                         );
                         out.config_error = Some(e);
                         errors.push("subnet_outside_cluster");
@@ -153,9 +153,9 @@ pub async fn run_pass(
                             tracing::info!(old = %old, new = %net.subnet, "the served subnet changed");
                         }
                         st.set(
-                            "subnet",
+                            Concern::Subnet,
                             Update::ready(
-                                "Learned",
+                                Reason::Learned,
                                 format!(
                                     "{} on {} (Docker network `{}`)",
                                     net.subnet, net.bridge, net.name
@@ -164,6 +164,7 @@ pub async fn run_pass(
                         );
                         st.subnet = Some(net.subnet);
                         st.bridge = Some(net.bridge.clone());
+                        st.gateway = net.gateway;
                         Some((net.subnet, Some(net.bridge)))
                     }
                 }
@@ -174,13 +175,16 @@ pub async fn run_pass(
                 if let Some(ce) = docker_config_error(&e, cfg) {
                     out.docker_answered = true;
                     st.set(
-                        "docker",
+                        Concern::Docker,
                         Update::ready(
-                            "Connected",
+                            Reason::Connected,
                             format!("Docker answering on {}", cfg.docker.host),
                         ),
                     );
-                    st.set("subnet", Update::failed("NetworkUnusable", ce.to_string()));
+                    st.set(
+                        Concern::Subnet,
+                        Update::failed(Reason::NetworkUnusable, ce.to_string()),
+                    );
                     out.config_error = Some(ce);
                     None
                 } else {
@@ -189,12 +193,12 @@ pub async fn run_pass(
                     let u = if never {
                         Update {
                             error: Some(e.to_string()),
-                            ..Update::pending("WaitingForDocker", e.to_string())
+                            ..Update::pending(Reason::WaitingForDocker, e.to_string())
                         }
                     } else {
-                        Update::failed("Unavailable", e.to_string())
+                        Update::failed(Reason::Unavailable, e.to_string())
                     };
-                    st.set("docker", u);
+                    st.set(Concern::Docker, u);
                     st.subnet.map(|s| (s, st.bridge.clone()))
                 }
             }
@@ -210,12 +214,15 @@ pub async fn run_pass(
     // nothing validated to forward for, and bad input applies nothing.
     let Some((subnet, bridge)) = network else {
         let mut st = state.lock().unwrap();
-        for name in ["forwarding", "firewall"] {
+        for name in [Concern::Forwarding, Concern::Firewall] {
             // A failure already reported stays until a pass can act on it.
             if st.conditions.get(name).map(|c| c.state) != Some(State::Failed) {
                 st.set(
                     name,
-                    Update::pending("WaitingForSubnet", "the served subnet is not known yet"),
+                    Update::pending(
+                        Reason::WaitingForSubnet,
+                        "the served subnet is not known yet",
+                    ),
                 );
             }
         }
@@ -227,20 +234,20 @@ pub async fn run_pass(
         None => match deps.links.default_route_interface().await {
             Ok(Some(name)) => Ok(name),
             Ok(None) => Err(Update::failed(
-                "NoDefaultRoute",
+                Reason::NoDefaultRoute,
                 "external_interface = \"auto\" but there is no IPv4 default route (fix: set external_interface, or add the default route)",
             )),
-            Err(e) => Err(Update::failed("NetlinkFailed", e.to_string())),
+            Err(e) => Err(Update::failed(Reason::NetlinkFailed, e.to_string())),
         },
     };
     let ext = match ext {
         Ok(name) => match deps.links.link(&name).await {
             Ok(Some(_)) => Ok(name),
             Ok(None) => Err(Update::failed(
-                "InterfaceNotFound",
+                Reason::InterfaceNotFound,
                 format!("external interface {name} does not exist (fix: set external_interface to the interface facing the VPC, or \"auto\")"),
             )),
-            Err(e) => Err(Update::failed("NetlinkFailed", e.to_string())),
+            Err(e) => Err(Update::failed(Reason::NetlinkFailed, e.to_string())),
         },
         Err(u) => Err(u),
     };
@@ -258,22 +265,25 @@ pub async fn run_pass(
                         tracing::info!(sysctl = %c, "set");
                     }
                     st.set(
-                        "forwarding",
+                        Concern::Forwarding,
                         Update::ready(
-                            "Enabled",
+                            Reason::Enabled,
                             format!("net.ipv4.ip_forward=1 and forwarding on {ext}"),
                         ),
                     );
                 }
                 Err(e) => {
                     errors.push("sysctl");
-                    st.set("forwarding", Update::failed("SysctlFailed", e.to_string()));
+                    st.set(
+                        Concern::Forwarding,
+                        Update::failed(Reason::SysctlFailed, e.to_string()),
+                    );
                 }
             }
         }
         Err(u) => {
             errors.push("forwarding");
-            state.lock().unwrap().set("forwarding", u);
+            state.lock().unwrap().set(Concern::Forwarding, u);
         }
     }
 
@@ -283,8 +293,9 @@ pub async fn run_pass(
 }
 
 /// The firewall: the cluster rules for the bridge, plus the scrape port's rules when `[metrics] listen`
-/// is exposed. A static-subnet host (no bridge) keeps only the latter; once it has written them it
-/// keeps applying, so switching the listener off removes them.
+/// is exposed, and with `[names]` the resolver's and the catalog's (members from the route side's
+/// last fleet sweep). A static-subnet host (no bridge) keeps only the scrape port's; once it has
+/// written them it keeps applying, so switching the listener off removes them.
 async fn firewall_step(
     cfg: &Config,
     deps: &HostDeps,
@@ -298,12 +309,18 @@ async fn firewall_step(
         listen,
         scrapers: cfg.metrics.scrapers.clone(),
     });
-    let kept = state.lock().unwrap().scrape_rules_kept;
+    let (kept, names) = {
+        let st = state.lock().unwrap();
+        let names = bridge
+            .as_ref()
+            .and_then(|_| crate::names::firewall_guard(cfg, subnet, st.gateway, st.fleet.as_ref()));
+        (st.scrape_rules_kept, names)
+    };
     if bridge.is_none() && scrape.is_none() && !kept {
         state.lock().unwrap().set(
-            "firewall",
+            Concern::Firewall,
             Update::disabled(
-                "StaticSubnet",
+                Reason::StaticSubnet,
                 "no bridge in static_subnet mode: host firewall rules are not managed",
             ),
         );
@@ -318,6 +335,7 @@ async fn firewall_step(
         local_subnet: subnet,
         bridge,
         scrape,
+        names,
     };
     let result = deps.firewall.apply(&desired).await;
     let mut st = state.lock().unwrap();
@@ -333,9 +351,9 @@ async fn firewall_step(
             out.changes += ch.total() as u64;
             st.scrape_rules_kept = desired.scrape.is_some();
             st.set(
-                "firewall",
+                Concern::Firewall,
                 Update::ready(
-                    "InPlace",
+                    Reason::InPlace,
                     format!(
                         "{} rules in place {what}; the last pass made {} changes",
                         desired_rules(&desired).len(),
@@ -346,7 +364,10 @@ async fn firewall_step(
         }
         Err(e) => {
             errors.push(e.kind());
-            st.set("firewall", Update::failed("IptablesFailed", e.to_string()));
+            st.set(
+                Concern::Firewall,
+                Update::failed(Reason::IptablesFailed, e.to_string()),
+            );
         }
     }
 }
@@ -378,12 +399,10 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fakes::{FakeLinks, FakeSysctl};
     use async_trait::async_trait;
     use crossdock_docker::{DockerEvent, ServedNetwork};
-    use crossdock_hostnet::{
-        LinkInfo, MemoryFirewall, NetlinkError, SysctlError, Table, DOCKER_USER,
-    };
-    use std::collections::BTreeMap;
+    use crossdock_hostnet::{MemoryFirewall, Table, DOCKER_USER};
     use tokio::sync::mpsc;
     use tokio::task::JoinHandle;
 
@@ -400,51 +419,8 @@ mod tests {
         }
     }
 
-    #[derive(Default)]
-    struct FakeSysctl(Mutex<BTreeMap<String, String>>);
-    impl Sysctl for FakeSysctl {
-        fn read(&self, path: &str) -> Result<String, SysctlError> {
-            self.0
-                .lock()
-                .unwrap()
-                .get(path)
-                .cloned()
-                .ok_or(SysctlError::Read {
-                    name: path.into(),
-                    message: "No such file or directory".into(),
-                })
-        }
-        fn write(&self, path: &str, value: &str) -> Result<(), SysctlError> {
-            self.0.lock().unwrap().insert(path.into(), value.into());
-            Ok(())
-        }
-    }
-
-    struct FakeLinks(Option<String>);
-    #[async_trait]
-    impl Links for FakeLinks {
-        async fn default_route_interface(&self) -> Result<Option<String>, NetlinkError> {
-            Ok(self.0.clone())
-        }
-        async fn link(&self, name: &str) -> Result<Option<LinkInfo>, NetlinkError> {
-            Ok((name == "eth0" || name == "docker0").then(|| LinkInfo {
-                name: name.into(),
-                index: 2,
-                mtu: Some(1500),
-                up: true,
-            }))
-        }
-    }
-
     fn net(subnet: &str) -> ServedNetwork {
-        ServedNetwork {
-            name: "bridge".into(),
-            id: "abc".into(),
-            subnet: subnet.parse().unwrap(),
-            gateway: None,
-            bridge: "docker0".into(),
-            docker_version: "28.5.2".into(),
-        }
+        crate::fakes::served(subnet)
     }
 
     struct Rig {
@@ -494,10 +470,10 @@ mod tests {
 
     const CFG: &str = "cluster_cidrs = [\"10.0.0.0/8\"]";
 
-    fn cond(r: &Rig, name: &str) -> (State, String) {
+    fn cond(r: &Rig, name: Concern) -> (State, Reason) {
         let st = r.state.lock().unwrap();
         let c = st.conditions.get(name).unwrap();
-        (c.state, c.reason.clone())
+        (c.state, c.reason)
     }
 
     #[tokio::test]
@@ -511,7 +487,12 @@ mod tests {
             "2 sysctls, 3 chains, 3 rules and 3 jumps"
         );
         assert_eq!(o.subnet, Some("10.1.0.0/24".parse().unwrap()));
-        for n in ["docker", "subnet", "forwarding", "firewall"] {
+        for n in [
+            Concern::Docker,
+            Concern::Subnet,
+            Concern::Forwarding,
+            Concern::Firewall,
+        ] {
             assert_eq!(cond(&r, n).0, State::Ready, "{n}");
         }
         assert_eq!(r.sysctl.read("net/ipv4/conf/eth0/forwarding").unwrap(), "1");
@@ -532,8 +513,8 @@ mod tests {
         assert_eq!(r.fw.writes(), 0);
         assert_eq!(r.sysctl.read("net/ipv4/ip_forward").unwrap(), "0");
         assert_eq!(
-            cond(&r, "subnet"),
-            (State::Failed, "OutsideClusterRange".into())
+            cond(&r, Concern::Subnet),
+            (State::Failed, Reason::OutsideClusterRange)
         );
     }
 
@@ -549,7 +530,7 @@ mod tests {
         let o = run_pass(&r.cfg, &r.deps, &r.state, "start").await;
         assert_eq!(o.config_error.unwrap().field, "docker.network");
         assert_eq!(r.fw.writes(), 0);
-        assert_eq!(cond(&r, "docker").0, State::Ready);
+        assert_eq!(cond(&r, Concern::Docker).0, State::Ready);
     }
 
     #[tokio::test]
@@ -569,8 +550,11 @@ mod tests {
             "the flushed rule and ip_forward are restored for the last known subnet"
         );
         assert_eq!(r.sysctl.read("net/ipv4/ip_forward").unwrap(), "1");
-        assert_eq!(cond(&r, "docker"), (State::Failed, "Unavailable".into()));
-        assert_eq!(cond(&r, "firewall").0, State::Ready);
+        assert_eq!(
+            cond(&r, Concern::Docker),
+            (State::Failed, Reason::Unavailable)
+        );
+        assert_eq!(cond(&r, Concern::Firewall).0, State::Ready);
         let st = r.state.lock().unwrap();
         assert_eq!(st.metrics.errors["docker_unavailable"], 1);
     }
@@ -588,16 +572,16 @@ mod tests {
         let o = run_pass(&r.cfg, &r.deps, &r.state, "start").await;
         assert!(o.config_error.is_none());
         assert_eq!(
-            cond(&r, "docker"),
-            (State::Pending, "WaitingForDocker".into())
+            cond(&r, Concern::Docker),
+            (State::Pending, Reason::WaitingForDocker)
         );
         assert_eq!(
-            cond(&r, "firewall"),
-            (State::Pending, "WaitingForSubnet".into())
+            cond(&r, Concern::Firewall),
+            (State::Pending, Reason::WaitingForSubnet)
         );
         assert_eq!(
-            cond(&r, "forwarding"),
-            (State::Pending, "WaitingForSubnet".into())
+            cond(&r, Concern::Forwarding),
+            (State::Pending, Reason::WaitingForSubnet)
         );
         assert_eq!(r.fw.writes(), 0);
         assert_eq!(o.changes, 0);
@@ -610,8 +594,11 @@ mod tests {
         assert!(o.ok, "{o:?}");
         assert_eq!(r.sysctl.read("net/ipv4/ip_forward").unwrap(), "1");
         assert_eq!(r.sysctl.read("net/ipv4/conf/eth0/forwarding").unwrap(), "1");
-        assert_eq!(cond(&r, "forwarding"), (State::Ready, "Enabled".into()));
-        assert_eq!(cond(&r, "firewall").0, State::Ready);
+        assert_eq!(
+            cond(&r, Concern::Forwarding),
+            (State::Ready, Reason::Enabled)
+        );
+        assert_eq!(cond(&r, Concern::Firewall).0, State::Ready);
     }
 
     #[tokio::test]
@@ -634,10 +621,10 @@ mod tests {
         let o = run_pass(&r.cfg, &r.deps, &r.state, "start").await;
         assert!(!o.ok);
         assert_eq!(
-            cond(&r, "forwarding"),
-            (State::Failed, "NoDefaultRoute".into())
+            cond(&r, Concern::Forwarding),
+            (State::Failed, Reason::NoDefaultRoute)
         );
-        assert_eq!(cond(&r, "firewall").0, State::Ready);
+        assert_eq!(cond(&r, Concern::Firewall).0, State::Ready);
         let r = rig(
             &format!("{CFG}\nexternal_interface = \"eth7\""),
             Ok(net("10.1.0.0/24")),
@@ -645,8 +632,8 @@ mod tests {
         );
         run_pass(&r.cfg, &r.deps, &r.state, "start").await;
         assert_eq!(
-            cond(&r, "forwarding"),
-            (State::Failed, "InterfaceNotFound".into())
+            cond(&r, Concern::Forwarding),
+            (State::Failed, Reason::InterfaceNotFound)
         );
     }
 
@@ -708,7 +695,7 @@ mod tests {
             2 + 1 + 3,
             "2 sysctls, CROSSDOCK-INPUT, its rule, 2 in INPUT"
         );
-        assert_eq!(cond(&r, "firewall"), (State::Ready, "InPlace".into()));
+        assert_eq!(cond(&r, Concern::Firewall), (State::Ready, Reason::InPlace));
         assert!(r
             .fw
             .dump(Table::Filter)
@@ -722,7 +709,7 @@ mod tests {
         assert!(filter_chain(&r, "INPUT").is_empty());
         let writes = r.fw.writes();
         run_pass(&off, &r.deps, &r.state, "resync").await;
-        assert_eq!(cond(&r, "firewall").0, State::Disabled);
+        assert_eq!(cond(&r, Concern::Firewall).0, State::Disabled);
         assert_eq!(r.fw.writes(), writes);
     }
 
@@ -741,8 +728,8 @@ mod tests {
         assert_eq!(o.subnet, Some("10.9.0.0/24".parse().unwrap()));
         assert_eq!(o.changes, 2);
         assert_eq!(r.fw.writes(), 0);
-        assert_eq!(cond(&r, "docker").0, State::Disabled);
-        assert_eq!(cond(&r, "firewall").0, State::Disabled);
-        assert_eq!(cond(&r, "forwarding").0, State::Ready);
+        assert_eq!(cond(&r, Concern::Docker).0, State::Disabled);
+        assert_eq!(cond(&r, Concern::Firewall).0, State::Disabled);
+        assert_eq!(cond(&r, Concern::Forwarding).0, State::Ready);
     }
 }

@@ -12,6 +12,15 @@ pub mod health;
 pub mod host;
 pub mod logging;
 pub mod metrics;
+pub mod names;
+pub mod names_status;
+pub mod notify;
+pub mod reload;
 pub mod routes;
 pub mod scrape;
 pub mod state;
+
+#[cfg(test)]
+mod daemon_tests;
+#[cfg(test)]
+mod fakes;

@@ -12,6 +12,11 @@ use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 pub struct LogHandle(Option<reload::Handle<EnvFilter, Registry>>);
 
 impl LogHandle {
+    /// A handle that changes nothing (tests, or when another subscriber was installed first).
+    pub fn detached() -> Self {
+        Self(None)
+    }
+
     /// Applies a new `log_level` directive (already validated by the config).
     pub fn set_level(&self, level: &str) {
         if let (Some(h), Ok(f)) = (&self.0, filter(level)) {

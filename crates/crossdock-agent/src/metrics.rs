@@ -178,7 +178,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "crossdock_condition_reason{{condition=\"{name}\",reason=\"{}\"}} 1",
-                label_value(&c.reason)
+                label_value(c.reason.as_str())
             );
         }
     }

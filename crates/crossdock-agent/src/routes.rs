@@ -6,26 +6,25 @@
 //! disabled. The route loop runs in its own task so a slow or throttled cloud API never delays the
 //! host firewall.
 
-use crate::state::{RouteEntryStatus, Update};
+use crate::state::Update;
 use async_trait::async_trait;
+use crossdock_routes::{Condition, RouteReport, SourceDestCheck};
+use crossdock_status::{Reason, State};
 use ipnet::Ipv4Net;
-use std::time::Duration;
 
-/// What one route pass found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteSyncReport {
-    /// → the `route` condition.
-    pub route: Update,
-    /// → the `credentials` condition.
-    pub credentials: Update,
-    /// This ECS instance, once known.
-    pub instance_id: Option<String>,
-    /// The routes for this host, for `/status`.
-    pub routes: Vec<RouteEntryStatus>,
-    /// Run again after this long instead of the regular `[cloud] resync_interval_secs`.
-    pub retry_after: Option<Duration>,
-    /// Fleet mode: the cluster as the last sweep saw it.
-    pub fleet: Option<crossdock_routes::FleetStatus>,
+/// What one route pass found: the `route` and `credentials` conditions, this instance, the
+/// routes for `/status`, when to run again, fleet mode's view. The route side's own report, used
+/// as it is.
+pub type RouteSyncReport = RouteReport;
+
+impl From<&Condition> for Update {
+    /// A route-side condition as a condition update (a failure's message is its last error).
+    fn from(c: &Condition) -> Self {
+        match c.state {
+            State::Failed => Update::failed(c.reason, c.message.clone()),
+            state => Update::new(state, c.reason, c.message.clone()),
+        }
+    }
 }
 
 /// Keeps the VPC route for this host's subnet.
@@ -44,18 +43,23 @@ pub struct NoRoutes;
 #[async_trait]
 impl RouteSync for NoRoutes {
     async fn sync(&self, _subnet: Option<Ipv4Net>) -> RouteSyncReport {
-        RouteSyncReport {
-            route: Update::disabled(
-                "ExternallyManaged",
+        RouteReport {
+            route: Condition::new(
+                State::Disabled,
+                Reason::ExternallyManaged,
                 "routes are managed outside crossdock ([cloud] provider = \"none\")",
             ),
-            credentials: Update::disabled(
-                "NotNeeded",
+            credentials: Condition::new(
+                State::Disabled,
+                Reason::NotNeeded,
                 "no cloud API is called ([cloud] provider = \"none\")",
             ),
-            instance_id: None,
             routes: Vec::new(),
+            source_dest_check: SourceDestCheck::Unknown,
+            reads: 0,
+            writes: 0,
             retry_after: None,
+            instance_id: None,
             fleet: None,
         }
     }
@@ -100,36 +104,6 @@ impl AlibabaRoutes {
     }
 }
 
-fn update_of(c: &crossdock_routes::Condition) -> Update {
-    use crossdock_routes::State as S;
-    match c.state {
-        S::Ready => Update::ready(&c.reason, c.message.clone()),
-        S::Pending => Update::pending(&c.reason, c.message.clone()),
-        S::Failed => Update::failed(&c.reason, c.message.clone()),
-    }
-}
-
-fn convert(r: &crossdock_routes::RouteReport, instance_id: Option<String>) -> RouteSyncReport {
-    RouteSyncReport {
-        route: update_of(&r.route),
-        credentials: update_of(&r.credentials),
-        instance_id,
-        routes: r
-            .routes
-            .iter()
-            .map(|e| RouteEntryStatus {
-                table_id: e.table_id.clone(),
-                cidr: e.cidr.clone(),
-                entry_id: e.entry_id.clone(),
-                status: e.status.clone(),
-                owner: e.owner.clone(),
-            })
-            .collect(),
-        retry_after: r.retry_after,
-        fleet: r.fleet.clone(),
-    }
-}
-
 #[async_trait]
 impl RouteSync for AlibabaRoutes {
     async fn sync(&self, subnet: Option<Ipv4Net>) -> RouteSyncReport {
@@ -142,15 +116,12 @@ impl RouteSync for AlibabaRoutes {
                         *self.ready.lock().unwrap() = Some(r.clone());
                         *guard = Some(r);
                     }
-                    Err(e) => {
-                        return convert(&crossdock_routes::RouteReport::connect_failed(&e), None)
-                    }
+                    Err(e) => return RouteReport::connect_failed(&e),
                 }
             }
             guard.clone().expect("connected above")
         };
-        let report = rec.sync(subnet).await;
-        convert(&report, Some(rec.identity().instance_id.clone()))
+        rec.sync(subnet).await
     }
 
     fn write_prometheus(&self, out: &mut String) {

@@ -12,37 +12,10 @@ use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use crossdock_status::{Concern, Reason, State};
+
 /// The concerns, in the order `/status` and `crossdock status` show them.
-pub const CONDITIONS: [&str; 6] = [
-    "docker",
-    "subnet",
-    "forwarding",
-    "firewall",
-    "route",
-    "credentials",
-];
-
-/// A condition's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Ready,
-    Pending,
-    Failed,
-    /// Not this agent's job in this configuration (e.g. routes managed outside crossdock).
-    Disabled,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Ready => "ready",
-            State::Pending => "pending",
-            State::Failed => "failed",
-            State::Disabled => "disabled",
-        }
-    }
-}
+pub const CONDITIONS: &[Concern] = Concern::ALL;
 
 fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
@@ -53,7 +26,7 @@ fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
 pub struct Condition {
     pub state: State,
     /// CamelCase, stable for alerts.
-    pub reason: String,
+    pub reason: Reason,
     /// One line for people.
     pub message: String,
     #[serde(serialize_with = "ser_time")]
@@ -66,36 +39,36 @@ pub struct Condition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
     pub state: State,
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
     /// Set when the step failed: recorded as `last_error`.
     pub error: Option<String>,
 }
 
 impl Update {
-    pub fn new(state: State, reason: &str, message: impl Into<String>) -> Self {
+    pub fn new(state: State, reason: Reason, message: impl Into<String>) -> Self {
         Self {
             state,
-            reason: reason.into(),
+            reason,
             message: message.into(),
             error: None,
         }
     }
-    pub fn ready(reason: &str, message: impl Into<String>) -> Self {
+    pub fn ready(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(State::Ready, reason, message)
     }
-    pub fn pending(reason: &str, message: impl Into<String>) -> Self {
+    pub fn pending(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(State::Pending, reason, message)
     }
-    pub fn disabled(reason: &str, message: impl Into<String>) -> Self {
+    pub fn disabled(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(State::Disabled, reason, message)
     }
     /// A failure: the message doubles as `last_error`.
-    pub fn failed(reason: &str, message: impl Into<String>) -> Self {
+    pub fn failed(reason: Reason, message: impl Into<String>) -> Self {
         let message = message.into();
         Self {
             state: State::Failed,
-            reason: reason.into(),
+            reason,
             error: Some(message.clone()),
             message,
         }
@@ -105,7 +78,7 @@ impl Update {
 /// Every condition, keyed by concern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conditions {
-    map: BTreeMap<&'static str, Condition>,
+    map: BTreeMap<Concern, Condition>,
 }
 
 impl Conditions {
@@ -118,7 +91,7 @@ impl Conditions {
                     *n,
                     Condition {
                         state: State::Pending,
-                        reason: "NotCheckedYet".into(),
+                        reason: Reason::NotCheckedYet,
                         message: "the agent has not checked this yet".into(),
                         last_change: now,
                         last_error: None,
@@ -130,11 +103,14 @@ impl Conditions {
     }
 
     /// Applies an update; returns true if the state or reason changed.
-    pub fn set(&mut self, name: &'static str, u: Update, now: DateTime<Utc>) -> bool {
-        let c = self
-            .map
-            .get_mut(name)
-            .unwrap_or_else(|| panic!("unknown condition {name}"));
+    pub fn set(&mut self, name: Concern, u: Update, now: DateTime<Utc>) -> bool {
+        let c = self.map.entry(name).or_insert_with(|| Condition {
+            state: State::Pending,
+            reason: Reason::NotCheckedYet,
+            message: String::new(),
+            last_change: now,
+            last_error: None,
+        });
         let changed = c.state != u.state || c.reason != u.reason;
         if changed {
             c.last_change = now;
@@ -148,25 +124,20 @@ impl Conditions {
         changed
     }
 
-    pub fn get(&self, name: &str) -> Option<&Condition> {
-        self.map.get(name)
+    pub fn get(&self, name: Concern) -> Option<&Condition> {
+        self.map.get(&name)
     }
 
     /// Conditions that are neither ready nor disabled, in display order.
-    pub fn unhealthy(&self) -> Vec<(&'static str, &Condition)> {
-        CONDITIONS
-            .iter()
-            .filter_map(|n| self.map.get_key_value(n))
+    pub fn unhealthy(&self) -> Vec<(Concern, &Condition)> {
+        self.iter()
             .filter(|(_, c)| matches!(c.state, State::Pending | State::Failed))
-            .map(|(n, c)| (*n, c))
             .collect()
     }
 
     /// In display order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Condition)> {
-        CONDITIONS
-            .iter()
-            .filter_map(|n| self.map.get_key_value(n).map(|(k, v)| (*k, v)))
+    pub fn iter(&self) -> impl Iterator<Item = (Concern, &Condition)> {
+        self.map.iter().map(|(k, v)| (*k, v))
     }
 }
 
@@ -175,21 +146,14 @@ impl Serialize for Conditions {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(Some(self.map.len()))?;
         for (k, v) in self.iter() {
-            m.serialize_entry(k, v)?;
+            m.serialize_entry(k.as_str(), v)?;
         }
         m.end()
     }
 }
 
 /// A VPC route as the route side reports it (`/status` `routes`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RouteEntryStatus {
-    pub table_id: String,
-    pub cidr: String,
-    pub entry_id: String,
-    pub status: String,
-    pub owner: String,
-}
+pub use crossdock_routes::RouteStatus as RouteEntryStatus;
 
 /// The longest summary line: systemd shows it in `systemctl status`, where more than this wraps.
 pub const SUMMARY_MAX: usize = 199;
@@ -232,7 +196,7 @@ pub fn summary_line(
         }
         None => {
             let subnet = subnet.map_or_else(|| "subnet unknown".to_string(), |s| s.to_string());
-            let route = match conditions.get("route").map(|c| c.state) {
+            let route = match conditions.get(Concern::Route).map(|c| c.state) {
                 Some(State::Disabled) => format!("{subnet} (routes managed outside crossdock)"),
                 _ => {
                     let mut tables: Vec<&str> =
@@ -246,7 +210,7 @@ pub fn summary_line(
                     }
                 }
             };
-            let firewall = match conditions.get("firewall").map(|c| c.state) {
+            let firewall = match conditions.get(Concern::Firewall).map(|c| c.state) {
                 Some(State::Disabled) => "firewall not managed",
                 _ => "firewall ok",
             };
@@ -269,6 +233,8 @@ pub struct AgentState {
     pub instance_id: Option<String>,
     pub subnet: Option<Ipv4Net>,
     pub bridge: Option<String>,
+    /// The served network's gateway (the bridge's address), as Docker reports it.
+    pub gateway: Option<std::net::Ipv4Addr>,
     pub docker_version: Option<String>,
     pub external_interface: Option<String>,
     pub conditions: Conditions,
@@ -279,6 +245,8 @@ pub struct AgentState {
     /// Whether the last successful firewall pass wrote the scrape port's rules (so a static-subnet
     /// host, which otherwise keeps no rules, still removes them once the listener is switched off).
     pub scrape_rules_kept: bool,
+    /// `[names]`: the names task's report (`None` when off).
+    pub names: Option<crate::names_status::NamesStatus>,
 }
 
 impl AgentState {
@@ -291,6 +259,7 @@ impl AgentState {
             instance_id: None,
             subnet: None,
             bridge: None,
+            gateway: None,
             docker_version: None,
             external_interface: None,
             conditions: Conditions::new(now),
@@ -298,13 +267,15 @@ impl AgentState {
             fleet: None,
             metrics: Metrics::default(),
             scrape_rules_kept: false,
+            names: None,
         }
     }
 
     /// Applies a condition update now, logging transitions.
-    pub fn set(&mut self, name: &'static str, u: Update) {
-        let (state, reason, message) = (u.state, u.reason.clone(), u.message.clone());
+    pub fn set(&mut self, name: Concern, u: Update) {
+        let (state, reason, message) = (u.state, u.reason.as_str(), u.message.clone());
         if self.conditions.set(name, u, Utc::now()) {
+            let name = name.as_str();
             match state {
                 State::Failed => {
                     tracing::error!(condition = name, reason, "{message}")
@@ -344,6 +315,9 @@ impl AgentState {
         if let Some(fleet) = &self.fleet {
             doc["fleet"] = serde_json::to_value(fleet).unwrap_or_default();
         }
+        if let Some(names) = &self.names {
+            doc["names"] = serde_json::to_value(names).unwrap_or_default();
+        }
         doc
     }
 }
@@ -359,19 +333,27 @@ mod tests {
         let t1 = Utc.with_ymd_and_hms(2025, 1, 1, 0, 1, 0).unwrap();
         let t2 = Utc.with_ymd_and_hms(2025, 1, 1, 0, 2, 0).unwrap();
         let mut c = Conditions::new(t0);
-        assert!(c.set("firewall", Update::ready("InPlace", "9 rules"), t1));
+        assert!(c.set(
+            Concern::Firewall,
+            Update::ready(Reason::InPlace, "9 rules"),
+            t1
+        ));
         assert!(!c.set(
-            "firewall",
-            Update::ready("InPlace", "9 rules, 0 changed"),
+            Concern::Firewall,
+            Update::ready(Reason::InPlace, "9 rules, 0 changed"),
             t2
         ));
-        let f = c.get("firewall").unwrap();
+        let f = c.get(Concern::Firewall).unwrap();
         assert_eq!(f.last_change, t1);
         assert_eq!(f.message, "9 rules, 0 changed");
-        assert!(c.set("firewall", Update::failed("IptablesFailed", "lock"), t2));
-        assert!(c.set("firewall", Update::ready("InPlace", "ok"), t2));
+        assert!(c.set(
+            Concern::Firewall,
+            Update::failed(Reason::IptablesFailed, "lock"),
+            t2
+        ));
+        assert!(c.set(Concern::Firewall, Update::ready(Reason::InPlace, "ok"), t2));
         assert_eq!(
-            c.get("firewall").unwrap().last_error.as_deref(),
+            c.get(Concern::Firewall).unwrap().last_error.as_deref(),
             Some("lock")
         );
     }
@@ -380,15 +362,19 @@ mod tests {
     fn unhealthy_lists_pending_and_failed_only() {
         let now = Utc::now();
         let mut c = Conditions::new(now);
-        for n in CONDITIONS {
-            c.set(n, Update::ready("Ok", "ok"), now);
+        for &n in CONDITIONS {
+            c.set(n, Update::ready(Reason::InPlace, "ok"), now);
         }
-        c.set("route", Update::disabled("External", "x"), now);
+        c.set(Concern::Route, Update::disabled(Reason::External, "x"), now);
         assert!(c.unhealthy().is_empty());
-        c.set("forwarding", Update::failed("X", "y"), now);
+        c.set(
+            Concern::Forwarding,
+            Update::failed(Reason::SysctlFailed, "y"),
+            now,
+        );
         assert_eq!(
             c.unhealthy().iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-            ["forwarding"]
+            [Concern::Forwarding]
         );
     }
 
@@ -397,8 +383,8 @@ mod tests {
             table_id: table.into(),
             cidr: "10.0.1.0/24".into(),
             entry_id: "rte-1".into(),
-            status: "Available".into(),
-            owner: "i-1".into(),
+            status: crossdock_status::RouteState::Available,
+            owner: crossdock_status::Owner::Crossdock("i-1".into()),
         }
     }
 
@@ -411,12 +397,12 @@ mod tests {
             summary_line(&c, None, &[]),
             "pending: docker (NotCheckedYet: the agent has not checked this yet); 5 more not ready"
         );
-        for n in CONDITIONS {
-            c.set(n, Update::ready("Ok", "ok"), now);
+        for &n in CONDITIONS {
+            c.set(n, Update::ready(Reason::InPlace, "ok"), now);
         }
         c.set(
-            "route",
-            Update::pending("RoutePending", "entry rte-1 is Pending in vtb-1"),
+            Concern::Route,
+            Update::pending(Reason::RoutePending, "entry rte-1 is Pending in vtb-1"),
             now,
         );
         assert_eq!(
@@ -425,21 +411,21 @@ mod tests {
         );
         // A failure outranks a pending condition listed before it.
         c.set(
-            "docker",
-            Update::pending("Reconnecting", "stream ended"),
+            Concern::Docker,
+            Update::pending(Reason::Reconnecting, "stream ended"),
             now,
         );
         c.set(
-            "firewall",
-            Update::failed("IptablesFailed", "xtables lock\nheld"),
+            Concern::Firewall,
+            Update::failed(Reason::IptablesFailed, "xtables lock\nheld"),
             now,
         );
         assert_eq!(
             summary_line(&c, subnet, &[]),
             "failed: firewall (IptablesFailed: xtables lock held); 2 more not ready"
         );
-        for n in CONDITIONS {
-            c.set(n, Update::ready("Ok", "ok"), now);
+        for &n in CONDITIONS {
+            c.set(n, Update::ready(Reason::InPlace, "ok"), now);
         }
         assert_eq!(
             summary_line(
@@ -449,8 +435,16 @@ mod tests {
             ),
             "ready: 10.0.1.0/24 routed via vtb-a,vtb-b; firewall ok"
         );
-        c.set("route", Update::disabled("ExternallyManaged", "x"), now);
-        c.set("firewall", Update::disabled("StaticSubnet", "x"), now);
+        c.set(
+            Concern::Route,
+            Update::disabled(Reason::ExternallyManaged, "x"),
+            now,
+        );
+        c.set(
+            Concern::Firewall,
+            Update::disabled(Reason::StaticSubnet, "x"),
+            now,
+        );
         assert_eq!(
             summary_line(&c, subnet, &[]),
             "ready: 10.0.1.0/24 (routes managed outside crossdock); firewall not managed"
@@ -461,14 +455,76 @@ mod tests {
     fn summary_line_stays_short_and_keeps_its_shape() {
         let now = Utc::now();
         let mut c = Conditions::new(now);
-        for n in CONDITIONS {
-            c.set(n, Update::ready("Ok", "ok"), now);
+        for &n in CONDITIONS {
+            c.set(n, Update::ready(Reason::InPlace, "ok"), now);
         }
-        c.set("route", Update::failed("ApiError", "é".repeat(300)), now);
+        c.set(
+            Concern::Route,
+            Update::failed(Reason::ApiError, "é".repeat(300)),
+            now,
+        );
         let line = summary_line(&c, None, &[]);
         assert!(line.len() <= SUMMARY_MAX, "{} bytes", line.len());
         assert!(line.starts_with("failed: route (ApiError: é"), "{line}");
         assert!(line.ends_with("…)"), "{line}");
+    }
+
+    #[test]
+    fn status_json_speaks_the_documented_wire_strings() {
+        // docs/CONTRACTS.md, health socket: condition keys in display order, lower-case states,
+        // CamelCase reasons, route owners and statuses as strings.
+        let mut s = AgentState::new("/etc/crossdock/agent.toml".into());
+        s.set(
+            Concern::Route,
+            Update::failed(Reason::RouteConflict, "held by crossdock:i-b"),
+        );
+        s.routes = vec![RouteEntryStatus {
+            table_id: "vtb-1".into(),
+            cidr: "10.0.1.0/24".into(),
+            entry_id: "rte-1".into(),
+            status: crossdock_status::RouteState::Available,
+            owner: crossdock_status::Owner::Us,
+        }];
+        let v = s.status_json();
+        let keys: Vec<&str> = v["conditions"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut sorted_expected = vec![
+            "docker",
+            "subnet",
+            "forwarding",
+            "firewall",
+            "route",
+            "credentials",
+        ];
+        sorted_expected.sort_unstable();
+        assert_eq!(keys, sorted_expected, "serde_json maps sort their keys");
+        assert_eq!(v["conditions"]["route"]["state"], "failed");
+        assert_eq!(v["conditions"]["route"]["reason"], "RouteConflict");
+        assert_eq!(
+            v["conditions"]["route"]["last_error"],
+            "held by crossdock:i-b"
+        );
+        assert_eq!(v["conditions"]["docker"]["reason"], "NotCheckedYet");
+        assert_eq!(
+            v["routes"].to_string(),
+            r#"[{"cidr":"10.0.1.0/24","entry_id":"rte-1","owner":"self","status":"Available","table_id":"vtb-1"}]"#
+        );
+        let order: Vec<&str> = CONDITIONS.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "docker",
+                "subnet",
+                "forwarding",
+                "firewall",
+                "route",
+                "credentials"
+            ]
+        );
     }
 
     #[test]
@@ -491,7 +547,7 @@ mod tests {
             assert!(v.get(k).is_some(), "missing {k}: {v}");
         }
         for n in CONDITIONS {
-            let c = &v["conditions"][n];
+            let c = &v["conditions"][n.as_str()];
             for k in ["state", "reason", "message", "last_change", "last_error"] {
                 assert!(c.get(k).is_some(), "{n} lacks {k}: {c}");
             }

@@ -111,7 +111,10 @@ async fn scrape_metrics() -> String {
         st.metrics
             .record_pass("start", false, std::time::Duration::from_millis(5), 1);
         st.metrics.record_error("iptables_lock");
-        st.set("route", Update::failed("SourceDestCheckEnabled", "on"));
+        st.set(
+            crossdock_agent::state::Concern::Route,
+            Update::failed(crossdock_agent::state::Reason::SourceDestCheckEnabled, "on"),
+        );
     }
     let router = crossdock_agent::health::scrape_router(state, Arc::new(EverythingRoutes));
     let mut endpoint = ScrapeEndpoint::new(router);

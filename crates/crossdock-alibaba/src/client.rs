@@ -19,55 +19,17 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use crate::clock::{system_clock, Clock};
 use crate::counters::{CallCounters, Snapshot};
 use crate::credentials::{CredentialStatus, CredentialsProvider};
-use crate::error::{ApiError, Error, ErrorClass, TransportKind};
-use crate::metadata::{system_clock, transport_message, Clock};
+use crate::error::{ApiError, Cause, Error, ErrorClass};
+use crate::product::Product;
 use crate::retry::{
     rate_limit_hint, tokio_sleeper, RetryBudget, RetryPolicy, Sleeper, ThrottleGate,
 };
 use crate::signing;
+use crate::transport::{body_failure_kind, send_failure_kind, transport_message};
 use crate::types::*;
-
-/// Which API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Product {
-    /// VPC, API version 2016-04-28.
-    Vpc,
-    /// ECS, API version 2014-05-26.
-    Ecs,
-}
-
-impl Product {
-    /// The API version sent in `x-acs-version`.
-    pub fn version(self) -> &'static str {
-        match self {
-            Product::Vpc => "2016-04-28",
-            Product::Ecs => "2014-05-26",
-        }
-    }
-
-    /// Prefix of RAM actions (`vpc:`, `ecs:`).
-    pub fn ram_prefix(self) -> &'static str {
-        match self {
-            Product::Vpc => "vpc",
-            Product::Ecs => "ecs",
-        }
-    }
-
-    /// Display name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Product::Vpc => "VPC",
-            Product::Ecs => "ECS",
-        }
-    }
-
-    /// The default endpoint of a region.
-    pub fn default_endpoint(self, region: &str) -> String {
-        format!("https://{}.{region}.aliyuncs.com", self.ram_prefix())
-    }
-}
 
 /// Options of a [`Client`].
 #[derive(Debug, Clone)]
@@ -332,9 +294,7 @@ impl Client {
             } else {
                 self.gate.passed();
             }
-            if err.class() == ErrorClass::Retryable
-                && err.code() == Some("InvalidSecurityToken.Expired")
-            {
+            if err.is_expired_token() {
                 // Also when the caller retries: its next attempt must not sign with this one.
                 self.credentials.invalidate().await;
             }
@@ -414,14 +374,9 @@ impl Client {
                 return Err(Error::Transport {
                     action: action.to_string(),
                     endpoint: format!("{}://{}", endpoint.base.scheme(), endpoint.host),
-                    kind: if e.is_timeout() {
-                        TransportKind::Timeout
-                    } else if e.is_connect() {
-                        TransportKind::Connect
-                    } else {
-                        TransportKind::Other
-                    },
+                    kind: send_failure_kind(&e),
                     message: transport_message(&e),
+                    source: Some(Cause::new(e)),
                 });
             }
         };
@@ -438,31 +393,30 @@ impl Client {
                 return Err(Error::Transport {
                     action: action.to_string(),
                     endpoint: format!("{}://{}", endpoint.base.scheme(), endpoint.host),
-                    kind: if e.is_timeout() {
-                        TransportKind::Timeout
-                    } else {
-                        TransportKind::Other
-                    },
+                    kind: body_failure_kind(&e),
                     message: transport_message(&e),
+                    source: Some(Cause::new(e)),
                 });
             }
         };
-        let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+        let parsed = serde_json::from_slice::<serde_json::Value>(&body);
         if (200..300).contains(&status) {
-            return match json {
-                Some(v) if v.is_object() => {
+            return match parsed {
+                Ok(v) if v.is_object() => {
                     self.counters.record(&endpoint.host, action, "ok");
                     Ok(v)
                 }
-                _ => {
+                other => {
                     self.counters.record(&endpoint.host, action, "permanent");
                     Err(Error::Decode {
                         action: action.to_string(),
                         message: format!("HTTP {status} with a body that is not a JSON object"),
+                        source: other.err().map(Cause::new),
                     })
                 }
             };
         }
+        let json = parsed.ok();
         let field = |name: &str| {
             json.as_ref()
                 .and_then(|v| v.get(name))
@@ -487,7 +441,7 @@ impl Client {
             http_status: status,
             retry_hint: hint,
         };
-        if err.code.starts_with("Throttling") || status == 429 {
+        if err.is_throttling() {
             self.counters.record_throttled();
         }
         self.counters
@@ -518,6 +472,7 @@ impl Client {
         serde_json::from_value(v).map_err(|e| Error::Decode {
             action: action.to_string(),
             message: e.to_string(),
+            source: Some(Cause::new(e)),
         })
     }
 
@@ -881,6 +836,7 @@ fn same_token_twice(action: &str) -> Error {
     Error::Decode {
         action: action.to_string(),
         message: "the server returned the same NextToken twice".into(),
+        source: None,
     }
 }
 
@@ -888,6 +844,7 @@ fn too_many_pages(action: &str) -> Error {
     Error::Decode {
         action: action.to_string(),
         message: format!("more than {MAX_PAGES} pages"),
+        source: None,
     }
 }
 
@@ -908,9 +865,5 @@ mod tests {
         );
         assert!(Endpoint::parse("ftp://x", "f").is_err());
         assert!(Endpoint::parse("http://x/api", "f").is_err());
-        assert_eq!(
-            Product::Vpc.default_endpoint("cn-zhangjiakou"),
-            "https://vpc.cn-zhangjiakou.aliyuncs.com"
-        );
     }
 }

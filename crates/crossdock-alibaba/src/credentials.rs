@@ -12,13 +12,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use crossdock_backoff::Exponential;
 use serde::Deserialize;
 
-use crate::error::Error;
-use crate::metadata::{Clock, MetadataClient};
+use crate::clock::Clock;
+use crate::error::{Cause, Error};
+use crate::metadata::MetadataClient;
 use crate::secret::Secret;
+use crate::settings::Settings;
 
 /// Environment variables of Alibaba's credential chain that crossdock reads.
 pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
@@ -162,8 +166,8 @@ impl CredentialsProvider {
 
     /// Picks the first source of the chain that is present. Nothing is fetched yet: RAM-role
     /// credentials are fetched on the first [`CredentialsProvider::get`].
-    pub fn from_config(
-        cfg: &crossdock_config::CloudConfig,
+    pub fn from_settings(
+        cfg: &Settings,
         env: &EnvVars,
         metadata: Option<Arc<MetadataClient>>,
         clock: Clock,
@@ -286,8 +290,9 @@ const REFRESH_BEFORE_SECS: i64 = 15 * 60;
 /// When the service hands back credentials that are already inside the refresh window (it has not
 /// rotated them yet), ask again only after this long.
 const REFETCH_SECS: i64 = 60;
-/// Cap of the backoff after metadata failures.
-const MAX_BACKOFF_SECS: i64 = 60;
+/// Backoff after metadata failures: 1 s doubling to 60 s.
+const FAILURE_BACKOFF: Exponential =
+    Exponential::new(Duration::from_secs(1), Duration::from_secs(60));
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -378,11 +383,9 @@ impl RamRole {
             }
             Err(e) => {
                 st.failures = st.failures.saturating_add(1);
-                let backoff = std::cmp::min(
-                    1i64 << st.failures.saturating_sub(1).min(10),
-                    MAX_BACKOFF_SECS,
-                );
-                st.next_attempt = Some(now + chrono::Duration::seconds(backoff));
+                let backoff = FAILURE_BACKOFF.ceiling(st.failures);
+                st.next_attempt =
+                    Some(now + chrono::Duration::from_std(backoff).unwrap_or_default());
                 st.last_error = Some(e.clone());
                 let still_valid = st
                     .creds
@@ -430,24 +433,34 @@ impl RamRole {
         };
         let path = format!("ram/security-credentials/{role}");
         let body = self.metadata.get(&path, "credentials").await?;
-        let bad = |message: String| Error::Metadata {
+        let bad = |message: String, source: Option<Cause>| Error::Metadata {
             path: format!("/latest/meta-data/{path}"),
             message,
             transient: true,
+            source,
         };
-        let doc: RoleCredentialsDoc = serde_json::from_str(&body)
-            .map_err(|e| bad(format!("not a credentials document: {e}")))?;
+        let doc: RoleCredentialsDoc = serde_json::from_str(&body).map_err(|e| {
+            bad(
+                format!("not a credentials document: {e}"),
+                Some(Cause::new(e)),
+            )
+        })?;
         if !doc.code.is_empty() && doc.code != "Success" {
-            return Err(bad(format!("the service answered Code={}", doc.code)));
+            return Err(bad(format!("the service answered Code={}", doc.code), None));
         }
         if doc.access_key_id.is_empty()
             || doc.access_key_secret.is_empty()
             || doc.security_token.is_empty()
         {
-            return Err(bad("incomplete credentials document".into()));
+            return Err(bad("incomplete credentials document".into(), None));
         }
         let expiration = DateTime::parse_from_rfc3339(doc.expiration.trim())
-            .map_err(|e| bad(format!("unreadable Expiration `{}`: {e}", doc.expiration)))?
+            .map_err(|e| {
+                bad(
+                    format!("unreadable Expiration `{}`: {e}", doc.expiration),
+                    Some(Cause::new(e)),
+                )
+            })?
             .with_timezone(&Utc);
         Ok(Credentials {
             access_key_id: doc.access_key_id,
@@ -475,14 +488,14 @@ mod tests {
     use super::*;
 
     fn clock() -> Clock {
-        crate::metadata::system_clock()
+        crate::clock::system_clock()
     }
 
     #[test]
     fn chain_prefers_config_then_environment() {
-        let mut cfg = crossdock_config::CloudConfig {
+        let mut cfg = Settings {
             access_key_id: "AKCFG".into(),
-            access_key_secret: crossdock_config::Secret::new("S1"),
+            access_key_secret: Secret::new("S1"),
             ..Default::default()
         };
         let env = EnvVars::from_pairs([
@@ -490,11 +503,11 @@ mod tests {
             (ENV_ACCESS_KEY_SECRET, "S2"),
             (ENV_SECURITY_TOKEN, "T2"),
         ]);
-        let p = CredentialsProvider::from_config(&cfg, &env, None, clock()).unwrap();
+        let p = CredentialsProvider::from_settings(&cfg, &env, None, clock()).unwrap();
         assert_eq!(p.status().source, CredentialSource::Config.to_string());
         cfg.access_key_id.clear();
-        cfg.access_key_secret = crossdock_config::Secret::default();
-        let p = CredentialsProvider::from_config(&cfg, &env, None, clock()).unwrap();
+        cfg.access_key_secret = Secret::default();
+        let p = CredentialsProvider::from_settings(&cfg, &env, None, clock()).unwrap();
         let Inner::Static(c) = &p.inner else {
             panic!("static expected")
         };
@@ -502,12 +515,12 @@ mod tests {
         assert_eq!(c.security_token.as_ref().unwrap().expose(), "T2");
         assert_eq!(c.source, CredentialSource::Environment);
         // Nothing anywhere and no metadata: an error that names the fix.
-        let err =
-            CredentialsProvider::from_config(&cfg, &EnvVars::default(), None, clock()).unwrap_err();
+        let err = CredentialsProvider::from_settings(&cfg, &EnvVars::default(), None, clock())
+            .unwrap_err();
         assert!(err.to_string().contains("RAM role"), "{err}");
         // Half an AccessKey in the environment is an error, not a silent fallback.
         let half = EnvVars::from_pairs([(ENV_ACCESS_KEY_ID, "AK")]);
-        assert!(CredentialsProvider::from_config(&cfg, &half, None, clock()).is_err());
+        assert!(CredentialsProvider::from_settings(&cfg, &half, None, clock()).is_err());
     }
 
     #[test]

@@ -5,13 +5,21 @@
 //! look the route up because the destination already exists ([`ErrorClass::Duplicate`]), count a
 //! delete as done ([`ErrorClass::NotFound`]), or stop and tell a human ([`ErrorClass::Permanent`]).
 //! [`classify`] is that mapping, as one table; [`Error::fix`] says what to do, naming the RAM action
-//! when a permission is missing. Nothing in here ever holds a secret: messages are built from codes,
-//! actions, endpoints and the server's own message.
+//! when a permission is missing. Finer questions the callers ask, for the same table: was it
+//! throttling ([`is_throttling`]: the client's throttle gate, the route conditions, the doctor and the
+//! benchmarks all mean the same thing by it), or did the service itself fail ([`is_service_fault`]).
+//! Nothing in here ever holds a secret: messages are built from codes, actions, endpoints and the
+//! server's own message.
+//!
+//! `Display` is one line ending in the fix. Where a failure has an underlying error (the HTTP
+//! client's, the JSON parser's, the date parser's), it is kept as [`std::error::Error::source`], so a
+//! caller can walk the chain instead of parsing text.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::Product;
+use crate::product::Product;
 
 /// What the caller should do about a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,8 +47,8 @@ impl ErrorClass {
     }
 }
 
-/// Codes that mean "another change is in flight or the service is busy": retry with backoff.
-const RETRYABLE_CODES: &[&str] = &[
+/// Codes that mean "another change is in flight": retry with backoff. (Any `IncorrectStatus.*` too.)
+const BUSY_CODES: &[&str] = &[
     "TaskConflict",
     "IncorrectRouteEntryStatus",
     "OperationConflict",
@@ -49,12 +57,13 @@ const RETRYABLE_CODES: &[&str] = &[
     "OperationFailed.DistributeLock",
     "OperationFailed.LastTokenProcessing",
     "LastTokenProcessing",
-    "ServiceUnavailable",
-    "InternalError",
-    "UnknownError",
-    // STS credentials expired between fetch and use: the client refreshes them and tries again.
-    "InvalidSecurityToken.Expired",
 ];
+
+/// Codes that mean the service itself failed, whatever the HTTP status (as every 5xx does).
+const SERVICE_FAULT_CODES: &[&str] = &["ServiceUnavailable", "InternalError", "UnknownError"];
+
+/// STS credentials expired between fetch and use: the client refreshes them and tries again.
+const EXPIRED_TOKEN_CODE: &str = "InvalidSecurityToken.Expired";
 
 const DUPLICATE_CODES: &[&str] = &[
     "InvalidCIDRBlock.Duplicate",
@@ -76,15 +85,34 @@ pub fn classify(code: &str, http_status: u16) -> ErrorClass {
     if NOT_FOUND_CODES.iter().any(|c| c.eq_ignore_ascii_case(code)) {
         return ErrorClass::NotFound;
     }
-    if RETRYABLE_CODES.contains(&code)
-        || code.starts_with("Throttling")
+    if is_throttling(code, http_status)
+        || is_service_fault(code, http_status)
+        || BUSY_CODES.contains(&code)
         || code.starts_with("IncorrectStatus.")
-        || http_status == 429
-        || http_status >= 500
+        || code == EXPIRED_TOKEN_CODE
     {
         return ErrorClass::Retryable;
     }
     ErrorClass::Permanent
+}
+
+/// Whether an error code is a throttling code (`Throttling`, `Throttling.User`, `Throttling.Api`, ...),
+/// for callers that only have the code (call statistics).
+pub fn is_throttling_code(code: &str) -> bool {
+    code.starts_with("Throttling")
+}
+
+/// Whether an answer says the account or the API is over its rate: a throttling code or HTTP 429.
+/// Retryable; the one definition behind the client's throttle gate and counter, the `Throttled`
+/// route condition and the doctor's "could not ask".
+pub fn is_throttling(code: &str, http_status: u16) -> bool {
+    is_throttling_code(code) || http_status == 429
+}
+
+/// Whether an answer says the service itself failed: any 5xx, or `ServiceUnavailable`,
+/// `InternalError`, `UnknownError` whatever the status. Retryable.
+pub fn is_service_fault(code: &str, http_status: u16) -> bool {
+    http_status >= 500 || SERVICE_FAULT_CODES.contains(&code)
 }
 
 /// Whether the code says the credentials themselves are bad (not a missing permission).
@@ -145,6 +173,16 @@ impl ApiError {
         classify(&self.code, self.http_status)
     }
 
+    /// A throttled answer ([`is_throttling`]).
+    pub fn is_throttling(&self) -> bool {
+        is_throttling(&self.code, self.http_status)
+    }
+
+    /// The service itself failed ([`is_service_fault`]).
+    pub fn is_service_fault(&self) -> bool {
+        is_service_fault(&self.code, self.http_status)
+    }
+
     /// The RAM action the call needs, e.g. `vpc:CreateRouteEntry`.
     pub fn ram_action(&self) -> String {
         format!("{}:{}", self.product.ram_prefix(), self.action)
@@ -196,7 +234,7 @@ impl ApiError {
             }
             ErrorClass::NotFound => return "the route entry is already gone; nothing to do".into(),
             ErrorClass::Retryable => {
-                if code.starts_with("Throttling") || self.http_status == 429 {
+                if self.is_throttling() {
                     return "the API rate limit was hit; crossdock backs off and retries. If it persists, \
                             raise cloud.resync_interval_secs or the API quota"
                         .into();
@@ -262,7 +300,46 @@ pub enum TransportKind {
     Other,
 }
 
+/// The underlying error of a failure (the HTTP client's, the JSON parser's, ...), kept so that
+/// [`std::error::Error::source`] reaches it. Shared, so that [`Error`] stays `Clone`; two causes are
+/// equal when they read the same.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// Keeps `e`.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(e))
+    }
+
+    /// The error kept.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}
+
 /// Every error of this crate. `Display` is one line ending in the fix; no variant holds a secret.
+/// `source()` is the underlying error where there is one (transport, metadata, decode failures).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// The API answered with an error.
@@ -277,6 +354,8 @@ pub enum Error {
         kind: TransportKind,
         /// What went wrong.
         message: String,
+        /// The HTTP client's error.
+        source: Option<Cause>,
     },
     /// No usable credentials.
     Credentials {
@@ -293,6 +372,8 @@ pub enum Error {
         message: String,
         /// Whether trying again later may help (network error, 5xx) as opposed to e.g. 404.
         transient: bool,
+        /// The underlying error (HTTP client, credentials document parser), if any.
+        source: Option<Cause>,
     },
     /// The API answered 2xx with a body we cannot read.
     Decode {
@@ -300,6 +381,8 @@ pub enum Error {
         action: String,
         /// What was wrong with the body.
         message: String,
+        /// The JSON parser's error, if it was one.
+        source: Option<Cause>,
     },
     /// A configuration value is unusable.
     Config {
@@ -350,12 +433,17 @@ impl Error {
         }
     }
 
-    /// A throttled answer (`Throttling*` or HTTP 429): the account or the API is over its rate.
+    /// A throttled answer ([`is_throttling`]): the account or the API is over its rate.
     pub fn is_throttling(&self) -> bool {
         match self {
-            Error::Api(e) => e.code.starts_with("Throttling") || e.http_status == 429,
+            Error::Api(e) => e.is_throttling(),
             _ => false,
         }
+    }
+
+    /// The API said the STS token expired: refresh the credentials before the next attempt.
+    pub fn is_expired_token(&self) -> bool {
+        self.code() == Some(EXPIRED_TOKEN_CODE)
     }
 
     /// The server's rate-limit hint, if the answer carried one.
@@ -436,7 +524,9 @@ impl fmt::Display for Error {
             Error::Metadata { path, message, .. } => {
                 write!(f, "metadata {path}: {message} — fix: {}", self.fix())
             }
-            Error::Decode { action, message } => {
+            Error::Decode {
+                action, message, ..
+            } => {
                 write!(
                     f,
                     "{action}: unreadable response: {message} — fix: {}",
@@ -452,7 +542,18 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Transport { source, .. }
+            | Error::Metadata { source, .. }
+            | Error::Decode { source, .. } => source
+                .as_ref()
+                .map(|c| c.get() as &(dyn std::error::Error + 'static)),
+            Error::Api(_) | Error::Credentials { .. } | Error::Config { .. } => None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -503,6 +604,86 @@ mod tests {
                 "code {code} status {status}"
             );
         }
+    }
+
+    /// The finer questions, by the same table: throttled, service fault (both retryable).
+    #[test]
+    fn throttling_and_service_faults() {
+        // code, HTTP status, throttling, service fault
+        let table: &[(&str, u16, bool, bool)] = &[
+            ("Throttling", 400, true, false),
+            ("Throttling.User", 400, true, false),
+            ("Throttling.Api", 503, true, true),
+            ("HTTP429", 429, true, false),
+            ("TaskConflict", 400, false, false),
+            ("ServiceUnavailable", 400, false, true),
+            ("InternalError", 500, false, true),
+            ("UnknownError", 400, false, true),
+            ("HTTP502", 502, false, true),
+            ("QuotaExceeded", 400, false, false),
+            ("throttling", 400, false, false),
+        ];
+        for (code, status, throttled, fault) in table {
+            let e = ApiError {
+                http_status: *status,
+                ..ApiError::new(Product::Vpc, "CreateRouteEntry", *code, "")
+            };
+            assert_eq!(e.is_throttling(), *throttled, "{code} {status}");
+            assert_eq!(Error::Api(e.clone()).is_throttling(), *throttled);
+            assert_eq!(e.is_service_fault(), *fault, "{code} {status}");
+            if *throttled || *fault {
+                assert_eq!(e.class(), ErrorClass::Retryable, "{code} {status}");
+            }
+        }
+        assert!(is_throttling_code("Throttling.User") && !is_throttling_code("HTTP429"));
+        let expired = Error::Api(ApiError::new(
+            Product::Vpc,
+            "X",
+            "InvalidSecurityToken.Expired",
+            "",
+        ));
+        assert!(expired.is_expired_token() && !expired.is_throttling());
+        let transport = Error::Transport {
+            action: "X".into(),
+            endpoint: "http://x".into(),
+            kind: TransportKind::Timeout,
+            message: "timed out".into(),
+            source: None,
+        };
+        assert!(!transport.is_throttling() && !transport.is_expired_token());
+    }
+
+    #[test]
+    fn source_is_the_kept_cause_and_does_not_change_display_or_equality() {
+        use std::error::Error as _;
+        let parse = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let text = parse.to_string();
+        let with = Error::Decode {
+            action: "DescribeVpcAttribute".into(),
+            message: text.clone(),
+            source: Some(Cause::new(parse)),
+        };
+        let again = Error::Decode {
+            action: "DescribeVpcAttribute".into(),
+            message: text.clone(),
+            source: Some(Cause::new(
+                serde_json::from_str::<serde_json::Value>("{").unwrap_err(),
+            )),
+        };
+        let without = Error::Decode {
+            action: "DescribeVpcAttribute".into(),
+            message: text.clone(),
+            source: None,
+        };
+        assert_eq!(with.to_string(), without.to_string());
+        assert_eq!(with, again, "causes that read the same are equal");
+        assert_ne!(with, without);
+        let cause = with.source().expect("kept");
+        assert!(cause.downcast_ref::<serde_json::Error>().is_some());
+        assert_eq!(cause.to_string(), text);
+        assert!(Error::Api(ApiError::new(Product::Ecs, "X", "Y", "z"))
+            .source()
+            .is_none());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The ECS instance metadata service: who this host is, and its RAM role's STS credentials.
+//! The ECS instance metadata service: the raw items behind this host's identity, and its RAM role's
+//! STS credentials.
 //!
 //! Hardened ECS instances only answer requests that carry a session token obtained with
 //! `PUT /latest/api/token` (like AWS IMDSv2). [`TokenMode::Auto`] asks for one and falls back to plain
@@ -9,49 +10,19 @@
 //!
 //! The base URL is injectable so tests and the lab never depend on `100.100.100.200`. Proxies from the
 //! environment are ignored: the metadata service is link-local and must never go through a proxy.
-//!
-//! [`Identity`] is resolved field by field: a value set in the `[cloud]` config wins, anything left
-//! empty is read from metadata.
+//! Which items make up the [`crate::Identity`] is [`crate::identity`]'s business.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
+use crate::clock::Clock;
 use crate::counters::CallCounters;
-use crate::error::Error;
+use crate::error::{Cause, Error};
 use crate::secret::Secret;
-
-/// A source of "now", injectable so expiry logic is tested without waiting.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-/// The wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(Utc::now)
-}
-
-/// Whether to use a metadata session token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenMode {
-    /// Ask for a token; without one, fall back to plain requests.
-    Auto,
-    /// Fail without a token.
-    Required,
-    /// Never ask.
-    Disabled,
-}
-
-impl TokenMode {
-    /// The mode from config, tightened to `Required` when `ALIBABA_CLOUD_IMDSV1_DISABLED` is true.
-    pub fn from_config(mode: crossdock_config::MetadataToken, imdsv1_disabled: bool) -> Self {
-        match mode {
-            crossdock_config::MetadataToken::Disabled if !imdsv1_disabled => TokenMode::Disabled,
-            crossdock_config::MetadataToken::Auto if !imdsv1_disabled => TokenMode::Auto,
-            _ => TokenMode::Required,
-        }
-    }
-}
+use crate::settings::TokenMode;
+use crate::transport::transport_message;
 
 /// Token lifetime asked for, in seconds (the service's maximum).
 pub const TOKEN_TTL_SECS: i64 = 21_600;
@@ -156,6 +127,7 @@ impl MetadataClient {
                         path,
                         message: transport_message(&e),
                         transient: true,
+                        source: Some(Cause::new(e)),
                     });
                 }
             };
@@ -186,6 +158,7 @@ impl MetadataClient {
                     path,
                     message: format!("HTTP {status}{hint}"),
                     transient: status >= 500 || status == 429,
+                    source: None,
                 });
             }
             self.counters.record(&self.host, &action, "ok");
@@ -259,6 +232,7 @@ impl MetadataClient {
                         transport_message(&e)
                     ),
                     transient: true,
+                    source: Some(Cause::new(e)),
                 });
             }
         };
@@ -275,109 +249,10 @@ impl MetadataClient {
                      ALIBABA_CLOUD_IMDSV1_DISABLED"
                 ),
                 transient: status >= 500,
+                source: None,
             });
         }
         self.counters.record(&self.host, "metadata:token", "ok");
         Ok(Secret::new(token))
-    }
-}
-
-/// A one-line description of a transport failure, without the URL (which the caller names itself).
-pub(crate) fn transport_message(e: &reqwest::Error) -> String {
-    let mut root: &dyn std::error::Error = e;
-    while let Some(next) = root.source() {
-        root = next;
-    }
-    if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        format!("connection failed: {root}")
-    } else {
-        root.to_string()
-    }
-}
-
-/// Who this host is in the VPC.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Identity {
-    /// `i-...`: the route's next hop.
-    pub instance_id: String,
-    /// e.g. `cn-hangzhou`: selects the API endpoints.
-    pub region_id: String,
-    /// `vpc-...`.
-    pub vpc_id: String,
-    /// `vsw-...`: selects the default route table.
-    pub vswitch_id: String,
-    /// Primary private IPv4 address.
-    pub private_ip: String,
-    /// MAC of the primary interface (empty when `eni_id` came from config).
-    pub mac: String,
-    /// `eni-...`: the primary ENI, whose source/destination check matters.
-    pub eni_id: String,
-}
-
-impl Identity {
-    /// Resolves every field: from `cfg` when set, else from the metadata service (`md`), else an error
-    /// naming the config field to set.
-    pub async fn resolve(
-        cfg: &crossdock_config::CloudConfig,
-        md: Option<&MetadataClient>,
-    ) -> Result<Identity, Error> {
-        async fn field(
-            configured: &str,
-            field: &str,
-            item: &str,
-            md: Option<&MetadataClient>,
-        ) -> Result<String, Error> {
-            let configured = configured.trim();
-            if !configured.is_empty() {
-                return Ok(configured.to_string());
-            }
-            let Some(md) = md else {
-                return Err(Error::Config {
-                    field: format!("cloud.{field}"),
-                    message: "is empty and cloud.metadata_url is not set".into(),
-                    fix: format!(
-                        "set cloud.{field}, or set cloud.metadata_url to the metadata service"
-                    ),
-                });
-            };
-            let value = md.get(item, "identity").await?;
-            if value.is_empty() {
-                return Err(Error::Metadata {
-                    path: format!("/latest/meta-data/{item}"),
-                    message: "empty answer".into(),
-                    transient: false,
-                });
-            }
-            Ok(value)
-        }
-        let instance_id = field(&cfg.instance_id, "instance_id", "instance-id", md).await?;
-        let region_id = field(&cfg.region_id, "region_id", "region-id", md).await?;
-        let vpc_id = field(&cfg.vpc_id, "vpc_id", "vpc-id", md).await?;
-        let vswitch_id = field(&cfg.vswitch_id, "vswitch_id", "vswitch-id", md).await?;
-        let private_ip = field(&cfg.private_ip, "private_ip", "private-ipv4", md).await?;
-        let (mac, eni_id) = if cfg.eni_id.trim().is_empty() {
-            let mac = field("", "eni_id", "mac", md).await?;
-            let eni = field(
-                "",
-                "eni_id",
-                &format!("network/interfaces/macs/{mac}/network-interface-id"),
-                md,
-            )
-            .await?;
-            (mac, eni)
-        } else {
-            (String::new(), cfg.eni_id.trim().to_string())
-        };
-        Ok(Identity {
-            instance_id,
-            region_id,
-            vpc_id,
-            vswitch_id,
-            private_ip,
-            mac,
-            eni_id,
-        })
     }
 }

@@ -7,6 +7,9 @@
 //! The shared [`RetryBudget`] stops a broken endpoint from turning every call into N calls: retries
 //! spend tokens, successes earn them back, and with the bucket empty calls fail fast.
 //!
+//! The arithmetic (capped doubling, jitter, the throttle gate's shared window) is the workspace's one
+//! backoff module, [`crossdock_backoff`]; this module adds what is Alibaba's: hints, budget, policy.
+//!
 //! Sleeping goes through a [`Sleeper`] so tests can record the delays instead of waiting for them.
 
 use std::future::Future;
@@ -15,7 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
+pub use crossdock_backoff::full_jitter;
+use crossdock_backoff::{equal_jitter, AdaptiveWindow, Exponential};
 
 /// A function that sleeps for the given duration. The default is `tokio::time::sleep`.
 pub type Sleeper = Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -53,57 +57,41 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The capped doubling of this policy, from `initial_backoff` to `max_backoff`.
+    pub fn exponential(&self) -> Exponential {
+        Exponential::new(self.initial_backoff, self.max_backoff)
+    }
+
     /// The un-jittered backoff after `retry` failed attempts (1-based): initial * 2^(retry-1), capped.
     pub fn ceiling(&self, retry: u32) -> Duration {
-        let exp = retry.saturating_sub(1).min(30);
-        self.initial_backoff
-            .saturating_mul(1u32 << exp)
-            .min(self.max_backoff)
+        self.exponential().ceiling(retry)
     }
 
     /// The jittered backoff: uniformly in [ceiling/2, ceiling] ("equal jitter"), so waits still grow
     /// while hosts that failed together spread out.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let ceiling = self.ceiling(retry);
-        let half = ceiling / 2;
-        let spread = ceiling.saturating_sub(half).as_millis() as u64;
-        let jitter = if spread == 0 {
-            0
-        } else {
-            rand::thread_rng().gen_range(0..=spread)
-        };
-        half + Duration::from_millis(jitter)
+        equal_jitter(self.ceiling(retry))
     }
 
     /// The "full jitter" wait after `retry` failed attempts: uniform in [0, ceiling], for callers that
     /// pace many hosts failing together (they must not come back together), at least the server's hint
     /// (capped at `max_hint`).
     pub fn full_jitter_delay(&self, retry: u32, hint: Option<Duration>) -> Duration {
-        let ours = full_jitter(self.ceiling(retry));
-        match hint {
-            Some(h) => ours.max(h.min(self.max_hint)),
-            None => ours,
-        }
+        self.at_least_hint(full_jitter(self.ceiling(retry)), hint)
     }
 
     /// The wait before the next attempt: the server's hint (capped at `max_hint`) if it gave one and it
     /// is longer than our backoff, else our backoff.
     pub fn delay(&self, retry: u32, hint: Option<Duration>) -> Duration {
-        let ours = self.backoff(retry);
+        self.at_least_hint(self.backoff(retry), hint)
+    }
+
+    fn at_least_hint(&self, ours: Duration, hint: Option<Duration>) -> Duration {
         match hint {
             Some(h) => ours.max(h.min(self.max_hint)),
             None => ours,
         }
     }
-}
-
-/// A random wait uniformly in [0, max] (millisecond steps).
-pub fn full_jitter(max: Duration) -> Duration {
-    let ms = max.as_millis() as u64;
-    if ms == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
 }
 
 /// Reads a rate-limit hint from response headers: `TimeLeft:<ms>` inside any `x-ratelimit-*` header
@@ -199,50 +187,33 @@ impl Default for RetryBudget {
 /// client that is never throttled never waits. Calls whose caller paces its own retries (route
 /// writes, see `Client::create_route_entry_once`) are not held back, only counted.
 #[derive(Debug)]
-pub struct ThrottleGate {
-    initial_ms: u64,
-    max_ms: u64,
-    window_ms: AtomicU64,
-}
+pub struct ThrottleGate(AdaptiveWindow);
 
 impl ThrottleGate {
     /// A closed gate.
     pub fn new(initial: Duration, max: Duration) -> Self {
-        let initial_ms = (initial.as_millis() as u64).max(1);
-        Self {
-            initial_ms,
-            max_ms: (max.as_millis() as u64).max(initial_ms),
-            window_ms: AtomicU64::new(0),
-        }
+        Self(AdaptiveWindow::new(initial, max))
     }
 
     /// A throttled answer: the window doubles (opening at `initial`), up to `max`.
     pub fn throttled(&self) {
-        let _ = self
-            .window_ms
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
-                Some(w.saturating_mul(2).max(self.initial_ms).min(self.max_ms))
-            });
+        self.0.widen();
     }
 
     /// An answer that was not throttled: the window halves, closing when it falls below `initial`,
     /// so the last hosts of a storm are not held back once the account has room again.
     pub fn passed(&self) {
-        let _ = self
-            .window_ms
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
-                (w > 0).then_some(if w / 2 < self.initial_ms { 0 } else { w / 2 })
-            });
+        self.0.narrow();
     }
 
     /// The current window (zero: closed).
     pub fn window(&self) -> Duration {
-        Duration::from_millis(self.window_ms.load(Ordering::SeqCst))
+        self.0.window()
     }
 
     /// The wait before the next attempt: uniform in [0, window]; zero while closed.
     pub fn delay(&self) -> Duration {
-        full_jitter(self.window())
+        self.0.delay()
     }
 }
 

@@ -330,15 +330,15 @@ pub struct BatchFailure {
 }
 
 impl BatchFailure {
-    /// What to do about this entry, by the same table as whole-call errors ([`crate::classify`]).
-    pub fn class(&self) -> crate::ErrorClass {
-        crate::classify(&self.code, 200)
+    /// What to do about this entry, by the same table as whole-call errors ([`crate::error::classify`]).
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::classify(&self.code, 200)
     }
 
     /// The destination already exists in the table (`VPC_ROUTE_ENTRY_CIDR_BLOCK_DUPLICATE` or
     /// `InvalidCIDRBlock.Duplicate`): look it up, ours = done.
     pub fn is_duplicate(&self) -> bool {
-        self.class() == crate::ErrorClass::Duplicate
+        self.class() == crate::error::ErrorClass::Duplicate
     }
 }
 

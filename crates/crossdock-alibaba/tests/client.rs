@@ -480,6 +480,85 @@ async fn timeouts_and_refused_connections_are_retryable_transport_errors() {
     );
 }
 
+/// The underlying error stays reachable through `source()`; `Display` is the same line as without it.
+#[tokio::test]
+async fn errors_keep_their_underlying_cause_as_source() {
+    use std::error::Error as _;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    let opts = ClientOptions {
+        vpc_endpoint: dead,
+        retry: RetryPolicy {
+            max_attempts: 1,
+            ..fast_retry()
+        },
+        ..ClientOptions::new("cn-test-1")
+    };
+    let c = Client::new(opts, static_creds(false), Arc::new(CallCounters::default())).unwrap();
+    let e = c.describe_vpc_attribute("vpc-1").await.unwrap_err();
+    let cause = e.source().expect("a transport error has a source");
+    let reqwest_error = cause
+        .downcast_ref::<reqwest::Error>()
+        .expect("the HTTP client's error");
+    assert!(reqwest_error.is_connect(), "{reqwest_error:?}");
+    let Error::Transport {
+        action,
+        endpoint,
+        kind,
+        message,
+        ..
+    } = e.clone()
+    else {
+        panic!("{e:?}")
+    };
+    let without = Error::Transport {
+        action,
+        endpoint,
+        kind,
+        message,
+        source: None,
+    };
+    assert_eq!(
+        e.to_string(),
+        without.to_string(),
+        "Display ignores the source"
+    );
+
+    // A 2xx answer that is not JSON: the parser's error; one that is JSON but no object: none.
+    let server = TestServer::start(|r| match r.param("VpcId") {
+        Some("vpc-text") => Reply::text(200, "<html>proxy login</html>"),
+        _ => Reply::json(json!([1, 2])),
+    })
+    .await;
+    let (c, _) = client_for(&server, false, fast_retry());
+    let e = c.describe_vpc_attribute("vpc-text").await.unwrap_err();
+    assert!(matches!(e, Error::Decode { .. }), "{e:?}");
+    assert!(e
+        .source()
+        .and_then(|s| s.downcast_ref::<serde_json::Error>())
+        .is_some());
+    assert_eq!(
+        e.to_string(),
+        "DescribeVpcAttribute: unreadable response: HTTP 200 with a body that is not a JSON object \
+         — fix: the endpoint does not speak Alibaba's API: check cloud.vpc_endpoint / cloud.ecs_endpoint"
+    );
+    let e = c.describe_vpc_attribute("vpc-array").await.unwrap_err();
+    assert!(
+        matches!(e, Error::Decode { .. }) && e.source().is_none(),
+        "{e:?}"
+    );
+    // An API error answer has no underlying error.
+    let server = TestServer::start(|_| Reply::error(400, "QuotaExceeded", "full")).await;
+    let (c, _) = client_for(&server, false, fast_retry());
+    assert!(c
+        .describe_vpc_attribute("vpc-1")
+        .await
+        .unwrap_err()
+        .source()
+        .is_none());
+}
+
 #[tokio::test]
 async fn real_sleeps_happen_between_attempts() {
     let n = Arc::new(AtomicUsize::new(0));

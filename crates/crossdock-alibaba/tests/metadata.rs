@@ -131,7 +131,7 @@ async fn identity_comes_from_metadata_with_a_session_token_and_config_overrides(
     let server = TestServer::start(metadata_handler(md.clone())).await;
     let (clock, _) = test_clock();
     let client = md_client(&server, TokenMode::Auto, clock);
-    let cfg = crossdock_config::CloudConfig {
+    let cfg = Settings {
         instance_id: "i-from-config".into(),
         ..Default::default()
     };
@@ -206,27 +206,20 @@ async fn token_endpoint_failure_falls_back_in_auto_and_fails_when_required() {
     assert_eq!(server.count(|r| r.path == "/latest/api/token"), before);
 
     // The environment can only tighten the mode.
-    use crossdock_config::MetadataToken as M;
-    assert_eq!(TokenMode::from_config(M::Auto, false), TokenMode::Auto);
-    assert_eq!(TokenMode::from_config(M::Auto, true), TokenMode::Required);
-    assert_eq!(
-        TokenMode::from_config(M::Disabled, true),
-        TokenMode::Required
-    );
-    assert_eq!(
-        TokenMode::from_config(M::Required, false),
-        TokenMode::Required
-    );
+    assert_eq!(TokenMode::Auto.tightened(false), TokenMode::Auto);
+    assert_eq!(TokenMode::Auto.tightened(true), TokenMode::Required);
+    assert_eq!(TokenMode::Disabled.tightened(true), TokenMode::Required);
+    assert_eq!(TokenMode::Required.tightened(false), TokenMode::Required);
     let env = EnvVars::from_pairs([("ALIBABA_CLOUD_IMDSV1_DISABLED", "true")]);
     assert!(env.imdsv1_disabled());
 }
 
 fn ram_provider(server: &TestServer, clock: Clock, role: &str) -> CredentialsProvider {
-    let cfg = crossdock_config::CloudConfig {
+    let cfg = Settings {
         ram_role: role.into(),
         ..Default::default()
     };
-    CredentialsProvider::from_config(
+    CredentialsProvider::from_settings(
         &cfg,
         &EnvVars::default(),
         Some(md_client(server, TokenMode::Auto, clock.clone())),
@@ -379,13 +372,73 @@ async fn no_role_attached_is_reported_with_the_fix() {
     assert!(e.fix().contains("attach a RAM role"), "{}", e.fix());
 }
 
+/// Metadata failures keep the underlying error (HTTP client, document parser) as `source()`.
+#[tokio::test]
+async fn metadata_errors_keep_their_underlying_cause_as_source() {
+    use std::error::Error as _;
+    let server = TestServer::start(|r| {
+        if r.path.ends_with("/ram/security-credentials/garbled") {
+            Reply::text(200, "{not json")
+        } else {
+            Reply::text(404, "")
+        }
+    })
+    .await;
+    let (clock, _) = test_clock();
+    let e = ram_provider(&server, clock.clone(), "garbled")
+        .get()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Metadata {
+                transient: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("not a credentials document"), "{e}");
+    assert!(e
+        .source()
+        .and_then(|s| s.downcast_ref::<serde_json::Error>())
+        .is_some());
+    // A plain HTTP error status has no underlying error.
+    let md = md_client(&server, TokenMode::Disabled, clock.clone());
+    assert!(md
+        .get("instance-id", "identity")
+        .await
+        .unwrap_err()
+        .source()
+        .is_none());
+
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    let md = MetadataClient::new(
+        &dead,
+        TokenMode::Disabled,
+        clock,
+        Arc::new(CallCounters::default()),
+    )
+    .unwrap();
+    let e = md.get("instance-id", "identity").await.unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("metadata /latest/meta-data/instance-id: connection failed"),
+        "{e}"
+    );
+    let cause = e.source().and_then(|s| s.downcast_ref::<reqwest::Error>());
+    assert!(cause.is_some_and(|c| c.is_connect()), "{e:?}");
+}
+
 #[tokio::test]
 async fn connect_signs_api_calls_with_the_role_credentials() {
     let md = md_state(true, true);
     let server = TestServer::start(metadata_handler(md.clone())).await;
     let (clock, _) = test_clock();
-    let cfg = crossdock_config::CloudConfig {
-        provider: crossdock_config::Provider::Alibaba,
+    let cfg = Settings {
         metadata_url: server.url(),
         vpc_endpoint: server.url(),
         ecs_endpoint: server.url(),

@@ -547,8 +547,7 @@ fn any_metadata_answer_is_a_result_never_a_panic_and_never_leaks_the_served_secr
                     )
                     .expect("a loopback URL"),
                 );
-                let cfg = crossdock_config::CloudConfig {
-                    provider: crossdock_config::Provider::Alibaba,
+                let cfg = Settings {
                     metadata_url: url.clone(),
                     ram_role: "crossdock-role".into(),
                     ..Default::default()
@@ -557,7 +556,7 @@ fn any_metadata_answer_is_a_result_never_a_panic_and_never_leaks_the_served_secr
                     Ok(id) => prop_assert!(!id.instance_id.is_empty() && !id.eni_id.is_empty()),
                     Err(e) => check_error(&e, "identity")?,
                 }
-                let provider = CredentialsProvider::from_config(
+                let provider = CredentialsProvider::from_settings(
                     &cfg,
                     &EnvVars::from_pairs([]),
                     Some(md),

@@ -431,6 +431,9 @@ pub struct C2Result {
     pub agents_rss_mib: f64,
     /// Routes Available over time: (seconds since start, count).
     pub progress: Vec<(f64, usize)>,
+    /// Start → the last host's ENI source/destination check turned off ([`StormRun::eni_off_s`]).
+    #[serde(default)]
+    pub eni_off_s: Option<f64>,
     pub error: Option<String>,
 }
 
@@ -637,6 +640,7 @@ impl C2Result {
         self.calls = run.calls;
         self.agents_rss_mib = run.agents_rss_mib;
         self.progress = run.progress;
+        self.eni_off_s = run.eni_off_s;
     }
 }
 
@@ -666,6 +670,37 @@ pub struct StormRun {
     pub agents_rss_mib: f64,
     /// Routes Available over time: (seconds since start, count).
     pub progress: Vec<(f64, usize)>,
+    /// Start → the last host's ENI source/destination check turned off (its first successful
+    /// `ModifyNetworkInterfaceAttribute`): until then that host cannot forward its containers'
+    /// traffic, whatever the table says. `None` when some host made no such call in the window.
+    #[serde(default)]
+    pub eni_off_s: Option<f64>,
+}
+
+/// Start → the moment every one of `hosts` had made a successful `ModifyNetworkInterfaceAttribute`
+/// (the agent turning its ENI's source/destination check off), seconds; `None` if one had not.
+pub fn eni_off_s(
+    calls: &[crossdock_vpcsim::admin::CallRecord],
+    hosts: &[String],
+    t0: i64,
+) -> Option<f64> {
+    let mut first: HashMap<&str, i64> = HashMap::new();
+    for c in calls
+        .iter()
+        .filter(|c| c.action == "ModifyNetworkInterfaceAttribute" && c.code == "Success")
+    {
+        if let Some(i) = c.instance_id.as_deref() {
+            let t = first.entry(i).or_insert(c.time_ms);
+            *t = (*t).min(c.time_ms);
+        }
+    }
+    hosts
+        .iter()
+        .map(|h| first.get(h.as_str()).copied())
+        .collect::<Option<Vec<i64>>>()?
+        .into_iter()
+        .max()
+        .map(|t| (t - t0) as f64 / 1000.0)
 }
 
 /// Starts every agent of `lab` at once and measures until each `(subnet, instance)` route of
@@ -736,6 +771,7 @@ pub fn run_storm(
     r.calls = CallStats::of(&collector.records, &instances, t0, end + 1);
     r.calls_to_converge =
         converged.map(|t| CallStats::of(&collector.records, &instances, t0, t + 1));
+    r.eni_off_s = eni_off_s(&collector.records, &instances, t0);
     Ok(())
 }
 
@@ -1181,6 +1217,41 @@ mod tests {
             ("10.0.0.0/24".into(), "i-1".into()),
             ("10.1.0.0/24".into(), "i-2".into()),
         ]
+    }
+
+    fn modify(t: i64, inst: &str, code: &str) -> crossdock_vpcsim::admin::CallRecord {
+        crossdock_vpcsim::admin::CallRecord {
+            seq: 0,
+            time: String::new(),
+            time_ms: t,
+            action: "ModifyNetworkInterfaceAttribute".into(),
+            write: true,
+            access_key_id: None,
+            instance_id: Some(inst.into()),
+            code: code.into(),
+            http_status: 200,
+            request_id: String::new(),
+            transport: String::new(),
+            duration_ms: 0,
+            params: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn eni_checks_are_off_when_the_last_host_first_succeeded() {
+        let hosts = vec!["i-1".to_string(), "i-2".to_string()];
+        let calls = vec![
+            modify(1_500, "i-1", "Success"),
+            modify(1_700, "i-2", "Throttling.User"),
+            modify(2_000, "i-1", "Success"),
+            modify(3_000, "i-2", "Success"),
+        ];
+        assert_eq!(eni_off_s(&calls, &hosts, 1_000), Some(2.0));
+        assert_eq!(
+            eni_off_s(&calls[..3], &hosts, 1_000),
+            None,
+            "i-2 never succeeded"
+        );
     }
 
     #[test]

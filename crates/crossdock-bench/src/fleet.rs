@@ -145,7 +145,7 @@ pub fn admitted(calls: &CallStats) -> u64 {
     let throttled: u64 = calls
         .by_code
         .iter()
-        .filter(|(code, _)| code.starts_with("Throttling"))
+        .filter(|(code, _)| crossdock_alibaba::is_throttling_code(code))
         .map(|(_, k)| *k)
         .sum();
     calls.total.saturating_sub(throttled)
@@ -603,10 +603,11 @@ pub fn storm_figures(fleet: &[FleetStorm], per_host: &[C2Result], t: &Timings) -
             .lower_bound(r.timed_out())
             .detail(match (&r.run.converged_s, &r.error) {
                 (Some(_), _) => format!(
-                    "lower bounds {} s (batches) and {} s (throttle), below; all agents ready after {} s{}",
+                    "lower bounds {} s (batches) and {} s (throttle), below; all agents ready after {} s; the last ENI source/destination check off after {} s{}",
                     num(r.batch_bound_s),
                     r.throttle_bound_s.map(num).unwrap_or("n/a".into()),
                     r.run.agents_ready_s.map(num).unwrap_or("n/a".into()),
+                    r.run.eni_off_s.map(num).unwrap_or("n/a".into()),
                     per_host_note(per_host, n, |p| p.converged_s.map(|v| format!("{} s", num(v))))
                 ),
                 (None, Some(e)) => e.clone(),
@@ -787,16 +788,17 @@ pub fn markdown(
 ) -> String {
     let mut m = String::new();
     if !fleet.is_empty() {
-        m.push_str("\n## Fleet mode: boot storms beside per-host mode\n\n| N | mode | all Available s | lower bounds s (batches, throttle) | agents ready s | calls/host mean (max) | reads | writes | failed by code | lost | duplicates | agents' RSS total MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        m.push_str("\n## Fleet mode: boot storms beside per-host mode\n\n| N | mode | all Available s | lower bounds s (batches, throttle) | last ENI check off s | agents ready s | calls/host mean (max) | reads | writes | failed by code | lost | duplicates | agents' RSS total MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in fleet {
             if let Some(p) = per_host
                 .iter()
                 .find(|c| c.hosts == r.hosts && c.backoff.is_agent_default())
             {
                 m.push_str(&format!(
-                    "| {} | per-host | {} | — | {} | {} ({}) | {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | per-host | {} | — | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |\n",
                     p.hosts,
                     time_cell(p.converged_s, p.timed_out(), p.deadline_s),
+                    p.eni_off_s.map(num).unwrap_or("n/a".into()),
                     p.agents_ready_s.map(num).unwrap_or("n/a".into()),
                     num(p.calls.per_host_mean()),
                     p.calls.per_host_max(),
@@ -810,11 +812,12 @@ pub fn markdown(
             }
             let c = &r.run.calls;
             m.push_str(&format!(
-                "| {} | fleet | {} | {}, {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | fleet | {} | {}, {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |\n",
                 r.hosts,
                 time_cell(r.run.converged_s, r.timed_out(), r.deadline_s),
                 num(r.batch_bound_s),
                 r.throttle_bound_s.map(num).unwrap_or("n/a".into()),
+                r.run.eni_off_s.map(num).unwrap_or("n/a".into()),
                 r.run.agents_ready_s.map(num).unwrap_or("n/a".into()),
                 num(c.per_host_mean()),
                 c.per_host_max(),

@@ -87,11 +87,17 @@ mod tests {
 
     #[test]
     fn records_round_trip_through_key_values() {
-        let recs = vec![rec("db", "db", [10, 1, 0, 3]), rec("web", "web", [10, 1, 0, 2])];
+        let recs = vec![
+            rec("db", "db", [10, 1, 0, 3]),
+            rec("web", "web", [10, 1, 0, 2]),
+        ];
         let mut kvs = to_key_values(&recs);
         assert_eq!(kvs.get("r:web").map(String::as_str), Some("web 10.1.0.2"));
         kvs.insert(HOST_KEY.into(), "h1".into());
-        let v = RecordVersion { incarnation: 9, counter: 4 };
+        let v = RecordVersion {
+            incarnation: 9,
+            counter: 4,
+        };
         let (set, bad) = from_key_values(kvs.iter().map(|(k, v)| (k.as_str(), v.as_str())), v, 100);
         let set = set.unwrap();
         assert_eq!(bad, 0);
@@ -117,10 +123,15 @@ mod tests {
 
     #[test]
     fn a_state_without_a_valid_host_label_is_no_set() {
-        let (set, bad) = from_key_values([("host", "BAD")].into_iter(), RecordVersion::default(), 1);
+        let (set, bad) =
+            from_key_values([("host", "BAD")].into_iter(), RecordVersion::default(), 1);
         assert!(set.is_none());
         assert_eq!(bad, 1);
-        let (set, _) = from_key_values([("r:a", "a 10.0.0.1")].into_iter(), RecordVersion::default(), 1);
+        let (set, _) = from_key_values(
+            [("r:a", "a 10.0.0.1")].into_iter(),
+            RecordVersion::default(),
+            1,
+        );
         assert!(set.is_none());
     }
 }

@@ -29,7 +29,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use chitchat::{
+    spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig,
+    ListenerHandle,
+};
 use tokio::sync::{watch, Mutex, Notify};
 use tokio::task::JoinHandle;
 
@@ -74,7 +77,12 @@ pub struct ExchangeConfig {
 impl ExchangeConfig {
     /// A configuration with the defaults: gossip every 500 ms, sync every 250 ms, tombstones kept
     /// 10 minutes, the catalog's default bounds and expiry.
-    pub fn new(host_id: HostId, host_label: Label, listen: SocketAddr, members: Vec<SocketAddr>) -> Self {
+    pub fn new(
+        host_id: HostId,
+        host_label: Label,
+        listen: SocketAddr,
+        members: Vec<SocketAddr>,
+    ) -> Self {
         Self {
             host_id,
             host_label,
@@ -115,7 +123,7 @@ struct Shared {
     catalog: Mutex<SyncState>,
     stats: Arc<ExchangeStats>,
     tx: watch::Sender<Arc<Catalog>>,
-    wake: Notify,
+    wake: Arc<Notify>,
 }
 
 struct SyncState {
@@ -133,6 +141,7 @@ pub struct Exchange {
     handle: ChitchatHandle,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    _on_change: ListenerHandle,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -159,11 +168,8 @@ impl Exchange {
             peers: peers.clone(),
             stats: stats.wire.clone(),
         };
-        let chitchat_id = ChitchatId::new(
-            config.host_id.0.clone(),
-            generation_now(),
-            config.advertise,
-        );
+        let chitchat_id =
+            ChitchatId::new(config.host_id.0.clone(), generation_now(), config.advertise);
         let cc_config = chitchat_config(&config, chitchat_id);
         let initial = vec![(HOST_KEY.to_string(), config.host_label.to_string())];
         let handle = spawn_chitchat(cc_config, initial, &transport)
@@ -179,7 +185,7 @@ impl Exchange {
             peers,
             stats,
             tx,
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             catalog: Mutex::new(SyncState {
                 catalog,
                 seen: HashMap::new(),
@@ -190,11 +196,20 @@ impl Exchange {
         });
         let members = shared.config.members.clone();
         set_peers(&shared, &members).await;
+        // A peer's new key wakes the sync at once (chitchat does not notify deletions: those
+        // wait for the next tick).
+        let wake = shared.wake.clone();
+        let on_change = handle
+            .chitchat()
+            .lock()
+            .await
+            .subscribe_event(RECORD_PREFIX, move |_| wake.notify_one());
         let task = tokio::spawn(sync_loop(shared.clone(), handle.chitchat()));
         Ok(Self {
             handle,
             shared,
             task,
+            _on_change: on_change,
         })
     }
 
@@ -230,7 +245,10 @@ impl Exchange {
             .collect();
         drop(guard);
         if changed {
-            self.shared.stats.publications.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .stats
+                .publications
+                .fetch_add(1, Ordering::Relaxed);
             for addr in live {
                 let _ = self.handle.gossip(addr);
             }
@@ -257,6 +275,11 @@ impl Exchange {
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.shared.tx.borrow().clone()
+    }
+
+    /// The exchange's clock: the origin of the catalog's `last_heard` offsets.
+    pub fn now(&self) -> Duration {
+        self.shared.origin.elapsed()
     }
 
     /// The counters.
@@ -303,9 +326,7 @@ fn chitchat_config(config: &ExchangeConfig, chitchat_id: ChitchatId) -> Chitchat
 
 async fn set_peers(shared: &Shared, members: &[SocketAddr]) {
     let own = [shared.config.advertise.ip(), shared.config.listen.ip()];
-    shared
-        .peers
-        .set(members.iter().map(|m| m.ip()).chain(own));
+    shared.peers.set(members.iter().map(|m| m.ip()).chain(own));
     shared.catalog.lock().await.members = members.to_vec();
 }
 

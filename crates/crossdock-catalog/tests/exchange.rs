@@ -76,12 +76,15 @@ async fn three() -> (Vec<Exchange>, Vec<SocketAddr>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_propagate_and_an_update_travels_as_one_key() {
     let (nodes, _) = three().await;
-    let h1: Vec<_> = (0..10u8).map(|i| rec(&format!("c{i}"), "web", [10, 1, 0, 10 + i])).collect();
+    let h1: Vec<_> = (0..10u8)
+        .map(|i| rec(&format!("c{i}"), "web", [10, 1, 0, 10 + i]))
+        .collect();
     nodes[0].publish(&h1).await;
     nodes[1].publish(&[rec("web", "web", [10, 2, 0, 2])]).await;
     for n in &nodes {
         until(n, "h1 and h2 everywhere", |c| {
-            records_of(c, 1).is_some_and(|r| r.len() == 10) && records_of(c, 2).is_some_and(|r| r.len() == 1)
+            records_of(c, 1).is_some_and(|r| r.len() == 10)
+                && records_of(c, 2).is_some_and(|r| r.len() == 1)
         })
         .await;
     }
@@ -90,17 +93,27 @@ async fn records_propagate_and_an_update_travels_as_one_key() {
     let mut updated = h1.clone();
     updated[3].ip = Ipv4Addr::new(10, 1, 0, 99);
     assert!(nodes[0].publish(&updated).await);
-    assert!(!nodes[0].publish(&updated).await, "publishing the same set changes nothing");
+    assert!(
+        !nodes[0].publish(&updated).await,
+        "publishing the same set changes nothing"
+    );
     until(&nodes[2], "the update on h3", |c| {
         records_of(c, 1).is_some_and(|r| r.iter().any(|r| r.ip == Ipv4Addr::new(10, 1, 0, 99)))
     })
     .await;
     let v2 = nodes[2].catalog().get(&id(1)).unwrap().version;
     assert_eq!(v2.incarnation, v1.incarnation);
-    assert_eq!(v2.counter, v1.counter + 1, "only the changed key is newer than what peers hold");
+    assert_eq!(
+        v2.counter,
+        v1.counter + 1,
+        "only the changed key is newer than what peers hold"
+    );
     // A removed container is gone from the whole set.
     nodes[0].publish(&updated[..9]).await;
-    until(&nodes[1], "the removal on h2", |c| records_of(c, 1).is_some_and(|r| r.len() == 9)).await;
+    until(&nodes[1], "the removal on h2", |c| {
+        records_of(c, 1).is_some_and(|r| r.len() == 9)
+    })
+    .await;
     for n in nodes {
         n.shutdown().await.unwrap();
     }
@@ -113,7 +126,10 @@ async fn a_restarted_node_recovers_the_whole_catalog() {
     nodes[1].publish(&[rec("db", "db", [10, 2, 0, 3])]).await;
     nodes[2].publish(&[rec("api", "api", [10, 3, 0, 4])]).await;
     for n in &nodes {
-        until(n, "all three sets", |c| (1..=3).all(|h| records_of(c, h).is_some_and(|r| r.len() == 1))).await;
+        until(n, "all three sets", |c| {
+            (1..=3).all(|h| records_of(c, h).is_some_and(|r| r.len() == 1))
+        })
+        .await;
     }
     let old = nodes[0].catalog().get(&id(3)).unwrap().version;
     let n3 = nodes.pop().unwrap();
@@ -127,7 +143,12 @@ async fn a_restarted_node_recovers_the_whole_catalog() {
     .await;
     n3.publish(&[rec("api", "api", [10, 3, 0, 5])]).await;
     until(&nodes[0], "h3's new incarnation on h1", |c| {
-        c.get(&id(3)).is_some_and(|s| s.version.incarnation > old.incarnation && s.records.first().is_some_and(|r| r.ip == Ipv4Addr::new(10, 3, 0, 5)))
+        c.get(&id(3)).is_some_and(|s| {
+            s.version.incarnation > old.incarnation
+                && s.records
+                    .first()
+                    .is_some_and(|r| r.ip == Ipv4Addr::new(10, 3, 0, 5))
+        })
     })
     .await;
     for n in nodes.into_iter().chain([n3]) {
@@ -148,7 +169,11 @@ async fn a_killed_nodes_records_are_withdrawn_after_the_grace_period() {
     // Still a member (its instance runs): kept for the grace period after it falls silent.
     for n in &nodes {
         until(n, "h3 withdrawn", |c| c.get(&id(3)).is_none()).await;
-        assert!(killed.elapsed() >= GRACE, "withdrawn after {:?}, before the grace period", killed.elapsed());
+        assert!(
+            killed.elapsed() >= GRACE,
+            "withdrawn after {:?}, before the grace period",
+            killed.elapsed()
+        );
         assert!(n.catalog().get(&id(1)).is_some() && n.catalog().get(&id(2)).is_some());
         assert!(n.stats().hosts_withdrawn.load(Ordering::Relaxed) >= 1);
     }
@@ -172,27 +197,46 @@ async fn outsiders_and_wrong_keys_can_neither_read_nor_write() {
     let n2 = start(2, a2, &members, &key).await.unwrap();
     // A member address with the wrong key, and an outsider with the right key.
     let n3 = start(3, a3, &members, &wrong).await.unwrap();
-    let outsider = start(9, outsider_addr, &[a1, a2, outsider_addr], &key).await.unwrap();
+    let outsider = start(9, outsider_addr, &[a1, a2, outsider_addr], &key)
+        .await
+        .unwrap();
     n1.publish(&[rec("web", "web", [10, 1, 0, 2])]).await;
     n3.publish(&[rec("evil", "web", [10, 3, 0, 66])]).await;
-    outsider.publish(&[rec("evil", "web", [10, 9, 0, 66])]).await;
+    outsider
+        .publish(&[rec("evil", "web", [10, 9, 0, 66])])
+        .await;
     until(&n2, "h1's set on h2", |c| records_of(c, 1).is_some()).await;
     let rejected = |n: &Exchange| {
         let w = &n.stats().wire;
-        (w.rejected_peer.load(Ordering::Relaxed), w.rejected_tag.load(Ordering::Relaxed))
+        (
+            w.rejected_peer.load(Ordering::Relaxed),
+            w.rejected_tag.load(Ordering::Relaxed),
+        )
     };
     let deadline = Instant::now() + DEADLINE;
     while rejected(&n1).0 == 0 || rejected(&n1).1 == 0 {
-        assert!(Instant::now() < deadline, "no rejection counted: {:?}", rejected(&n1));
+        assert!(
+            Instant::now() < deadline,
+            "no rejection counted: {:?}",
+            rejected(&n1)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for n in [&n1, &n2] {
         let c = n.catalog();
-        assert!(c.get(&id(3)).is_none() && c.get(&id(9)).is_none(), "{:?}", c.hosts());
+        assert!(
+            c.get(&id(3)).is_none() && c.get(&id(9)).is_none(),
+            "{:?}",
+            c.hosts()
+        );
     }
     for n in [&n3, &outsider] {
         let c = n.catalog();
-        assert!(c.get(&id(1)).is_none() && c.get(&id(2)).is_none(), "{:?}", c.hosts());
+        assert!(
+            c.get(&id(1)).is_none() && c.get(&id(2)).is_none(),
+            "{:?}",
+            c.hosts()
+        );
     }
     for n in [n1, n2, n3, outsider] {
         n.shutdown().await.unwrap();

@@ -18,10 +18,12 @@
 pub mod fleet;
 pub mod mapping;
 pub mod metrics;
+pub mod names;
 
 pub use fleet::{ClusterTag, FleetConfig, SubnetConfig, SubnetMode, TagError};
 pub use mapping::{MappingError, SubnetMapping};
 pub use metrics::MetricsConfig;
+pub use names::NamesConfig;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -187,6 +189,8 @@ pub struct Config {
     pub fleet: FleetConfig,
     /// The optional TCP scrape endpoint (`/metrics`, `/healthz`) for Prometheus.
     pub metrics: MetricsConfig,
+    /// Container names across hosts: the resolver and the catalog exchange.
+    pub names: NamesConfig,
 }
 
 /// `[docker]`
@@ -283,6 +287,7 @@ impl Default for Config {
             subnet: SubnetConfig::default(),
             fleet: FleetConfig::default(),
             metrics: MetricsConfig::default(),
+            names: NamesConfig::default(),
         }
     }
 }
@@ -474,6 +479,8 @@ fn translate_toml_error(text: &str, e: serde_path_to_error::Error<toml::de::Erro
         // Our own messages (CIDR syntax) and other value errors.
         let fix = if msg.contains("CIDR") || msg.contains("host bits") {
             "write an IPv4 network address with its prefix length, host bits zero, e.g. 10.0.0.0/8"
+        } else if msg.contains("DNS zone name") || msg.contains("DNS label") {
+            "write a DNS name in lower case (a-z, 0-9, `-`), e.g. crossdock.internal for the zone"
         } else if msg.contains("not a cluster tag") {
             "write the tag as key=value, e.g. crossdock-cluster=prod, or \"\" for per-host mode"
         } else {
@@ -588,7 +595,8 @@ impl Config {
         )?;
         self.validate_cloud()?;
         self.validate_subnet_fleet()?;
-        self.metrics.validate()
+        self.metrics.validate()?;
+        self.validate_names()
     }
 
     fn validate_docker(&self) -> Result<(), ConfigError> {

@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{rdata, DNSClass, Name, RData, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -97,7 +97,9 @@ impl NamesHandler {
             RecordType::ANY => QueryType::Any,
             _ => QueryType::Other,
         };
-        self.zone.get().answer(&info.query.name().to_string(), qtype)
+        self.zone
+            .get()
+            .answer(&info.query.name().to_string(), qtype)
     }
 
     async fn send_local<R: ResponseHandler>(

@@ -90,8 +90,15 @@ mod tests {
     fn a_file_without_name_servers_or_missing_is_an_error_naming_it() {
         let f = file("search example\n");
         let err = upstreams_from_resolv_conf(f.path(), &[]).unwrap_err();
-        assert!(err.to_string().contains(&f.path().display().to_string()), "{err}");
-        let err = upstreams_from_resolv_conf(Path::new("/nonexistent/resolv.conf"), &[]).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/resolv.conf"), "{err}");
+        assert!(
+            err.to_string().contains(&f.path().display().to_string()),
+            "{err}"
+        );
+        let err =
+            upstreams_from_resolv_conf(Path::new("/nonexistent/resolv.conf"), &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/resolv.conf"),
+            "{err}"
+        );
     }
 }

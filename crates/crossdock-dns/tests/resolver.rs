@@ -38,7 +38,15 @@ async fn upstream() -> (Server<HickoryCatalog>, SocketAddr) {
         ZoneType::Primary,
         AxfrPolicy::Deny,
     );
-    let soa = rdata::SOA::new(name("ns.example.test."), name("hostmaster.example.test."), 1, 60, 60, 60, 60);
+    let soa = rdata::SOA::new(
+        name("ns.example.test."),
+        name("hostmaster.example.test."),
+        1,
+        60,
+        60,
+        60,
+        60,
+    );
     zone.upsert(Record::from_rdata(origin.clone(), 60, RData::SOA(soa)), 1)
         .await;
     let www = RData::A(rdata::A(Ipv4Addr::new(192, 0, 2, 10)));
@@ -67,12 +75,22 @@ fn rec(c: &str, n: &str, ip: [u8; 4]) -> ContainerRecord {
 fn catalog() -> Catalog {
     let mut c = Catalog::new(HostId("i-1".into()), CatalogLimits::default());
     for (id, host, records) in [
-        ("i-1", "h1", vec![rec("web", "web", [10, 1, 0, 2]), rec("db", "db", [10, 1, 0, 3])]),
+        (
+            "i-1",
+            "h1",
+            vec![
+                rec("web", "web", [10, 1, 0, 2]),
+                rec("db", "db", [10, 1, 0, 3]),
+            ],
+        ),
         ("i-2", "h2", vec![rec("web-1", "web", [10, 2, 0, 2])]),
     ] {
         let set = HostRecords {
             host: Label::new(host).unwrap(),
-            version: RecordVersion { incarnation: 1, counter: 1 },
+            version: RecordVersion {
+                incarnation: 1,
+                counter: 1,
+            },
             records,
         };
         c.merge(HostId(id.into()), set, Duration::ZERO);
@@ -81,7 +99,11 @@ fn catalog() -> Catalog {
 }
 
 fn view(c: &Catalog) -> crossdock_names::ZoneView {
-    c.view(&ZoneName::default(), &["10.0.0.0/8".parse().unwrap()], ZoneTtls::default())
+    c.view(
+        &ZoneName::default(),
+        &["10.0.0.0/8".parse().unwrap()],
+        ZoneTtls::default(),
+    )
 }
 
 /// crossdock's resolver on 127.0.0.1, answering 127.0.0.1/32 only.
@@ -99,7 +121,11 @@ async fn resolver_under_test(upstream: SocketAddr) -> (DnsServer, Arc<ZoneSlot>,
 
 /// A client as a container's would be, without a cache, over `tcp` or UDP.
 fn client(server: SocketAddr, tcp: bool) -> Resolver<TokioRuntimeProvider> {
-    let mut conn = if tcp { ConnectionConfig::tcp() } else { ConnectionConfig::udp() };
+    let mut conn = if tcp {
+        ConnectionConfig::tcp()
+    } else {
+        ConnectionConfig::udp()
+    };
     conn.port = server.port();
     let mut ns = NameServerConfig::udp(server.ip());
     ns.connections = vec![conn];
@@ -156,7 +182,10 @@ async fn fleet_names_ptr_nxdomain_and_forwarding_over_udp_and_tcp() {
             a_records(&r, "db.h1.crossdock.internal.").await,
             vec![Ipv4Addr::new(10, 1, 0, 3)]
         );
-        let ptr = r.lookup(name("2.0.2.10.in-addr.arpa."), RecordType::PTR).await.unwrap();
+        let ptr = r
+            .lookup(name("2.0.2.10.in-addr.arpa."), RecordType::PTR)
+            .await
+            .unwrap();
         let targets: Vec<String> = ptr
             .answers()
             .iter()
@@ -166,11 +195,20 @@ async fn fleet_names_ptr_nxdomain_and_forwarding_over_udp_and_tcp() {
             })
             .collect();
         assert_eq!(targets, vec!["web-1.h2.crossdock.internal."]);
-        let err = r.lookup(name("nope.crossdock.internal."), RecordType::A).await.unwrap_err();
+        let err = r
+            .lookup(name("nope.crossdock.internal."), RecordType::A)
+            .await
+            .unwrap_err();
         assert!(err.is_nx_domain(), "{err}");
         // Forwarded to the stand-in, answer and NXDOMAIN relayed.
-        assert_eq!(a_records(&r, "www.example.test.").await, vec![Ipv4Addr::new(192, 0, 2, 10)]);
-        let err = r.lookup(name("missing.example.test."), RecordType::A).await.unwrap_err();
+        assert_eq!(
+            a_records(&r, "www.example.test.").await,
+            vec![Ipv4Addr::new(192, 0, 2, 10)]
+        );
+        let err = r
+            .lookup(name("missing.example.test."), RecordType::A)
+            .await
+            .unwrap_err();
         assert!(err.is_nx_domain(), "{err}");
     }
     let stats = server.stats();
@@ -187,9 +225,18 @@ async fn zone_answers_are_authoritative_with_the_soa_on_negative_answers() {
     assert!(ans.metadata.authoritative);
     assert_eq!(ans.answers.len(), 1);
     assert_eq!(ans.answers[0].ttl, 5);
-    let nx = raw_query(addr, LOCALHOST, "nope.h1.crossdock.internal.", RecordType::A).await;
+    let nx = raw_query(
+        addr,
+        LOCALHOST,
+        "nope.h1.crossdock.internal.",
+        RecordType::A,
+    )
+    .await;
     assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
-    assert!(nx.authorities.iter().any(|r| r.record_type() == RecordType::SOA));
+    assert!(nx
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::SOA));
     let empty = raw_query(addr, LOCALHOST, "web.crossdock.internal.", RecordType::AAAA).await;
     assert_eq!(empty.metadata.response_code, ResponseCode::NoError);
     assert!(empty.answers.is_empty());
@@ -216,7 +263,10 @@ async fn a_client_outside_the_allowed_networks_is_refused() {
     builder.options_mut().cache_size = 0;
     builder.options_mut().attempts = 1;
     let r = builder.build().unwrap();
-    let err = r.lookup(name("web.crossdock.internal."), RecordType::A).await.unwrap_err();
+    let err = r
+        .lookup(name("web.crossdock.internal."), RecordType::A)
+        .await
+        .unwrap_err();
     assert!(!err.is_nx_domain(), "refused, not answered: {err}");
     // The allowed client still gets answers.
     let ok = raw_query(addr, LOCALHOST, "web.crossdock.internal.", RecordType::A).await;
@@ -229,17 +279,29 @@ async fn a_new_snapshot_is_answered_at_once() {
     let (_up, up_addr) = upstream().await;
     let (server, slot, addr) = resolver_under_test(up_addr).await;
     let r = client(addr, false);
-    assert_eq!(a_records(&r, "db.crossdock.internal.").await, vec![Ipv4Addr::new(10, 1, 0, 3)]);
+    assert_eq!(
+        a_records(&r, "db.crossdock.internal.").await,
+        vec![Ipv4Addr::new(10, 1, 0, 3)]
+    );
     // `db` recreated with a new address on h1.
     let mut c = catalog();
     let set = HostRecords {
         host: Label::new("h1").unwrap(),
-        version: RecordVersion { incarnation: 1, counter: 2 },
-        records: vec![rec("web", "web", [10, 1, 0, 2]), rec("db", "db", [10, 1, 0, 7])],
+        version: RecordVersion {
+            incarnation: 1,
+            counter: 2,
+        },
+        records: vec![
+            rec("web", "web", [10, 1, 0, 2]),
+            rec("db", "db", [10, 1, 0, 7]),
+        ],
     };
     c.merge(HostId("i-1".into()), set, Duration::from_secs(1));
     slot.set(view(&c));
-    assert_eq!(a_records(&r, "db.crossdock.internal.").await, vec![Ipv4Addr::new(10, 1, 0, 7)]);
+    assert_eq!(
+        a_records(&r, "db.crossdock.internal.").await,
+        vec![Ipv4Addr::new(10, 1, 0, 7)]
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -253,4 +315,33 @@ async fn an_open_resolver_is_refused_at_start() {
     );
     let err = DnsServer::start(&config, slot).await.unwrap_err();
     assert!(err.to_string().contains("open resolver"), "{err}");
+}
+
+#[tokio::test]
+async fn a_name_with_many_replicas_is_truncated_over_udp_and_whole_over_tcp() {
+    let (_up, up_addr) = upstream().await;
+    let (server, slot, addr) = resolver_under_test(up_addr).await;
+    let mut c = Catalog::new(HostId("i-0".into()), CatalogLimits::default());
+    for h in 0..60u8 {
+        let set = HostRecords {
+            host: Label::new(&format!("h{h}")).unwrap(),
+            version: RecordVersion {
+                incarnation: 1,
+                counter: 1,
+            },
+            records: vec![rec("web", "web", [10, h, 0, 2])],
+        };
+        c.merge(HostId(format!("i-{h}")), set, Duration::ZERO);
+    }
+    slot.set(view(&c));
+    // 60 A records do not fit in 512 bytes: the UDP answer says so, TCP carries them all.
+    let udp = raw_query(addr, LOCALHOST, "web.crossdock.internal.", RecordType::A).await;
+    assert!(udp.metadata.truncation);
+    assert_eq!(
+        a_records(&client(addr, true), "web.crossdock.internal.")
+            .await
+            .len(),
+        60
+    );
+    server.shutdown().await.unwrap();
 }

@@ -14,8 +14,13 @@
 //! Requests go unversioned (bollard joins absolute paths onto the base URL, dropping its `/v1.xx`
 //! prefix), so the same client talks to Docker 20.10 (API 1.41) and 28.x (API 1.51).
 
+pub mod containers;
+
+pub use containers::{ContainerLister, ContainerSummary};
+
 use async_trait::async_trait;
 use bollard::query_parameters::EventsOptions;
+use crossdock_backoff::Exponential;
 use futures_util::StreamExt;
 use ipnet::Ipv4Net;
 use std::collections::{BTreeMap, HashMap};
@@ -291,30 +296,9 @@ pub fn map_event(ev: &bollard::models::EventMessage) -> Option<DockerEvent> {
     }
 }
 
-/// Capped exponential backoff for reconnecting: 200 ms, 400 ms, ... up to 5 s.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            next: Duration::from_millis(200),
-            max: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay to wait now; doubles the next one up to the cap.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-}
+/// Waits between attempts to reach the daemon: 200 ms, 400 ms, ... up to 5 s.
+pub const RECONNECT_BACKOFF: Exponential =
+    Exponential::new(Duration::from_millis(200), Duration::from_secs(5));
 
 /// Docker over its unix socket, through bollard.
 #[derive(Debug)]
@@ -353,7 +337,7 @@ impl BollardDocker {
 
     /// Retries [`BollardDocker::connect_once`] with backoff until it works; returns the version.
     pub async fn wait_ready(&self) -> String {
-        let mut backoff = Backoff::default();
+        let mut backoff = RECONNECT_BACKOFF.delays();
         let mut attempts = 0u32;
         loop {
             match self.client().await {
@@ -518,7 +502,7 @@ fn unix_now() -> i64 {
 async fn watch_events(socket: PathBuf, tx: mpsc::Sender<DockerEvent>) {
     let mut first = true;
     loop {
-        let mut backoff = Backoff::default();
+        let mut backoff = RECONNECT_BACKOFF.delays();
         let (docker, since) = loop {
             let since = unix_now() - 1;
             match connect_once(&socket).await {
@@ -769,7 +753,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let mut b = Backoff::default();
+        let mut b = RECONNECT_BACKOFF.delays();
         let seq: Vec<u128> = (0..8).map(|_| b.next_delay().as_millis()).collect();
         assert_eq!(seq, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
     }

@@ -249,6 +249,7 @@ pub fn all() -> Vec<CheckDef<Facts>> {
         ),
     ]);
     defs.extend(crate::fleet_checks::defs());
+    defs.extend(crate::table_checks::defs());
     defs
 }
 
@@ -291,7 +292,7 @@ fn agent_status(f: &Facts) -> Outcome {
             let failed: Vec<String> = a
                 .conditions
                 .iter()
-                .filter(|(_, c)| c.state == "failed")
+                .filter(|(_, c)| c.state == crossdock_status::State::Failed)
                 .map(|(k, c)| {
                     format!(
                         "{k}: {}",
@@ -632,6 +633,7 @@ fn desired(f: &Facts) -> Option<(DesiredInput, Vec<Rule>)> {
         local_subnet: n.subnet?,
         bridge: Some(n.bridge.clone()),
         scrape: None,
+        names: None,
     };
     let rules = hrules::desired_rules(&input);
     Some((input, rules))

@@ -44,6 +44,7 @@ pub fn with_crossdock(dump: &str, subnet: &str, bridge: &str) -> Ruleset {
         local_subnet: net(subnet),
         bridge: Some(bridge.into()),
         scrape: None,
+        names: None,
     };
     for r in desired_rules(&input) {
         let mut args = r.args.clone();
@@ -203,7 +204,7 @@ pub(crate) fn healthy() -> Facts {
                 (
                     k.to_string(),
                     AgentCondition {
-                        state: "ready".into(),
+                        state: crossdock_status::State::Ready,
                         reason: None,
                         message: None,
                     },
@@ -255,6 +256,13 @@ pub(crate) fn healthy() -> Facts {
             source_dest_check: Ok(false),
             route_quota: 200,
             fleet: None,
+            // one vSwitch, one table: the path is the table cloud.route judges
+            table_paths: Some(crate::table_checks::TableFacts {
+                bound: [("vsw-1".to_string(), "vtb-1".to_string())].into(),
+                on_path: vec!["vtb-1".into()],
+                basis: "per-host mode: every table bound to a vSwitch of the VPC".into(),
+                entries: Ok(vec![]),
+            }),
         }),
     }
 }
@@ -983,7 +991,7 @@ fn agent_not_running_or_reporting_failures() {
         a.conditions.insert(
             "route".into(),
             AgentCondition {
-                state: "failed".into(),
+                state: crossdock_status::State::Failed,
                 reason: Some("Conflict".into()),
                 message: Some("10.1.0.0/24 is held by crossdock:i-other".into()),
             },

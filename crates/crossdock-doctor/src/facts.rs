@@ -117,7 +117,8 @@ pub struct HostFacts {
 /// One condition of the agent's `/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentCondition {
-    pub state: String,
+    /// The agent's state vocabulary (a reason may be newer than this doctor, so it stays text).
+    pub state: crossdock_status::State,
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]
@@ -217,6 +218,9 @@ pub struct CloudFacts {
     pub route_quota: u32,
     /// Fleet mode's members and instances (`None` in per-host mode; see [`crate::fleet`]).
     pub fleet: Option<crate::fleet::FleetFacts>,
+    /// The VPC's table layout and the tables on a path to this host (`None` when the listings
+    /// failed; see [`crate::table_checks`]).
+    pub table_paths: Option<crate::table_checks::TableFacts>,
 }
 
 /// Everything one doctor run looked at.

@@ -519,15 +519,7 @@ pub fn permission_from<T>(r: &Result<T, crossdock_alibaba::Error>) -> Fact<()> {
         Err(e) if e.denied_action().is_some() || e.is_credentials_problem() => {
             Err(cloud_unavailable(e))
         }
-        Err(Error::Api(a))
-            if !(a.code.starts_with("Throttling")
-                || a.http_status >= 500
-                || a.http_status == 429
-                || ["ServiceUnavailable", "InternalError", "UnknownError"]
-                    .contains(&a.code.as_str())) =>
-        {
-            Ok(())
-        }
+        Err(Error::Api(a)) if !(a.is_throttling() || a.is_service_fault()) => Ok(()),
         Err(e) => Err(cloud_unavailable(e)),
     }
 }
@@ -554,6 +546,7 @@ fn skipped_cloud(reason: &Unavailable, quota: u32) -> CloudFacts {
         source_dest_check: Err(reason.clone()),
         route_quota: quota,
         fleet: None,
+        table_paths: None,
     }
 }
 
@@ -582,7 +575,8 @@ impl CloudProbe for RealCloud {
             timeout: Duration::from_secs(10),
             ..ConnectOptions::default()
         };
-        let conn = match crossdock_alibaba::connect_with(c, opts).await {
+        let settings = crossdock_routes::cloud_settings(c);
+        let conn = match crossdock_alibaba::connect_with(&settings, opts).await {
             Ok(conn) => conn,
             Err(e) => return skipped_cloud(&cloud_unavailable(&e), self.route_quota),
         };
@@ -610,8 +604,8 @@ impl CloudProbe for RealCloud {
         });
 
         // The credentials, fetched the way the client fetches them, to show source and expiry.
-        let provider = crossdock_alibaba::CredentialsProvider::from_config(
-            c,
+        let provider = crossdock_alibaba::CredentialsProvider::from_settings(
+            &settings,
             &self.env,
             md.clone(),
             crossdock_alibaba::system_clock(),
@@ -840,6 +834,20 @@ impl CloudProbe for RealCloud {
         let (fleet, fleet_permissions) =
             crate::fleet::gather(client, cfg, id, &route_tables, &routes_result).await;
         permissions.extend(fleet_permissions);
+        // The tables on a path to this host (fleet mode: from the members' vSwitches).
+        let member_vswitches = fleet
+            .as_ref()
+            .and_then(|ff| ff.members.as_ref().ok())
+            .map(|m| m.iter().map(|i| i.vswitch_id.clone()).collect());
+        let table_paths = crate::table_checks::gather(
+            client,
+            &c.route_table_ids,
+            &id.vswitch_id,
+            &vswitches,
+            &tables,
+            member_vswitches.as_ref(),
+        )
+        .await;
         // Report in the order the checks are defined.
         permissions.sort_by_key(|p| {
             ACTIONS
@@ -859,6 +867,7 @@ impl CloudProbe for RealCloud {
             source_dest_check,
             route_quota: self.route_quota,
             fleet,
+            table_paths,
         }
     }
 }

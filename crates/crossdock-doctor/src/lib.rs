@@ -16,3 +16,4 @@ pub mod iptables;
 pub mod model;
 pub mod probe;
 pub mod render;
+pub mod table_checks;

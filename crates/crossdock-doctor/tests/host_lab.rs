@@ -98,6 +98,7 @@ impl Host {
             local_subnet: "10.1.0.0/24".parse().unwrap(),
             bridge: Some("docker0".into()),
             scrape: None,
+            names: None,
         };
         let fw = self.iptables();
         tokio::runtime::Builder::new_current_thread()

@@ -17,6 +17,7 @@ fn input(subnet: &str) -> DesiredInput {
         local_subnet: subnet.parse().unwrap(),
         bridge: Some("docker0".into()),
         scrape: None,
+        names: None,
     }
 }
 

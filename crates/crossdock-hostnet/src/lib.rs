@@ -1,4 +1,4 @@
-//! Host networking the agent reconciles: sysctls, iptables rules as data, netlink look-ups.
+//! Host networking the agent reconciles: sysctls, the firewall (intent, iptables transactions), netlink.
 //!
 //! The agent states what the host must let through ([`DesiredInput`]: cluster range(s), local
 //! container subnet, bridge) and a [`Firewall`] driver makes it so and reports the [`Changes`]. The
@@ -47,6 +47,7 @@ pub mod command;
 pub mod firewall;
 pub mod iptables;
 pub mod memory;
+pub mod names_guard;
 pub mod netlink;
 pub mod plan;
 pub mod rules;
@@ -59,6 +60,7 @@ mod driver_tests;
 pub use firewall::{Changes, Firewall, FirewallError};
 pub use iptables::{Iptables, RestoreCommands, Tables};
 pub use memory::{MemoryFirewall, MemoryTables};
+pub use names_guard::{names_rules, NamesGuard};
 pub use netlink::{LinkInfo, Links, NetlinkError, RtNetlink};
 pub use rules::{
     desired_rules, desired_sysctls, jump_rules, scrape_rules, DesiredInput, Position, Rule,

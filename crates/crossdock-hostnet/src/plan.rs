@@ -290,6 +290,7 @@ mod tests {
             local_subnet: subnet.parse().unwrap(),
             bridge: Some("docker0".into()),
             scrape: None,
+            names: None,
         }
     }
 

@@ -142,6 +142,8 @@ pub struct DesiredInput {
     pub bridge: Option<String>,
     /// The agent's metrics scrape port, when it listens beyond loopback (see [`scrape_rules`]).
     pub scrape: Option<ScrapeGuard>,
+    /// The resolver and catalog ports of `[names]`, when enabled (see [`crate::names_rules`]).
+    pub names: Option<crate::NamesGuard>,
 }
 
 /// The scrape port to guard and who may reach it.
@@ -165,7 +167,8 @@ pub struct ScrapeGuard {
 ///   `-d <container> ! -i <bridge> -j DROP` there; an ACCEPT ahead of it lets cluster sources through
 ///   and nothing else. On Docker 20.10 it is harmless (raw has nothing to skip).
 ///
-/// Then, when `[metrics] listen` is exposed, the scrape port's rules ([`scrape_rules`]).
+/// Then, when `[metrics] listen` is exposed, the scrape port's rules ([`scrape_rules`]), and with
+/// `[names]` the resolver's and catalog's ([`crate::names_rules`]).
 pub fn desired_rules(input: &DesiredInput) -> Vec<Rule> {
     let mut rules = match &input.bridge {
         Some(bridge) => cluster_rules(input, bridge),
@@ -173,6 +176,14 @@ pub fn desired_rules(input: &DesiredInput) -> Vec<Rule> {
     };
     if let Some(guard) = &input.scrape {
         rules.extend(scrape_rules(guard.listen, &guard.scrapers));
+    }
+    if let Some(guard) = &input.names {
+        // Both guards jump into CROSSDOCK-INPUT: the jump is kept once, first.
+        for r in crate::names_rules(guard) {
+            if !rules.contains(&r) {
+                rules.push(r);
+            }
+        }
     }
     rules
 }
@@ -394,6 +405,7 @@ mod tests {
             local_subnet: "10.0.3.0/24".parse().unwrap(),
             bridge: Some("docker0".into()),
             scrape: None,
+            names: None,
         }
     }
 

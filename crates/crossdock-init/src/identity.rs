@@ -7,7 +7,8 @@
 
 use crate::InitError;
 use crossdock_alibaba::{system_clock, CallCounters, EnvVars, Error, MetadataClient, TokenMode};
-use crossdock_config::Config;
+use crossdock_backoff::Exponential;
+use crossdock_config::{Config, MetadataToken};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -79,18 +80,24 @@ fn client(cfg: &Config) -> Result<MetadataClient, InitError> {
             "{missing} is empty and cloud.metadata_url is empty too, so it cannot be discovered (fix: set {missing}, or set cloud.metadata_url = \"http://100.100.100.200\")"
         )));
     }
-    let mode = TokenMode::from_config(
-        cfg.cloud.metadata_token,
-        EnvVars::from_process().imdsv1_disabled(),
-    );
+    // The agent's mapping of the same setting is crossdock_routes::cloud_settings.
+    let mode = match cfg.cloud.metadata_token {
+        MetadataToken::Auto => TokenMode::Auto,
+        MetadataToken::Required => TokenMode::Required,
+        MetadataToken::Disabled => TokenMode::Disabled,
+    }
+    .tightened(EnvVars::from_process().imdsv1_disabled());
     MetadataClient::new(url, mode, system_clock(), Arc::new(CallCounters::default()))
         .map_err(|e| InitError::BadInput(e.to_string()))
 }
 
-/// One metadata item; transient failures are retried (0.5 s doubling to 4 s) until `wait` passed.
+/// Waits between metadata attempts: 0.5 s doubling to 4 s.
+const RETRY: Exponential = Exponential::new(Duration::from_millis(500), Duration::from_secs(4));
+
+/// One metadata item; transient failures are retried ([`RETRY`]) until `wait` passed.
 async fn get(md: &MetadataClient, item: &str, wait: Duration) -> Result<String, InitError> {
     let deadline = Instant::now() + wait;
-    let mut delay = Duration::from_millis(500);
+    let mut delays = RETRY.delays();
     loop {
         match md.get(item, "init").await {
             Ok(v) if !v.is_empty() => return Ok(v),
@@ -99,10 +106,12 @@ async fn get(md: &MetadataClient, item: &str, wait: Duration) -> Result<String, 
                     "the metadata service answered nothing for {item} (fix: check cloud.metadata_url, or set the value in the configuration)"
                 )))
             }
-            Err(e @ Error::Metadata { transient: true, .. }) if Instant::now() + delay < deadline => {
+            Err(e @ Error::Metadata { transient: true, .. })
+                if Instant::now() + delays.peek() < deadline =>
+            {
+                let delay = delays.next_delay();
                 eprintln!("crossdock init: {e}; trying again in {delay:?}");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(4));
             }
             Err(e) => return Err(InitError::Runtime(e.to_string())),
         }

@@ -104,7 +104,11 @@ pub struct UpArgs {
     pub vswitches: usize,
     /// A custom route table bound to these vSwitches (`2`, `vsw2`, `2,3`); repeat for more tables.
     /// Replaces the default layout: vSwitches not named use the system table.
-    #[arg(long = "custom-table", value_name = "VSWITCHES", conflicts_with = "no_custom_tables")]
+    #[arg(
+        long = "custom-table",
+        value_name = "VSWITCHES",
+        conflicts_with = "no_custom_tables"
+    )]
     pub custom_table: Vec<lab::CustomTables>,
     /// Every vSwitch uses the system route table.
     #[arg(long)]
@@ -861,9 +865,15 @@ mod tests {
     fn zones_and_custom_tables_parse() {
         use crate::lab::CustomTables;
         let u = up(&[]);
-        assert_eq!((u.vswitches, u.custom_tables()), (1, CustomTables::AllButFirst));
+        assert_eq!(
+            (u.vswitches, u.custom_tables()),
+            (1, CustomTables::AllButFirst)
+        );
         let u = up(&["--zones", "3"]);
-        assert_eq!((u.vswitches, u.custom_tables()), (3, CustomTables::AllButFirst));
+        assert_eq!(
+            (u.vswitches, u.custom_tables()),
+            (3, CustomTables::AllButFirst)
+        );
         let u = up(&[
             "--vswitches",
             "3",
@@ -876,7 +886,10 @@ mod tests {
             u.custom_tables(),
             CustomTables::Groups(vec![vec![2, 3], vec![1]])
         );
-        assert_eq!(up(&["--no-custom-tables"]).custom_tables(), CustomTables::None);
+        assert_eq!(
+            up(&["--no-custom-tables"]).custom_tables(),
+            CustomTables::None
+        );
         let both = Top::try_parse_from([
             "crossdock",
             "lab",

@@ -25,14 +25,14 @@ use std::time::{Duration, Instant};
 mod hosts;
 mod zones;
 use hosts::start_host_dockerd;
-pub use zones::{
-    find_vswitch, host_ip_in, host_vswitch, planned_vswitch, usable_host_ip, vswitch_bridge,
-    vswitch_cidr, vswitch_gateway, vswitch_name, vswitches_of, zone_id, zone_statuses,
-    CustomTables, TableStatus, VSwitchStatus, VSwitchState, MAX_CUSTOM_TABLES, MAX_VSWITCHES,
-};
 pub use hosts::{
     apply_lab_endpoints, default_fleet_config, default_fleet_tag, fleet_config_from_text,
     fleet_config_path, fleet_host_config, run_init, subnet_of_bip, HostAdd, LAB_OVERRIDES,
+};
+pub use zones::{
+    find_vswitch, host_ip_in, host_vswitch, planned_vswitch, usable_host_ip, vswitch_bridge,
+    vswitch_cidr, vswitch_gateway, vswitch_name, vswitches_of, zone_id, zone_statuses,
+    CustomTables, TableStatus, VSwitchState, VSwitchStatus, MAX_CUSTOM_TABLES, MAX_VSWITCHES,
 };
 
 /// Where labs live.

@@ -500,7 +500,10 @@ fn wait_dataplane(lab: &Lab) {
             .ok()?;
         (d.applied_generation >= d.wanted_generation && d.last_error.is_none()).then_some(())
     });
-    assert!(ok.is_some(), "the vRouter did not apply the emulator's state");
+    assert!(
+        ok.is_some(),
+        "the vRouter did not apply the emulator's state"
+    );
 }
 
 /// A lab with two vSwitches (zones): hosts spread over them on their own bridges and gateways, each
@@ -531,14 +534,23 @@ fn zones_route_each_vswitch_by_its_own_table() {
     assert!(vsw2.contains("p-h2") && !vsw2.contains("p-h1"), "{vsw2}");
     assert_eq!(lab.host(2).private_ip, "192.168.2.12");
     assert_eq!(lab.host(3).private_ip, "192.168.1.13");
-    let route = String::from_utf8(lab.exec(2, &["ip", "route", "show", "default"]).unwrap().stdout)
-        .unwrap();
+    let route = String::from_utf8(
+        lab.exec(2, &["ip", "route", "show", "default"])
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     assert!(route.contains("via 192.168.2.253"), "{route}");
     // The metadata service tells h2 its own vSwitch and zone.
     let vsw2_id = lab.vswitch("vsw2").unwrap().vswitch_id;
     let md = |item: &str| {
         let url = format!("http://100.100.100.200/latest/meta-data/{item}");
-        String::from_utf8(lab.exec(2, &["curl", "-s", "-m", "5", &url]).unwrap().stdout).unwrap()
+        String::from_utf8(
+            lab.exec(2, &["curl", "-s", "-m", "5", &url])
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
     };
     assert_eq!(md("vswitch-id"), vsw2_id);
     assert_eq!(md("zone-id"), "cn-hangzhou-i");
@@ -556,15 +568,26 @@ fn zones_route_each_vswitch_by_its_own_table() {
         .collect();
     assert_eq!(
         hosts,
-        vec![("vsw1", system.as_str()), ("vsw2", &custom), ("vsw1", &system)]
+        vec![
+            ("vsw1", system.as_str()),
+            ("vsw2", &custom),
+            ("vsw1", &system)
+        ]
     );
     // Hosts reach each other across the vSwitches (the system routes of every table).
-    lab.exec(1, &["busybox", "ping", "-c", "1", "-W", "2", "192.168.2.12"])
-        .unwrap();
+    lab.exec(
+        1,
+        &["busybox", "ping", "-c", "1", "-W", "2", "192.168.2.12"],
+    )
+    .unwrap();
 
     // Containers: routes for both subnets in both tables, traffic both ways, source kept.
-    let c1 = lab.run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
-    let c2 = lab.run_container(2, "c2", &[BUSYBOX_IMAGE, "sleep", "3600"]).unwrap();
+    let c1 = lab
+        .run_container(1, "c1", &[BUSYBOX_IMAGE, "sleep", "3600"])
+        .unwrap();
+    let c2 = lab
+        .run_container(2, "c2", &[BUSYBOX_IMAGE, "sleep", "3600"])
+        .unwrap();
     for i in [1, 2] {
         allow_by_hand(&lab, i);
     }
@@ -588,7 +611,10 @@ fn zones_route_each_vswitch_by_its_own_table() {
         .unwrap();
     wait_dataplane(&lab);
     assert!(!demo::ping_once(&lab, 2, "c2", &c1.ip).unwrap(), "c2 -> c1");
-    assert!(!demo::ping_once(&lab, 1, "c1", &c2.ip).unwrap(), "c1 -> c2 (reply)");
+    assert!(
+        !demo::ping_once(&lab, 1, "c1", &c2.ip).unwrap(),
+        "c1 -> c2 (reply)"
+    );
     put_route_in(&lab, &custom, 1);
     wait_dataplane(&lab);
     assert!(demo::ping(&lab, 2, "c2", &c1.ip).unwrap(), "restored");
@@ -599,11 +625,17 @@ fn zones_route_each_vswitch_by_its_own_table() {
     lab.table_bind(&t3, "vsw1").unwrap();
     assert_eq!(lab.table_of_vswitch("vsw1").unwrap(), t3);
     wait_dataplane(&lab);
-    assert!(!demo::ping_once(&lab, 1, "c1", &c2.ip).unwrap(), "t3 is empty");
+    assert!(
+        !demo::ping_once(&lab, 1, "c1", &c2.ip).unwrap(),
+        "t3 is empty"
+    );
     put_route_in(&lab, &t3, 2);
     put_route_in(&lab, &t3, 1);
     wait_dataplane(&lab);
-    assert!(demo::ping(&lab, 1, "c1", &c2.ip).unwrap(), "t3 has the routes");
+    assert!(
+        demo::ping(&lab, 1, "c1", &c2.ip).unwrap(),
+        "t3 has the routes"
+    );
     let rules = vr.exec_stdout(&["ip", "rule", "show"]).unwrap();
     assert_eq!(rules.matches("iif vsw lookup").count(), 1, "{rules}");
     let e = lab.table_bind(&custom, "vsw1").unwrap_err();
@@ -619,7 +651,10 @@ fn zones_route_each_vswitch_by_its_own_table() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!((h4.vswitch.as_str(), h4.private_ip.as_str()), ("vsw2", "192.168.2.11"));
+    assert_eq!(
+        (h4.vswitch.as_str(), h4.private_ip.as_str()),
+        ("vsw2", "192.168.2.11")
+    );
     assert!(ports("vsw2").contains("p-h4"));
     drop(lab);
     assert_gone(&name);

@@ -415,7 +415,10 @@ mod tests {
         let changes = c.changes();
         let v1 = set("h1", 1, 1, vec![rec("old", "old", 9)]);
         assert_eq!(c.merge(id("h1"), v1, at(1)), MergeOutcome::Stale);
-        assert_eq!(c.merge(id("h1"), v2.clone(), at(2)), MergeOutcome::Unchanged);
+        assert_eq!(
+            c.merge(id("h1"), v2.clone(), at(2)),
+            MergeOutcome::Unchanged
+        );
         assert_eq!(c.get(&id("h1")), Some(&v2));
         assert_eq!(c.changes(), changes);
     }
@@ -425,7 +428,10 @@ mod tests {
         let mut c = catalog();
         c.merge(id("h1"), set("h1", 100, 57, vec![rec("a", "a", 2)]), at(0));
         let reborn = set("h1", 200, 1, vec![rec("b", "b", 3)]);
-        assert_eq!(c.merge(id("h1"), reborn.clone(), at(5)), MergeOutcome::Replaced);
+        assert_eq!(
+            c.merge(id("h1"), reborn.clone(), at(5)),
+            MergeOutcome::Replaced
+        );
         assert_eq!(c.get(&id("h1")), Some(&reborn));
     }
 
@@ -435,8 +441,14 @@ mod tests {
         c.merge(id("h1"), set("h1", 200, 5, vec![rec("a", "a", 2)]), at(0));
         // The clock stepped back across a restart: a lower incarnation, known to be current.
         let current = set("h1", 150, 1, vec![rec("b", "b", 3)]);
-        assert_eq!(c.merge(id("h1"), current.clone(), at(1)), MergeOutcome::Stale);
-        assert_eq!(c.replace(id("h1"), current.clone(), at(1)), MergeOutcome::Replaced);
+        assert_eq!(
+            c.merge(id("h1"), current.clone(), at(1)),
+            MergeOutcome::Stale
+        );
+        assert_eq!(
+            c.replace(id("h1"), current.clone(), at(1)),
+            MergeOutcome::Replaced
+        );
         assert_eq!(c.get(&id("h1")), Some(&current));
     }
 
@@ -469,7 +481,9 @@ mod tests {
     fn this_hosts_own_set_never_expires() {
         let mut c = catalog();
         c.merge(id("me"), set("me", 1, 1, vec![rec("a", "a", 2)]), at(0));
-        assert!(c.expire(at(1_000_000), &Expiry::default(), |_| false).is_empty());
+        assert!(c
+            .expire(at(1_000_000), &Expiry::default(), |_| false)
+            .is_empty());
     }
 
     #[test]
@@ -480,7 +494,10 @@ mod tests {
         };
         let mut c = Catalog::new(id("me"), limits);
         let three = vec![rec("a", "a", 2), rec("b", "b", 3), rec("c", "c", 4)];
-        assert_eq!(c.merge(id("h1"), set("h1", 1, 1, three), at(0)), MergeOutcome::Added);
+        assert_eq!(
+            c.merge(id("h1"), set("h1", 1, 1, three), at(0)),
+            MergeOutcome::Added
+        );
         assert_eq!(c.get(&id("h1")).unwrap().records.len(), 2);
         assert_eq!(c.hosts()[0].cut, 1);
         c.merge(id("h2"), set("h2", 1, 1, vec![]), at(0));
@@ -489,7 +506,10 @@ mod tests {
         assert_eq!(c.refused_hosts(), 1);
         // Room again once a host is withdrawn.
         c.withdraw(&id("h2"));
-        assert_eq!(c.merge(id("h3"), set("h3", 1, 1, vec![]), at(1)), MergeOutcome::Added);
+        assert_eq!(
+            c.merge(id("h3"), set("h3", 1, 1, vec![]), at(1)),
+            MergeOutcome::Added
+        );
     }
 
     #[test]
@@ -508,7 +528,11 @@ mod tests {
         for (i, s) in sets.iter().rev().chain(sets.iter()) {
             after.merge(i.clone(), s.clone(), at(9));
         }
-        let view = |c: &Catalog| c.sets().map(|(i, s)| (i.clone(), s.clone())).collect::<Vec<_>>();
+        let view = |c: &Catalog| {
+            c.sets()
+                .map(|(i, s)| (i.clone(), s.clone()))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(view(&before), view(&after));
     }
 
@@ -516,8 +540,17 @@ mod tests {
     fn the_local_set_counts_only_real_changes() {
         let mut l = LocalSet::new(Label::new("h1").unwrap(), 42);
         assert!(l.update(vec![]).is_none());
-        let v = l.update(vec![rec("b", "b", 3), rec("a", "a", 2)]).unwrap().version;
-        assert_eq!(v, RecordVersion { incarnation: 42, counter: 1 });
+        let v = l
+            .update(vec![rec("b", "b", 3), rec("a", "a", 2)])
+            .unwrap()
+            .version;
+        assert_eq!(
+            v,
+            RecordVersion {
+                incarnation: 42,
+                counter: 1
+            }
+        );
         assert!(l.update(vec![rec("a", "a", 2), rec("b", "b", 3)]).is_none());
         assert_eq!(l.update(vec![]).unwrap().version.counter, 2);
     }

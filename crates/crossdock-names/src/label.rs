@@ -216,7 +216,10 @@ mod tests {
         let long = format!("{}-{}", "a".repeat(62), "b".repeat(10));
         let l = Label::sanitize(&long).unwrap();
         assert_eq!(l.as_str(), "a".repeat(62));
-        assert_eq!(Label::sanitize(&"x".repeat(100)).unwrap().as_str().len(), 63);
+        assert_eq!(
+            Label::sanitize(&"x".repeat(100)).unwrap().as_str().len(),
+            63
+        );
     }
 
     #[test]

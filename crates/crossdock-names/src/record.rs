@@ -120,7 +120,11 @@ pub struct Built {
 /// Builds a host's records: containers on `routed_network` only, at most `max_records` of them
 /// (in byte order of the container names), container labels made unique by
 /// [`Label::disambiguated`].
-pub fn build_records(routed_network: &str, containers: &[ContainerMeta], max_records: usize) -> Built {
+pub fn build_records(
+    routed_network: &str,
+    containers: &[ContainerMeta],
+    max_records: usize,
+) -> Built {
     let mut built = Built::default();
     let mut candidates: Vec<(&ContainerMeta, Ipv4Addr)> = Vec::new();
     for c in containers {
@@ -155,7 +159,11 @@ pub fn build_records(routed_network: &str, containers: &[ContainerMeta], max_rec
             base
         };
         taken.insert(container.clone());
-        built.records.push(ContainerRecord { container, name, ip });
+        built.records.push(ContainerRecord {
+            container,
+            name,
+            ip,
+        });
     }
     built.records.sort();
     built
@@ -216,7 +224,10 @@ mod tests {
         let cs = [
             meta("web", &[("bridge", [10, 1, 0, 2])]),
             meta("db", &[("backend", [172, 18, 0, 2])]),
-            meta("both", &[("bridge", [10, 1, 0, 3]), ("backend", [172, 18, 0, 3])]),
+            meta(
+                "both",
+                &[("bridge", [10, 1, 0, 3]), ("backend", [172, 18, 0, 3])],
+            ),
         ];
         let b = build_records("bridge", &cs, 100);
         assert_eq!(

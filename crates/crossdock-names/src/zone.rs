@@ -374,7 +374,14 @@ mod tests {
     fn catalog() -> Catalog {
         let mut c = Catalog::new(HostId("i-1".into()), CatalogLimits::default());
         let hosts = [
-            ("i-1", "h1", vec![rec("web", "web", [10, 1, 0, 2]), rec("db-1", "db", [10, 1, 0, 3])]),
+            (
+                "i-1",
+                "h1",
+                vec![
+                    rec("web", "web", [10, 1, 0, 2]),
+                    rec("db-1", "db", [10, 1, 0, 3]),
+                ],
+            ),
             ("i-3", "h3", vec![rec("web-a", "web", [10, 3, 0, 2])]),
             ("i-4", "h4", vec![]),
             // Claims h1's label: its container answers only by fleet name.
@@ -383,7 +390,10 @@ mod tests {
         for (id, host, records) in hosts {
             let set = HostRecords {
                 host: Label::new(host).unwrap(),
-                version: RecordVersion { incarnation: 1, counter: 1 },
+                version: RecordVersion {
+                    incarnation: 1,
+                    counter: 1,
+                },
                 records,
             };
             c.merge(HostId(id.into()), set, Duration::ZERO);
@@ -408,7 +418,9 @@ mod tests {
 
     #[test]
     fn a_container_on_a_host_has_one_address() {
-        let ans = view().answer("WEB.h1.Crossdock.Internal.", QueryType::A).unwrap();
+        let ans = view()
+            .answer("WEB.h1.Crossdock.Internal.", QueryType::A)
+            .unwrap();
         assert_eq!(ans.rcode, Rcode::NoError);
         assert_eq!(a(&ans), vec![Ipv4Addr::new(10, 1, 0, 2)]);
         assert_eq!(ans.answers[0].name, "web.h1.crossdock.internal.");
@@ -417,24 +429,41 @@ mod tests {
 
     #[test]
     fn a_fleet_name_has_every_containers_address() {
-        let ans = view().answer("web.crossdock.internal", QueryType::A).unwrap();
-        assert_eq!(a(&ans), vec![Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 3, 0, 2)]);
+        let ans = view()
+            .answer("web.crossdock.internal", QueryType::A)
+            .unwrap();
+        assert_eq!(
+            a(&ans),
+            vec![Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 3, 0, 2)]
+        );
         // The shadowed host's container still answers by its fleet name.
-        let api = view().answer("api.crossdock.internal", QueryType::A).unwrap();
+        let api = view()
+            .answer("api.crossdock.internal", QueryType::A)
+            .unwrap();
         assert_eq!(a(&api), vec![Ipv4Addr::new(10, 9, 0, 2)]);
         assert_eq!(
-            view().answer("api.h1.crossdock.internal", QueryType::A).unwrap().rcode,
+            view()
+                .answer("api.h1.crossdock.internal", QueryType::A)
+                .unwrap()
+                .rcode,
             Rcode::NxDomain
         );
     }
 
     #[test]
     fn unknown_names_in_the_zone_are_nxdomain_with_the_soa() {
-        for q in ["nope.crossdock.internal", "web.h9.crossdock.internal", "a.b.c.crossdock.internal", "bad_label.crossdock.internal"] {
+        for q in [
+            "nope.crossdock.internal",
+            "web.h9.crossdock.internal",
+            "a.b.c.crossdock.internal",
+            "bad_label.crossdock.internal",
+        ] {
             let ans = view().answer(q, QueryType::A).unwrap();
             assert_eq!(ans.rcode, Rcode::NxDomain, "{q}");
             assert!(ans.answers.is_empty());
-            assert!(matches!(&ans.authority[0].data, RecordData::Soa(s) if s.minimum == 1 && s.owner == "crossdock.internal."));
+            assert!(
+                matches!(&ans.authority[0].data, RecordData::Soa(s) if s.minimum == 1 && s.owner == "crossdock.internal.")
+            );
         }
     }
 
@@ -451,7 +480,9 @@ mod tests {
             assert!(ans.answers.is_empty(), "{q}");
             assert_eq!(ans.authority.len(), 1, "{q}");
         }
-        let soa = view().answer("crossdock.internal.", QueryType::Soa).unwrap();
+        let soa = view()
+            .answer("crossdock.internal.", QueryType::Soa)
+            .unwrap();
         assert!(matches!(soa.answers[0].data, RecordData::Soa(_)));
     }
 
@@ -466,15 +497,28 @@ mod tests {
         assert_eq!(ans.answers[0].name, "2.0.1.10.in-addr.arpa.");
         let none = v.answer("99.0.1.10.in-addr.arpa", QueryType::Ptr).unwrap();
         assert_eq!(none.rcode, Rcode::NxDomain);
-        assert!(matches!(&none.authority[0].data, RecordData::Soa(s) if s.owner == "10.in-addr.arpa."));
+        assert!(
+            matches!(&none.authority[0].data, RecordData::Soa(s) if s.owner == "10.in-addr.arpa.")
+        );
         // The shadowed host's address has no PTR.
-        assert_eq!(v.answer("2.0.9.10.in-addr.arpa", QueryType::Ptr).unwrap().rcode, Rcode::NxDomain);
+        assert_eq!(
+            v.answer("2.0.9.10.in-addr.arpa", QueryType::Ptr)
+                .unwrap()
+                .rcode,
+            Rcode::NxDomain
+        );
     }
 
     #[test]
     fn names_outside_the_zone_and_the_cluster_are_forwarded() {
         let v = view();
-        for q in ["example.com.", "internal.", "1.1.168.192.in-addr.arpa.", "0.1.10.in-addr.arpa.", "02.0.1.10.in-addr.arpa."] {
+        for q in [
+            "example.com.",
+            "internal.",
+            "1.1.168.192.in-addr.arpa.",
+            "0.1.10.in-addr.arpa.",
+            "02.0.1.10.in-addr.arpa.",
+        ] {
             assert_eq!(v.answer(q, QueryType::A), None, "{q}");
         }
     }

@@ -18,6 +18,7 @@
 //! A sweep runs when this host's own route is not known to be in place, every
 //! `sweep_interval`, and when a released instance's grace period ends.
 
+use crossdock_status::{Reason, RouteState};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -119,7 +120,7 @@ pub struct HostRoute {
     /// The entry (empty when missing).
     pub entry_id: String,
     /// `Available`, `Pending`, ... or `Missing`.
-    pub status: String,
+    pub status: RouteState,
 }
 
 /// One member as the last sweep saw it.
@@ -150,7 +151,7 @@ fn hosts_of(members: &[Member], plan: &FleetPlan) -> Vec<FleetHost> {
                 .map(|p| HostRoute {
                     table_id: p.table_id.clone(),
                     entry_id: p.entry_id.clone(),
-                    status: p.status.clone(),
+                    status: RouteState::from_vpc(&p.status),
                 });
             let missing = plan
                 .missing
@@ -159,7 +160,7 @@ fn hosts_of(members: &[Member], plan: &FleetPlan) -> Vec<FleetHost> {
                 .map(|p| HostRoute {
                     table_id: p.table_id.clone(),
                     entry_id: String::new(),
-                    status: "Missing".into(),
+                    status: RouteState::Missing,
                 });
             FleetHost {
                 instance_id: m.instance_id.clone(),
@@ -196,6 +197,8 @@ pub struct FleetStatus {
     pub table_entries: Vec<(String, usize)>,
     /// Every member with its subnet and its route per table (`crossdock status --fleet`).
     pub hosts: Vec<FleetHost>,
+    /// Routes were written after this view was read; the next pass reads again.
+    pub written_since: bool,
     /// Seconds since the last sweep finished.
     #[serde(skip)]
     pub swept_at: Option<Instant>,
@@ -279,7 +282,7 @@ impl RouteReconciler {
             Ok(m) => m,
             Err(e) => {
                 out.problems.push(Problem::failed(
-                    "MappingInvalid",
+                    Reason::MappingInvalid,
                     format!("fleet mode cannot map members to subnets: {e}"),
                     None,
                 ));
@@ -321,14 +324,14 @@ impl RouteReconciler {
         match derived {
             Ok(d) if d == subnet => Ok(()),
             Ok(d) => Err(Problem::failed(
-                "SubnetMismatch",
+                Reason::SubnetMismatch,
                 format!(
                     "Docker serves {subnet}, but the fleet mapping gives this host ({ip}) {d}; other members \
                      route {d} here; fix: run `crossdock init` and restart Docker (bip {d})"
                 ),
                 None,
             )),
-            Err(e) => Err(Problem::failed("MappingInvalid", e, None)),
+            Err(e) => Err(Problem::failed(Reason::MappingInvalid, e, None)),
         }
     }
 
@@ -349,6 +352,8 @@ impl RouteReconciler {
         let started = Instant::now();
         let mut refusals = 0u32;
         let mut first_round = true;
+        // Whether the view in the status is still true: false once anything was written after it.
+        let mut verified = false;
         loop {
             let (plan, counts) = match self.read_and_plan(st, calls, d, fleet, mapping).await {
                 Ok(p) => p,
@@ -364,6 +369,7 @@ impl RouteReconciler {
                     .into_iter()
                     .map(|o| (o.table_id, o.entries))
                     .collect();
+                verified = true;
                 break;
             }
             if first_round && !plan.create.is_empty() {
@@ -398,7 +404,16 @@ impl RouteReconciler {
                 }
             }
         }
-        st.fleet.last_sweep = Some(Instant::now());
+        if verified {
+            st.fleet.last_sweep = Some(Instant::now());
+        } else {
+            // Routes were written after the view in the status (by this host or the one whose
+            // batch covered it): the next pass sweeps again and shows what is there.
+            st.fleet.last_sweep = None;
+            if let Some(status) = st.fleet.status.as_mut() {
+                status.written_since = true;
+            }
+        }
         if let Some(due) = st.fleet.tracker.next_due(fleet.grace) {
             let wait = due.saturating_sub(self.clock_offset()) + Duration::from_secs(1);
             out.next_pass = Some(out.next_pass.map_or(wait, |n| n.min(wait)));
@@ -451,7 +466,7 @@ impl RouteReconciler {
                 Senders::Members(&member_vswitches),
                 &self.identity.vswitch_id,
             )
-            .map_err(|m| Problem::failed("NoRouteTable", m, Some(RETRY_PENDING)))?;
+            .map_err(|m| Problem::failed(Reason::NoRouteTable, m, Some(RETRY_PENDING)))?;
         let off_path = self.tables_off_path(st, &view.observed, &path, fleet.grace);
         st.fleet.path = Some(path.clone());
         let counts = ViewCounts {
@@ -644,6 +659,7 @@ impl RouteReconciler {
             unmapped: plan.unmapped.clone(),
             table_entries: counts.table_entries.clone(),
             hosts: hosts_of(&counts.hosts, plan),
+            written_since: false,
             swept_at: Some(Instant::now()),
         });
     }
@@ -708,7 +724,7 @@ impl RouteReconciler {
             );
             if own {
                 out.problems
-                    .push(Problem::pending("CloudBusy", message, RETRY_PENDING));
+                    .push(Problem::pending(Reason::CloudBusy, message, RETRY_PENDING));
             } else {
                 out.notes.push(message);
             }

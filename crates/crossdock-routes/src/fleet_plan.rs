@@ -31,7 +31,8 @@ use serde::Serialize;
 
 use crossdock_alibaba::{InstanceStatus, NewRoute, RouteEntry, RouteToDelete};
 
-use crate::plan::Observed;
+use crate::plan::{holder_of, Observed};
+use crossdock_status::Owner;
 
 /// A member of the cluster as the planner needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,7 +213,7 @@ pub struct FleetConflict {
     /// The entry holding it.
     pub entry_id: String,
     /// Its next hop(s) or marker.
-    pub holder: String,
+    pub holder: Owner,
 }
 
 /// What one fleet pass does, and what it leaves.
@@ -243,22 +244,6 @@ impl FleetPlan {
     /// Whether the plan writes anything.
     pub fn writes(&self) -> bool {
         !(self.replace.is_empty() && self.create.is_empty() && self.delete.is_empty())
-    }
-}
-
-fn holder_of(e: &RouteEntry) -> String {
-    if e.description.starts_with("crossdock:") {
-        return e.description.clone();
-    }
-    let hops: Vec<String> = e
-        .next_hops
-        .iter()
-        .map(|h| format!("{} {}", h.next_hop_type, h.next_hop_id))
-        .collect();
-    if hops.is_empty() {
-        "unknown next hop".into()
-    } else {
-        hops.join(", ")
     }
 }
 

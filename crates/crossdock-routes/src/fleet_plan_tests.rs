@@ -254,7 +254,7 @@ fn a_destination_held_by_another_tool_is_a_conflict() {
     assert!(plan.create.is_empty() && plan.replace.is_empty());
     assert_eq!(plan.conflicts.len(), 1);
     assert_eq!(plan.conflicts[0].entry_id, "rte-x");
-    assert_eq!(plan.conflicts[0].holder, "Instance i-other");
+    assert_eq!(plan.conflicts[0].holder.to_string(), "Instance i-other");
 }
 
 #[test]
@@ -266,7 +266,7 @@ fn a_crossdock_route_of_a_live_instance_is_a_conflict_not_a_replacement() {
     )
     .plan();
     assert!(!plan.writes());
-    assert_eq!(plan.conflicts[0].holder, "crossdock:i-old");
+    assert_eq!(plan.conflicts[0].holder.to_string(), "crossdock:i-old");
 }
 
 #[test]

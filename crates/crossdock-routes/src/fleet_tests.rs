@@ -9,6 +9,7 @@ use crossdock_alibaba::{Identity, Sleeper};
 use crate::fake::{fleet_tag, FakeCloud, Op, ME};
 use crate::fleet::FleetSettings;
 use crate::*;
+use crossdock_status::Reason;
 
 const TABLE: &str = "vtb-sys";
 
@@ -281,7 +282,7 @@ async fn a_live_instances_route_on_my_subnet_is_a_conflict() {
     );
     let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::ZERO);
     let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
-    assert_eq!(report.route.reason, "RouteConflict", "{report:?}");
+    assert_eq!(report.route.reason, Reason::RouteConflict, "{report:?}");
     assert!(destinations(&fake).contains(&(MY_SUBNET.into(), "i-other".into())));
 }
 
@@ -290,7 +291,7 @@ async fn a_subnet_other_than_the_mapped_one_is_refused_before_any_write() {
     let fake = three_members();
     let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::ZERO);
     let report = me.sync(Some("10.200.0.0/24".parse().unwrap())).await;
-    assert_eq!(report.route.reason, "SubnetMismatch", "{report:?}");
+    assert_eq!(report.route.reason, Reason::SubnetMismatch, "{report:?}");
     assert!(report.route.message.contains("10.1.11.0/24"));
     assert_eq!(report.writes, 0);
 }

@@ -44,6 +44,33 @@ pub use plan::{plan, Action, Desired, Marker, NetworkCidrs, Observed};
 pub use reconciler::{RouteReconciler, RoutesConfig};
 pub use report::{Condition, RouteReport, RouteStatus, SourceDestCheck, State};
 
+/// The cloud client's settings from the `[cloud]` table: the one mapping from the agent's
+/// configuration onto `crossdock_alibaba::Settings` (the client does not read the application's
+/// configuration itself). The doctor uses it too, so both see the cloud the same way.
+pub fn cloud_settings(cfg: &crossdock_config::CloudConfig) -> crossdock_alibaba::Settings {
+    use crossdock_alibaba::TokenMode;
+    use crossdock_config::MetadataToken;
+    crossdock_alibaba::Settings {
+        metadata_url: cfg.metadata_url.clone(),
+        metadata_token: match cfg.metadata_token {
+            MetadataToken::Auto => TokenMode::Auto,
+            MetadataToken::Required => TokenMode::Required,
+            MetadataToken::Disabled => TokenMode::Disabled,
+        },
+        region_id: cfg.region_id.clone(),
+        instance_id: cfg.instance_id.clone(),
+        vpc_id: cfg.vpc_id.clone(),
+        vswitch_id: cfg.vswitch_id.clone(),
+        private_ip: cfg.private_ip.clone(),
+        eni_id: cfg.eni_id.clone(),
+        ram_role: cfg.ram_role.clone(),
+        vpc_endpoint: cfg.vpc_endpoint.clone(),
+        ecs_endpoint: cfg.ecs_endpoint.clone(),
+        access_key_id: cfg.access_key_id.clone(),
+        access_key_secret: cfg.access_key_secret.clone(),
+    }
+}
+
 /// Builds the reconciler for Alibaba Cloud from the `[cloud]` table: identity from config/metadata,
 /// credentials from config/environment/RAM role, the signed client. Fails only if identity cannot be
 /// resolved or the configuration is unusable (retry later: the metadata service may not be up yet).
@@ -59,11 +86,63 @@ pub async fn connect_with(
     opts: crossdock_alibaba::ConnectOptions,
 ) -> Result<RouteReconciler, crossdock_alibaba::Error> {
     let sleeper = opts.sleeper.clone();
-    let conn = crossdock_alibaba::connect_with(cfg, opts).await?;
+    let conn = crossdock_alibaba::connect_with(&cloud_settings(cfg), opts).await?;
     Ok(RouteReconciler::new(
         conn.client.clone(),
         RoutesConfig::from_cloud_config(cfg),
         conn.identity,
     )
     .with_sleeper(sleeper))
+}
+
+#[cfg(test)]
+mod cloud_settings_tests {
+    use crossdock_alibaba::{Secret, Settings, TokenMode};
+    use crossdock_config::{CloudConfig, MetadataToken};
+
+    #[test]
+    fn every_cloud_field_the_client_reads_is_carried_over() {
+        let cfg = CloudConfig {
+            metadata_url: "http://md".into(),
+            metadata_token: MetadataToken::Required,
+            region_id: "r".into(),
+            instance_id: "i".into(),
+            vpc_id: "v".into(),
+            vswitch_id: "s".into(),
+            private_ip: "p".into(),
+            eni_id: "e".into(),
+            ram_role: "role".into(),
+            vpc_endpoint: "http://vpc".into(),
+            ecs_endpoint: "http://ecs".into(),
+            access_key_id: "ak".into(),
+            access_key_secret: Secret::new("sk"),
+            ..CloudConfig::default()
+        };
+        let want = Settings {
+            metadata_url: "http://md".into(),
+            metadata_token: TokenMode::Required,
+            region_id: "r".into(),
+            instance_id: "i".into(),
+            vpc_id: "v".into(),
+            vswitch_id: "s".into(),
+            private_ip: "p".into(),
+            eni_id: "e".into(),
+            ram_role: "role".into(),
+            vpc_endpoint: "http://vpc".into(),
+            ecs_endpoint: "http://ecs".into(),
+            access_key_id: "ak".into(),
+            access_key_secret: Secret::new("sk"),
+        };
+        assert_eq!(super::cloud_settings(&cfg), want);
+        for (m, t) in [
+            (MetadataToken::Auto, TokenMode::Auto),
+            (MetadataToken::Disabled, TokenMode::Disabled),
+        ] {
+            let c = CloudConfig {
+                metadata_token: m,
+                ..CloudConfig::default()
+            };
+            assert_eq!(super::cloud_settings(&c).metadata_token, t);
+        }
+    }
 }

@@ -19,6 +19,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crossdock_alibaba::{RouteEntry, RouteTable, VSwitch};
+use crossdock_status::Owner;
 
 /// The ownership marker crossdock puts on its routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,32 +48,37 @@ impl Marker {
         e.instance_next_hop() == Some(self.instance_id.as_str())
     }
 
-    /// Who holds an entry, for reports: `self`, `user` (points here, unmarked), the other crossdock
-    /// host's description (`crossdock:i-...`), or the next hop(s).
-    pub fn holder(&self, e: &RouteEntry) -> String {
+    /// Who holds an entry, for reports: us, a user (points here, unmarked), another crossdock host
+    /// (its description names the instance it points at), or the next hop(s).
+    pub fn holder(&self, e: &RouteEntry) -> Owner {
         if self.owns(e) {
-            return "self".into();
+            return Owner::Us;
         }
         if self.points_here(e) {
-            return "user".into();
+            return Owner::User;
         }
-        // Another crossdock host's route: its description names the instance it points at.
-        if let Some(hop) = e.instance_next_hop() {
-            if e.description == format!("crossdock:{hop}") {
-                return e.description.clone();
-            }
-        }
-        let hops: Vec<String> = e
-            .next_hops
-            .iter()
-            .map(|h| format!("{} {}", h.next_hop_type, h.next_hop_id))
-            .collect();
-        if hops.is_empty() {
-            "unknown next hop".into()
-        } else {
-            hops.join(", ")
+        holder_of(e)
+    }
+}
+
+/// Who holds an entry that is not this host's: another crossdock host (marked for the instance it
+/// points at), else its next hop(s).
+pub fn holder_of(e: &RouteEntry) -> Owner {
+    if let Some(hop) = e.instance_next_hop() {
+        if e.description == format!("crossdock:{hop}") {
+            return Owner::Crossdock(hop.to_string());
         }
     }
+    let hops: Vec<String> = e
+        .next_hops
+        .iter()
+        .map(|h| format!("{} {}", h.next_hop_type, h.next_hop_id))
+        .collect();
+    Owner::NextHops(if hops.is_empty() {
+        "unknown next hop".into()
+    } else {
+        hops.join(", ")
+    })
 }
 
 /// What this host wants in the VPC.
@@ -154,7 +160,7 @@ pub enum Action {
         /// The other entry.
         entry_id: String,
         /// Who holds it ([`Marker::holder`]).
-        holder: String,
+        holder: Owner,
     },
     /// The destination points at this instance through an unmarked route: it works; left alone.
     Unowned {
@@ -494,7 +500,7 @@ mod tests {
                     table_id: "vtb-1".into(),
                     cidr: s,
                     entry_id: "rte-x".into(),
-                    holder: "Instance i-other".into(),
+                    holder: Owner::NextHops("Instance i-other".into()),
                 }],
             ),
             (
@@ -512,7 +518,7 @@ mod tests {
                     table_id: "vtb-1".into(),
                     cidr: s,
                     entry_id: "rte-x".into(),
-                    holder: "crossdock:i-other".into(),
+                    holder: Owner::Crossdock("i-other".into()),
                 }],
             ),
             (
@@ -530,7 +536,7 @@ mod tests {
                     table_id: "vtb-1".into(),
                     cidr: s,
                     entry_id: "rte-x".into(),
-                    holder: "Instance i-other".into(),
+                    holder: Owner::NextHops("Instance i-other".into()),
                 }],
             ),
             (

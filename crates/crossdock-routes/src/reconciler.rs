@@ -14,6 +14,7 @@
 //! reported and left to a human. Stopping the agent does nothing to routes (restarts must not cut
 //! traffic); [`RouteReconciler::deregister`] removes this host's own routes for decommissioning.
 
+use crossdock_status::{Owner, Reason, RouteState};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use crossdock_alibaba::{
     client_token, CreateRouteEntry, Error as CloudError, ErrorClass, Identity, RetryPolicy,
     RouteEntry, RouteEntryFilter, Sleeper,
 };
+use crossdock_backoff::Exponential;
 use crossdock_config::SourceDestCheck as SdcMode;
 
 use crate::cloud::RouteCloud;
@@ -128,18 +130,14 @@ pub(crate) struct SyncState {
 #[derive(Debug, Clone)]
 pub(crate) struct Problem {
     pub(crate) state: State,
-    pub(crate) reason: &'static str,
+    pub(crate) reason: Reason,
     pub(crate) message: String,
     pub(crate) retry_after: Option<Duration>,
     pub(crate) credentials: Option<Condition>,
 }
 
 impl Problem {
-    pub(crate) fn pending(
-        reason: &'static str,
-        message: impl Into<String>,
-        retry: Duration,
-    ) -> Self {
+    pub(crate) fn pending(reason: Reason, message: impl Into<String>, retry: Duration) -> Self {
         Self {
             state: State::Pending,
             reason,
@@ -150,7 +148,7 @@ impl Problem {
     }
 
     pub(crate) fn failed(
-        reason: &'static str,
+        reason: Reason,
         message: impl Into<String>,
         retry: Option<Duration>,
     ) -> Self {
@@ -174,10 +172,10 @@ impl Problem {
             return Self {
                 credentials: Some(Condition::new(
                     State::Failed,
-                    "PermissionDenied",
+                    Reason::PermissionDenied,
                     message.clone(),
                 )),
-                ..Self::failed("PermissionDenied", message, Some(RETRY_PERMISSION))
+                ..Self::failed(Reason::PermissionDenied, message, Some(RETRY_PERMISSION))
             };
         }
         if e.is_credentials_problem() {
@@ -185,10 +183,10 @@ impl Problem {
             return Self {
                 credentials: Some(Condition::new(
                     State::Failed,
-                    "CredentialsUnavailable",
+                    Reason::CredentialsUnavailable,
                     message.clone(),
                 )),
-                ..Self::failed("CredentialsUnavailable", message, Some(RETRY_BUSY))
+                ..Self::failed(Reason::CredentialsUnavailable, message, Some(RETRY_BUSY))
             };
         }
         let message = format!("cannot {doing}: {e}");
@@ -196,22 +194,22 @@ impl Problem {
         match e.class() {
             ErrorClass::Retryable => {
                 let retry = e.retry_hint().unwrap_or(RETRY_BUSY).max(RETRY_PENDING);
-                let reason = if code.starts_with("Throttling") {
-                    "Throttled"
+                let reason = if e.is_throttling() {
+                    Reason::Throttled
                 } else if code.is_empty() {
-                    "CloudUnreachable"
+                    Reason::CloudUnreachable
                 } else {
-                    "CloudBusy"
+                    Reason::CloudBusy
                 };
                 Self::pending(reason, message, retry)
             }
             _ if code.to_ascii_lowercase().contains("quota") => {
-                Self::failed("QuotaExceeded", message, Some(RETRY_PERMANENT))
+                Self::failed(Reason::QuotaExceeded, message, Some(RETRY_PERMANENT))
             }
             _ if code.to_ascii_lowercase().starts_with("invalidcidrblock") => {
-                Self::failed("CidrRejected", message, Some(RETRY_PERMANENT))
+                Self::failed(Reason::CidrRejected, message, Some(RETRY_PERMANENT))
             }
-            _ => Self::failed("CloudError", message, Some(RETRY_PERMANENT)),
+            _ => Self::failed(Reason::CloudError, message, Some(RETRY_PERMANENT)),
         }
     }
 }
@@ -399,12 +397,16 @@ impl RouteReport {
             transient: true, ..
         } = e
         {
-            p = Problem::pending("MetadataUnavailable", p.message, RETRY_PENDING);
+            p = Problem::pending(Reason::MetadataUnavailable, p.message, RETRY_PENDING);
         } else if let CloudError::Config { .. } = e {
-            p.reason = "ConfigInvalid";
+            p.reason = Reason::ConfigInvalid;
         }
         let credentials = p.credentials.clone().unwrap_or_else(|| {
-            Condition::new(State::Pending, "NotFetchedYet", "no cloud connection yet")
+            Condition::new(
+                State::Pending,
+                Reason::NotFetchedYet,
+                "no cloud connection yet",
+            )
         });
         RouteReport {
             route: Condition::new(p.state, p.reason, p.message),
@@ -414,17 +416,18 @@ impl RouteReport {
             reads: 0,
             writes: 0,
             retry_after: Some(p.retry_after.unwrap_or(RETRY_BUSY).min(RETRY_BUSY)),
+            instance_id: None,
             fleet: None,
         }
     }
 }
 
-fn status_of(e: &RouteEntry, owner: String) -> RouteStatus {
+fn status_of(e: &RouteEntry, owner: Owner) -> RouteStatus {
     RouteStatus {
         table_id: e.route_table_id.clone(),
         cidr: e.destination_cidr_block.clone(),
         entry_id: e.route_entry_id.clone(),
-        status: e.status.clone(),
+        status: RouteState::from_vpc(&e.status),
         owner,
     }
 }
@@ -503,13 +506,13 @@ impl RouteReconciler {
         let mut out = Outcome::default();
         match subnet {
             None => out.problems.push(Problem::pending(
-                "NoSubnet",
+                Reason::NoSubnet,
                 "waiting for this host's container subnet before registering a route",
                 RETRY_PENDING,
             )),
             Some(subnet) => self.sync_subnet(&mut st, &calls, &mut out, subnet).await,
         }
-        let report = self.finish(&calls, &out, &st, subnet, "RouteAvailable");
+        let report = self.finish(&calls, &out, &st, subnet, Reason::RouteAvailable);
         self.record(&report, &out, started, false);
         report
     }
@@ -573,7 +576,7 @@ impl RouteReconciler {
         }) = check_overlap(subnet, &d.cidrs)
         {
             out.problems.push(Problem::failed(
-                "SubnetOverlapsVpc",
+                Reason::SubnetOverlapsVpc,
                 format!("refusing to route {cidr}: it overlaps {overlaps}; fix: {fix}"),
                 None,
             ));
@@ -581,8 +584,8 @@ impl RouteReconciler {
                 table_id: d.tables.join(","),
                 cidr: cidr.to_string(),
                 entry_id: String::new(),
-                status: "Refused".into(),
-                owner: "self".into(),
+                status: RouteState::Refused,
+                owner: Owner::Us,
             });
             return;
         }
@@ -631,7 +634,7 @@ impl RouteReconciler {
             };
         let no_table = |m: String| {
             Problem::failed(
-                "NoRouteTable",
+                Reason::NoRouteTable,
                 format!("{m}; fix: set cloud.route_table_ids"),
                 Some(RETRY_PERMANENT),
             )
@@ -665,7 +668,7 @@ impl RouteReconciler {
 
     fn sdc_problem(&self) -> Problem {
         Problem::failed(
-            "SourceDestCheckEnabled",
+            Reason::SourceDestCheckEnabled,
             format!(
                 "the source/destination check of {} is on, so the ENI drops routed container traffic; fix: \
                  switch it off (ECS ModifyNetworkInterfaceAttribute SourceDestCheck=false, or the console), \
@@ -833,7 +836,7 @@ impl RouteReconciler {
             let mut desired_ok =
                 holder.is_some_and(|e| e.is_available() && self.marker.points_here(e));
             if let Some(e) = holder.filter(|e| self.marker.owns(e) && e.is_available()) {
-                out.routes.push(status_of(e, "self".into()));
+                out.routes.push(status_of(e, Owner::Us));
             }
             let mut deferred: Vec<(String, String)> = Vec::new();
             let mut replan = false;
@@ -844,7 +847,7 @@ impl RouteReconciler {
                             Ok(e) => {
                                 out.created += 1;
                                 desired_ok = true;
-                                out.routes.push(status_of(&e, "self".into()));
+                                out.routes.push(status_of(&e, Owner::Us));
                             }
                             Err(CreateError::Duplicate) if round == 0 => {
                                 // Someone created the destination between our read and our write.
@@ -858,7 +861,7 @@ impl RouteReconciler {
                                 }
                             }
                             Err(CreateError::Duplicate) => out.problems.push(Problem::pending(
-                                "CloudBusy",
+                                Reason::CloudBusy,
                                 format!(
                                 "{table} reports {cidr} as existing but does not list it; retrying"
                             ),
@@ -869,8 +872,8 @@ impl RouteReconciler {
                                     table_id: table.to_string(),
                                     cidr: cidr.clone(),
                                     entry_id: String::new(),
-                                    status: "Missing".into(),
-                                    owner: "self".into(),
+                                    status: RouteState::Missing,
+                                    owner: Owner::Us,
                                 });
                                 out.problems.push(p);
                             }
@@ -887,7 +890,7 @@ impl RouteReconciler {
                         {
                             Ok(e) => {
                                 desired_ok = true;
-                                out.routes.push(status_of(&e, "self".into()));
+                                out.routes.push(status_of(&e, Owner::Us));
                             }
                             Err(w) => self.wait_failed(st, out, table, subnet, w),
                         }
@@ -914,12 +917,12 @@ impl RouteReconciler {
                                 .entries
                                 .iter()
                                 .find(|e| e.route_entry_id == entry_id)
-                                .map(|e| e.status.clone())
-                                .unwrap_or_default(),
+                                .map(|e| RouteState::from_vpc(&e.status))
+                                .unwrap_or(RouteState::Missing),
                             owner: holder.clone(),
                         });
                         out.problems.push(Problem::failed(
-                            "RouteConflict",
+                            Reason::RouteConflict,
                             format!(
                                 "{table} already routes {cidr} elsewhere (route {entry_id}, held by {holder}); \
                                  crossdock never overwrites a route it does not own; fix: give this host \
@@ -934,10 +937,10 @@ impl RouteReconciler {
                             .iter()
                             .find(|e| e.route_entry_id == entry_id)
                         {
-                            out.routes.push(status_of(e, "user".into()));
+                            out.routes.push(status_of(e, Owner::User));
                             if !e.is_available() {
                                 out.problems.push(Problem::pending(
-                                    "RoutePending",
+                                    Reason::RoutePending,
                                     format!(
                                         "the route {entry_id} for {cidr} in {table} is {}",
                                         e.status
@@ -966,7 +969,7 @@ impl RouteReconciler {
                 if desired_ok && entry.is_some_and(|e| e.is_available()) {
                     self.delete_stale(calls, out, table, &entry_id, &old).await;
                 } else if let Some(e) = entry {
-                    out.routes.push(status_of(e, "self".into()));
+                    out.routes.push(status_of(e, Owner::Us));
                 }
             }
             if desired_ok {
@@ -992,10 +995,10 @@ impl RouteReconciler {
                     .map(|e| e.status.clone())
                     .unwrap_or_else(|| "Pending".into());
                 if let Some(e) = &last {
-                    out.routes.push(status_of(e, "self".into()));
+                    out.routes.push(status_of(e, Owner::Us));
                 }
                 out.problems.push(Problem::pending(
-                    "RoutePending",
+                    Reason::RoutePending,
                     format!(
                         "the route {subnet} → {} in {table} is {status} after {:?}; still waiting",
                         self.identity.instance_id, self.cfg.wait_available
@@ -1008,7 +1011,7 @@ impl RouteReconciler {
                     .entry((table.to_string(), subnet))
                     .or_default() += 1;
                 out.problems.push(Problem::pending(
-                    "RoutePending",
+                    Reason::RoutePending,
                     format!(
                         "the route {subnet} in {table} was reported created but is not listed; creating it \
                          again with a fresh client token"
@@ -1105,7 +1108,8 @@ impl RouteReconciler {
             next_hop_id: Some(self.identity.instance_id.clone()),
             ..Default::default()
         };
-        let mut delay = self.cfg.poll_initial;
+        let mut delays = Exponential::new(self.cfg.poll_initial, self.cfg.poll_max).delays();
+        let mut delay = delays.next_delay();
         let mut waited = Duration::ZERO;
         let mut missing = 0;
         let mut last = None;
@@ -1143,7 +1147,7 @@ impl RouteReconciler {
                     }
                 }
             }
-            delay = (delay * 2).min(self.cfg.poll_max);
+            delay = delays.next_delay();
             if waited + delay > self.cfg.wait_available {
                 return Err(WaitError::StillPending(last));
             }
@@ -1178,8 +1182,8 @@ impl RouteReconciler {
                     table_id: table.to_string(),
                     cidr: cidr.to_string(),
                     entry_id: entry_id.to_string(),
-                    status: "Available".into(),
-                    owner: "self".into(),
+                    status: RouteState::Available,
+                    owner: Owner::Us,
                 });
             }
         }
@@ -1246,7 +1250,7 @@ impl RouteReconciler {
                         Err(WaitError::Vanished) => continue,
                         Err(WaitError::StillPending(_)) => {
                             out.problems.push(Problem::pending(
-                                "RoutePending",
+                                Reason::RoutePending,
                                 format!(
                                     "route {} in {table} is still {}; run deregister again",
                                     entry.route_entry_id, entry.status
@@ -1281,14 +1285,14 @@ impl RouteReconciler {
                     table_id: table.clone(),
                     cidr: entry.destination_cidr_block.clone(),
                     entry_id: entry.route_entry_id.clone(),
-                    status: "Deleted".into(),
-                    owner: "self".into(),
+                    status: RouteState::Deleted,
+                    owner: Owner::Us,
                 });
             }
         }
         st.discovery = None;
         st.last_subnet = None;
-        let report = self.finish(&calls, &out, &st, None, "Deregistered");
+        let report = self.finish(&calls, &out, &st, None, Reason::Deregistered);
         self.record(&report, &out, started, true);
         report
     }
@@ -1299,7 +1303,7 @@ impl RouteReconciler {
         out: &Outcome,
         st: &SyncState,
         subnet: Option<Ipv4Net>,
-        ready_reason: &'static str,
+        ready_reason: Reason,
     ) -> RouteReport {
         let worst = out
             .problems
@@ -1315,14 +1319,14 @@ impl RouteReconciler {
                         .problems
                         .iter()
                         .filter(|q| !std::ptr::eq(*q, p))
-                        .map(|q| q.reason)
+                        .map(|q| q.reason.as_str())
                         .collect();
                     message.push_str(&format!(" (also: {})", others.join(", ")));
                 }
                 Condition::new(p.state, p.reason, message)
             }
             None => {
-                let mut message = if ready_reason == "Deregistered" {
+                let mut message = if ready_reason == Reason::Deregistered {
                     format!(
                         "deleted {} route(s) of {}",
                         out.deleted, self.identity.instance_id
@@ -1347,7 +1351,7 @@ impl RouteReconciler {
             None => match self.cloud.credentials_status() {
                 Some(s) if s.valid => Condition::new(
                     State::Ready,
-                    "Valid",
+                    Reason::Valid,
                     match s.expiration {
                         Some(exp) => format!(
                             "{}, valid until {}",
@@ -1359,11 +1363,15 @@ impl RouteReconciler {
                 ),
                 Some(s) if s.last_error.is_some() => Condition::new(
                     State::Failed,
-                    "CredentialsUnavailable",
+                    Reason::CredentialsUnavailable,
                     s.last_error.unwrap_or_default(),
                 ),
-                Some(s) => Condition::new(State::Pending, "NotFetchedYet", s.source),
-                None => Condition::new(State::Ready, "Valid", "the cloud accepted the credentials"),
+                Some(s) => Condition::new(State::Pending, Reason::NotFetchedYet, s.source),
+                None => Condition::new(
+                    State::Ready,
+                    Reason::Valid,
+                    "the cloud accepted the credentials",
+                ),
             },
         };
         let retry_after = out
@@ -1380,6 +1388,7 @@ impl RouteReconciler {
             reads: calls.reads(),
             writes: calls.writes(),
             retry_after,
+            instance_id: Some(self.identity.instance_id.clone()),
             fleet: st.fleet.status.clone(),
         }
     }
@@ -1420,6 +1429,7 @@ impl RouteReconciler {
             State::Failed => {
                 tracing::warn!(reason = %report.route.reason, "route failed: {}", report.route.message)
             }
+            State::Disabled => {}
         }
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
     }

@@ -8,35 +8,25 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// State of a condition (the agent's `/status` vocabulary, minus `disabled`, which is the agent's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// Done and verified.
-    Ready,
-    /// In progress or waiting (route not yet `Available`, throttled, no subnet yet).
-    Pending,
-    /// Needs a human (conflict, quota, permission, overlap, ...). Reconciliation keeps retrying.
-    Failed,
-}
+pub use crossdock_status::{Owner, Reason, RouteState, State};
 
 /// One condition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Condition {
-    /// Ready, pending or failed.
+    /// Ready, pending or failed (`disabled` when routes are not crossdock's job).
     pub state: State,
-    /// CamelCase reason, stable for alerts: `RouteAvailable`, `RoutePending`, `RouteConflict`, ...
-    pub reason: String,
+    /// Why: stable for alerts (`RouteAvailable`, `RoutePending`, `RouteConflict`, ...).
+    pub reason: Reason,
     /// One line for humans, ending in the fix when there is something to fix.
     pub message: String,
 }
 
 impl Condition {
     /// Builds a condition.
-    pub fn new(state: State, reason: &str, message: impl Into<String>) -> Self {
+    pub fn new(state: State, reason: Reason, message: impl Into<String>) -> Self {
         Self {
             state,
-            reason: reason.to_string(),
+            reason,
             message: message.into(),
         }
     }
@@ -52,10 +42,10 @@ pub struct RouteStatus {
     /// `rte-...` (empty when not created).
     pub entry_id: String,
     /// `Available`, `Pending`, ... or `Missing` / `Refused` when there is no entry.
-    pub status: String,
+    pub status: RouteState,
     /// `self` (ours), `user` (unmarked, points here), `crossdock:<i-...>` (another crossdock host), or
     /// the next hop of a conflicting route.
-    pub owner: String,
+    pub owner: Owner,
 }
 
 /// Whether the primary ENI's source/destination check is in the way.
@@ -89,6 +79,9 @@ pub struct RouteReport {
     /// later (permission missing: retry slowly).
     #[serde(skip)]
     pub retry_after: Option<Duration>,
+    /// This ECS instance, once known (not in the JSON: the agent reports it on its own).
+    #[serde(skip)]
+    pub instance_id: Option<String>,
     /// Fleet mode: the cluster as the last sweep saw it (`None` in per-host mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<crate::fleet::FleetStatus>,

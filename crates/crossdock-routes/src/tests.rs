@@ -86,10 +86,10 @@ async fn single_pass_table() {
                 assert_eq!(e.destination_cidr_block, SUBNET);
                 assert_eq!(e.name, "crossdock");
                 assert_eq!(e.description, "crossdock:i-me");
-                assert_eq!(e.status, "Available");
+                assert_eq!(e.status.to_string(), "Available");
                 assert_eq!(r.routes.len(), 1);
-                assert_eq!(r.routes[0].owner, "self");
-                assert_eq!(r.routes[0].status, "Available");
+                assert_eq!(r.routes[0].owner.to_string(), "self");
+                assert_eq!(r.routes[0].status.to_string(), "Available");
                 assert_eq!(r.routes[0].table_id, "vtb-sys");
             },
         },
@@ -120,7 +120,7 @@ async fn single_pass_table() {
             writes: 0,
             check: |f, r| {
                 assert_eq!(f.entries_in("vtb-sys")[0].next_hops[0].next_hop_id, "i-other");
-                assert_eq!(r.routes[0].owner, "Instance i-other");
+                assert_eq!(r.routes[0].owner.to_string(), "Instance i-other");
                 assert!(r.route.message.contains("never overwrites"), "{}", r.route.message);
             },
         },
@@ -134,7 +134,7 @@ async fn single_pass_table() {
             state: State::Failed,
             reason: "RouteConflict",
             writes: 0,
-            check: |_, r| assert_eq!(r.routes[0].owner, "crossdock:i-two"),
+            check: |_, r| assert_eq!(r.routes[0].owner.to_string(), "crossdock:i-two"),
         },
         Case {
             name: "unmarked route to us for our CIDR: ready, left alone",
@@ -147,7 +147,7 @@ async fn single_pass_table() {
             reason: "RouteAvailable",
             writes: 0,
             check: |_, r| {
-                assert_eq!(r.routes[0].owner, "user");
+                assert_eq!(r.routes[0].owner.to_string(), "user");
                 assert!(r.route.message.contains("no crossdock marker"));
             },
         },
@@ -197,7 +197,7 @@ async fn single_pass_table() {
             writes: 1,
             check: |_, r| {
                 assert!(r.route.message.contains("Quota Center"), "{}", r.route.message);
-                assert_eq!(r.routes[0].status, "Missing");
+                assert_eq!(r.routes[0].status.to_string(), "Missing");
                 assert_eq!(r.retry_after, Some(Duration::from_secs(300)));
             },
         },
@@ -245,7 +245,7 @@ async fn single_pass_table() {
             check: |_, r| {
                 assert!(r.route.message.contains("vpc:CreateRouteEntry"), "{}", r.route.message);
                 assert_eq!(r.credentials.state, State::Failed);
-                assert_eq!(r.credentials.reason, "PermissionDenied");
+                assert_eq!(r.credentials.reason.to_string(), "PermissionDenied");
                 assert!(r.credentials.message.contains("vpc:CreateRouteEntry"));
                 assert_eq!(r.retry_after, Some(Duration::from_secs(300)));
             },
@@ -508,7 +508,7 @@ async fn old_route_is_kept_while_the_new_one_cannot_be_created() {
     fake.add_entry("vtb-sys", SUBNET, "i-other", "", "", "Available");
     let (rec, _) = reconciler(&fake, cfg());
     let r = rec.sync(Some(net(SUBNET))).await;
-    assert_eq!(r.route.reason, "RouteConflict");
+    assert_eq!(r.route.reason.to_string(), "RouteConflict");
     assert_eq!(r.writes, 0);
     assert!(fake
         .entries_in("vtb-sys")
@@ -517,7 +517,7 @@ async fn old_route_is_kept_while_the_new_one_cannot_be_created() {
     assert!(r
         .routes
         .iter()
-        .any(|s| s.entry_id == old && s.owner == "self"));
+        .any(|s| s.entry_id == old && s.owner.to_string() == "self"));
 }
 
 #[tokio::test]
@@ -603,7 +603,7 @@ async fn missing_permission_keeps_running_and_recovers_when_granted() {
     for _ in 0..3 {
         fake.fail_next(Op::Create, "Forbidden.RAM");
         let r = rec.sync(Some(net(SUBNET))).await;
-        assert_eq!(r.route.reason, "PermissionDenied");
+        assert_eq!(r.route.reason.to_string(), "PermissionDenied");
         assert_eq!(r.retry_after, Some(Duration::from_secs(300)));
     }
     let r = rec.sync(Some(net(SUBNET))).await;
@@ -623,7 +623,7 @@ async fn a_slow_route_reports_pending_then_ready_without_a_second_create() {
         (State::Pending, "RoutePending")
     );
     assert_eq!(r.retry_after, Some(Duration::from_secs(5)));
-    assert_eq!(r.routes[0].status, "Pending");
+    assert_eq!(r.routes[0].status.to_string(), "Pending");
     // Waited with doubling, capped polls, within the 60 s budget: 1+2+4+8+8+8+8+8+8 = 55 s.
     let waits = sleeps.lock().unwrap().clone();
     assert_eq!(waits.iter().sum::<Duration>(), Duration::from_secs(55));
@@ -702,7 +702,7 @@ async fn deregister_deletes_only_this_hosts_marked_routes_in_every_table() {
     assert!(r
         .routes
         .iter()
-        .any(|s| s.entry_id == pending && s.status == "Deleted"));
+        .any(|s| s.entry_id == pending && s.status.to_string() == "Deleted"));
     let left: Vec<String> =
         fake.with(|s| s.entries.iter().map(|e| e.route_entry_id.clone()).collect());
     assert_eq!(left.len(), 2);
@@ -767,7 +767,7 @@ async fn an_old_route_that_is_not_available_is_deleted_on_a_later_pass() {
     assert!(r
         .routes
         .iter()
-        .any(|s| s.entry_id == old && s.status == "Modifying"));
+        .any(|s| s.entry_id == old && s.status.to_string() == "Modifying"));
     fake.with(|s| {
         s.entries
             .iter_mut()
@@ -786,6 +786,7 @@ fn connect_failures_become_a_report() {
         path: "/latest/meta-data/instance-id".into(),
         message: "connection failed".into(),
         transient: true,
+        source: None,
     };
     let r = RouteReport::connect_failed(&e);
     assert_eq!(

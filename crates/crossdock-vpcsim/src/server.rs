@@ -11,8 +11,8 @@ use crate::admin::{
 };
 use crate::dataplane::{Dataplane, MemoryDataplane};
 use crate::model::{
-    now_ms, AccessKey, BindingError, Bootstrap, EntryType, Instance, InstanceStatus, Role, RouteEntry,
-    RouteStatus, RouteTable, Tag, VSwitch,
+    now_ms, AccessKey, BindingError, Bootstrap, EntryType, Instance, InstanceStatus, Role,
+    RouteEntry, RouteStatus, RouteTable, Tag, VSwitch,
 };
 use crate::sim::Sim;
 use anyhow::Context as _;

@@ -648,7 +648,11 @@ mod tests {
         let d = desired_of(&s);
         assert_eq!(d.tables.len(), 1, "one vSwitch, one table routing it");
         let routes = d.routes_of(&system);
-        assert_eq!(routes.len(), 1, "only Available entries with a live next hop");
+        assert_eq!(
+            routes.len(),
+            1,
+            "only Available entries with a live next hop"
+        );
         assert_eq!(
             routes[&"10.1.0.0/24".parse().unwrap()],
             "192.168.1.11".parse::<Ipv4Addr>().unwrap()
@@ -681,7 +685,10 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec!["10.9.0.0/24"]
         );
-        assert_eq!(d.table("vtb-custom").unwrap().kernel_table, KERNEL_TABLE_BASE + 1);
+        assert_eq!(
+            d.table("vtb-custom").unwrap().kernel_table,
+            KERNEL_TABLE_BASE + 1
+        );
         // a second vSwitch stays on the system table: two tables, each with its own sources
         s.vswitches.push(crate::model::VSwitch {
             vswitch_id: "vsw-b".into(),
@@ -697,7 +704,10 @@ mod tests {
             vec!["192.168.2.0/24".parse::<ipnet::Ipv4Net>().unwrap()]
         );
         assert_eq!(d.routes_of(&system).len(), 1);
-        assert_eq!(d.table("vtb-custom").unwrap().vswitches, vec![s.vswitches[0].cidr_block]);
+        assert_eq!(
+            d.table("vtb-custom").unwrap().vswitches,
+            vec![s.vswitches[0].cidr_block]
+        );
         assert_eq!(
             s.vswitches_of_table(s.table(&system).unwrap()),
             vec!["vsw-b".to_string()]

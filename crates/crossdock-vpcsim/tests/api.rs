@@ -1624,8 +1624,14 @@ async fn vswitches_bound_to_custom_tables_are_described_routed_and_counted_per_t
         async move {
             let d = dp.applied.lock().unwrap().clone();
             d.tables.len() == 2
-                && d.routes_of(&s2).keys().map(|k| k.to_string()).eq(["10.1.0.0/24"])
-                && d.routes_of(&c2).keys().map(|k| k.to_string()).eq(["10.0.0.0/24"])
+                && d.routes_of(&s2)
+                    .keys()
+                    .map(|k| k.to_string())
+                    .eq(["10.1.0.0/24"])
+                && d.routes_of(&c2)
+                    .keys()
+                    .map(|k| k.to_string())
+                    .eq(["10.0.0.0/24"])
                 && d.table(&c2).unwrap().vswitches
                     == vec!["192.168.2.0/24".parse::<ipnet::Ipv4Net>().unwrap()]
         }

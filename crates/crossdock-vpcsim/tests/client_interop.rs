@@ -7,7 +7,7 @@ use common::{settings, Lab};
 use crossdock_alibaba::types::{CreateRouteEntry, RouteEntryFilter};
 use crossdock_alibaba::{
     CallCounters, Client, ClientOptions, CredentialSource, Credentials, CredentialsProvider,
-    ErrorClass, Secret,
+    ErrorClass, Secret, Settings,
 };
 use std::sync::Arc;
 
@@ -135,8 +135,8 @@ async fn the_agents_credential_chain_uses_the_metadata_service() {
         md.get("instance-id", "instance-id").await.unwrap(),
         inst.instance_id
     );
-    let cfg = crossdock_config::CloudConfig::default();
-    let provider = CredentialsProvider::from_config(
+    let cfg = Settings::default();
+    let provider = CredentialsProvider::from_settings(
         &cfg,
         &EnvVars::from_pairs([]),
         Some(md.clone()),

@@ -118,7 +118,9 @@ impl Netns {
                 "ip", "link", "add", &port, "netns", &vr, "type", "veth", "peer", "name", "eth0",
                 "netns", &h,
             ]);
-            must(&["ip", "-n", &vr, "link", "set", &port, "master", bridge, "up"]);
+            must(&[
+                "ip", "-n", &vr, "link", "set", &port, "master", bridge, "up",
+            ]);
             must(&["ip", "-n", &h, "link", "set", "lo", "up"]);
             must(&["ip", "-n", &h, "link", "set", "eth0", "up"]);
             must(&[
@@ -458,14 +460,13 @@ fn each_vswitch_is_routed_by_its_own_table_without_fallback() {
         (net("10.1.0.0/24"), hop("192.168.1.11")),
         (net("10.2.0.0/24"), hop("192.168.2.12")),
     ]);
-    let table = |id: &str, kt: u32, src: &[&str], routes: &BTreeMap<Ipv4Net, Ipv4Addr>| {
-        TablePlane {
+    let table =
+        |id: &str, kt: u32, src: &[&str], routes: &BTreeMap<Ipv4Net, Ipv4Addr>| TablePlane {
             route_table_id: id.into(),
             kernel_table: kt,
             vswitches: src.iter().map(|s| net(s)).collect(),
             routes: routes.clone(),
-        }
-    };
+        };
     let mut desired = Desired {
         vswitches: vec![net("192.168.1.0/24"), net("192.168.2.0/24")],
         tables: vec![
@@ -475,8 +476,14 @@ fn each_vswitch_is_routed_by_its_own_table_without_fallback() {
         ports: vec![],
     };
     dp.apply(&desired).unwrap();
-    assert!(ping(&h1, "10.1.0.1", "10.2.0.1"), "h1 -> h2 across vSwitches");
-    assert!(ping(&h2, "10.2.0.1", "10.1.0.1"), "h2 -> h1 across vSwitches");
+    assert!(
+        ping(&h1, "10.1.0.1", "10.2.0.1"),
+        "h1 -> h2 across vSwitches"
+    );
+    assert!(
+        ping(&h2, "10.2.0.1", "10.1.0.1"),
+        "h2 -> h1 across vSwitches"
+    );
     let rules = must(&["ip", "-n", &vr, "rule", "show"]);
     assert!(rules.contains("iif vsw lookup 1000"), "{rules}");
     assert!(rules.contains("iif vsw2 lookup 1001"), "{rules}");
@@ -485,7 +492,10 @@ fn each_vswitch_is_routed_by_its_own_table_without_fallback() {
     // main table's route), and so are the answers to h1's packets; host traffic still flows
     desired.tables[1].routes.remove(&net("10.1.0.0/24"));
     dp.apply(&desired).unwrap();
-    assert!(!ping(&h2, "10.2.0.1", "10.1.0.1"), "request routed by vtb-b");
+    assert!(
+        !ping(&h2, "10.2.0.1", "10.1.0.1"),
+        "request routed by vtb-b"
+    );
     assert!(!ping(&h1, "10.1.0.1", "10.2.0.1"), "reply routed by vtb-b");
     assert!(ping(&h1, "192.168.1.11", "192.168.2.12"), "system routes");
     let blackhole = must(&["ip", "-n", &vr, "route", "show", "table", "1001"]);
@@ -495,7 +505,10 @@ fn each_vswitch_is_routed_by_its_own_table_without_fallback() {
     desired.tables.remove(1);
     desired.tables[0].vswitches.push(net("192.168.2.0/24"));
     dp.apply(&desired).unwrap();
-    assert!(ping(&h2, "10.2.0.1", "10.1.0.1"), "h2 routed by vtb-sys now");
+    assert!(
+        ping(&h2, "10.2.0.1", "10.1.0.1"),
+        "h2 routed by vtb-sys now"
+    );
     let rules = must(&["ip", "-n", &vr, "rule", "show"]);
     assert!(rules.contains("iif vsw2 lookup 1000"), "{rules}");
     assert!(!rules.contains("lookup 1001"), "{rules}");

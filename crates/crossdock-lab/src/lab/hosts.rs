@@ -584,8 +584,14 @@ mod tests {
     fn bridge_addresses_name_their_subnet_and_host_ips_stay_in_range() {
         assert_eq!(subnet_of_bip("10.1.11.1/24").unwrap(), "10.1.11.0/24");
         assert!(subnet_of_bip("nonsense").is_err());
-        assert!(usable_host_ip(VSWITCH_CIDR, "192.168.1.11".parse().unwrap()));
-        assert!(usable_host_ip(VSWITCH_CIDR, "192.168.1.250".parse().unwrap()));
+        assert!(usable_host_ip(
+            VSWITCH_CIDR,
+            "192.168.1.11".parse().unwrap()
+        ));
+        assert!(usable_host_ip(
+            VSWITCH_CIDR,
+            "192.168.1.250".parse().unwrap()
+        ));
         for bad in ["192.168.1.10", "192.168.1.253", "192.168.2.11"] {
             assert!(!usable_host_ip(VSWITCH_CIDR, bad.parse().unwrap()), "{bad}");
         }

@@ -14,8 +14,8 @@
 use super::*;
 use crossdock_vpcsim::admin::{CreateRouteTable, CreateVSwitch};
 use crossdock_vpcsim::model::RouteTable;
-use std::collections::BTreeSet;
 use ipnet::Ipv4Net;
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 /// The most vSwitches a lab has (one zone each).
@@ -104,7 +104,9 @@ impl std::str::FromStr for CustomTables {
                 p.strip_prefix("vsw")
                     .unwrap_or(p)
                     .parse::<usize>()
-                    .map_err(|_| format!("`{p}` is not a vSwitch: use its number (2) or name (vsw2)"))
+                    .map_err(|_| {
+                        format!("`{p}` is not a vSwitch: use its number (2) or name (vsw2)")
+                    })
             })
             .collect::<Result<Vec<usize>, String>>()?;
         Ok(CustomTables::Groups(vec![group]))
@@ -360,14 +362,20 @@ impl Lab {
 
     /// Binds a vSwitch to a custom table: its traffic is routed by that table from now on.
     pub fn table_bind(&self, route_table_id: &str, vswitch: &str) -> Result<RouteTable> {
-        let (table, vsw) = (route_table_id.to_string(), self.vswitch(vswitch)?.vswitch_id);
+        let (table, vsw) = (
+            route_table_id.to_string(),
+            self.vswitch(vswitch)?.vswitch_id,
+        );
         self.admin_sync(move |c| async move { c.bind_vswitch(&table, &vsw).await })
             .map_err(as_input_error)
     }
 
     /// Unbinds a vSwitch from a custom table: the system table routes its traffic again.
     pub fn table_unbind(&self, route_table_id: &str, vswitch: &str) -> Result<RouteTable> {
-        let (table, vsw) = (route_table_id.to_string(), self.vswitch(vswitch)?.vswitch_id);
+        let (table, vsw) = (
+            route_table_id.to_string(),
+            self.vswitch(vswitch)?.vswitch_id,
+        );
         self.admin_sync(move |c| async move { c.unbind_vswitch(&table, &vsw).await })
             .map_err(as_input_error)
     }
@@ -421,24 +429,41 @@ mod tests {
     fn vswitches_are_named_addressed_and_zoned_by_number() {
         let v = planned_vswitch(1);
         assert_eq!(
-            (v.name.as_str(), v.cidr.as_str(), v.bridge.as_str(), v.gateway.as_str()),
+            (
+                v.name.as_str(),
+                v.cidr.as_str(),
+                v.bridge.as_str(),
+                v.gateway.as_str()
+            ),
             ("vsw1", VSWITCH_CIDR, BRIDGE, GATEWAY),
             "the first vSwitch is the single-vSwitch lab's"
         );
         let v = planned_vswitch(3);
         assert_eq!(
-            (v.name.as_str(), v.cidr.as_str(), v.bridge.as_str(), v.gateway.as_str()),
+            (
+                v.name.as_str(),
+                v.cidr.as_str(),
+                v.bridge.as_str(),
+                v.gateway.as_str()
+            ),
             ("vsw3", "192.168.3.0/24", "vsw3", "192.168.3.253")
         );
         assert_eq!(zone_id("cn-hangzhou", 1), "cn-hangzhou-h");
         assert_eq!(zone_id("cn-hangzhou", 2), "cn-hangzhou-i");
-        let zones: BTreeSet<String> = (1..=MAX_VSWITCHES)
-            .map(|k| zone_id("r", k))
-            .collect();
+        let zones: BTreeSet<String> = (1..=MAX_VSWITCHES).map(|k| zone_id("r", k)).collect();
         assert_eq!(zones.len(), MAX_VSWITCHES, "one zone per vSwitch");
-        assert!(usable_host_ip("192.168.2.0/24", "192.168.2.11".parse().unwrap()));
-        assert!(!usable_host_ip("192.168.2.0/24", "192.168.1.11".parse().unwrap()));
-        assert!(!usable_host_ip("192.168.2.0/24", "192.168.2.253".parse().unwrap()));
+        assert!(usable_host_ip(
+            "192.168.2.0/24",
+            "192.168.2.11".parse().unwrap()
+        ));
+        assert!(!usable_host_ip(
+            "192.168.2.0/24",
+            "192.168.1.11".parse().unwrap()
+        ));
+        assert!(!usable_host_ip(
+            "192.168.2.0/24",
+            "192.168.2.253".parse().unwrap()
+        ));
     }
 
     #[test]
@@ -455,7 +480,10 @@ mod tests {
         assert!("x2".parse::<CustomTables>().is_err());
         for (bad, why) in [
             (CustomTables::Groups(vec![vec![4]]), "not in the lab"),
-            (CustomTables::Groups(vec![vec![2], vec![2]]), "two custom tables"),
+            (
+                CustomTables::Groups(vec![vec![2], vec![2]]),
+                "two custom tables",
+            ),
             (CustomTables::Groups(vec![vec![]]), "at least one vSwitch"),
             (CustomTables::Groups(vec![vec![1]; 10]), "at most 9"),
         ] {
@@ -466,18 +494,21 @@ mod tests {
     }
 
     fn state_with_zones() -> LabState {
-        let mut s: LabState =
-            serde_json::from_value(serde_json::json!({
-                "name": "x", "dir": "/var/lib/crossdock-lab/x", "vr_netns": "cdl-x-vr",
-                "docker_version": "20", "crossdock_bin": "/bin/true", "agents": true,
-                "phase": "up", "created_at": 0, "region_id": "cn-hangzhou", "vpc_id": "vpc-1",
-                "vswitch_id": "vsw-a", "route_table_id": "vtb-sys", "admin_access_key_id": "k",
-                "admin_access_key_secret": "s", "api_endpoint": "", "metadata_endpoint": "",
-                "api_socket": "/nonexistent/api.sock", "admin_socket": "/nonexistent/admin.sock",
-                "hosts": []
-            }))
-            .expect("a lab.json from before zones loads");
-        assert_eq!(vswitches_of(&s).len(), 1, "older labs have their one vSwitch");
+        let mut s: LabState = serde_json::from_value(serde_json::json!({
+            "name": "x", "dir": "/var/lib/crossdock-lab/x", "vr_netns": "cdl-x-vr",
+            "docker_version": "20", "crossdock_bin": "/bin/true", "agents": true,
+            "phase": "up", "created_at": 0, "region_id": "cn-hangzhou", "vpc_id": "vpc-1",
+            "vswitch_id": "vsw-a", "route_table_id": "vtb-sys", "admin_access_key_id": "k",
+            "admin_access_key_secret": "s", "api_endpoint": "", "metadata_endpoint": "",
+            "api_socket": "/nonexistent/api.sock", "admin_socket": "/nonexistent/admin.sock",
+            "hosts": []
+        }))
+        .expect("a lab.json from before zones loads");
+        assert_eq!(
+            vswitches_of(&s).len(),
+            1,
+            "older labs have their one vSwitch"
+        );
         assert_eq!(vswitches_of(&s)[0].vswitch_id, "vsw-a");
         s.vswitches = vec![
             VSwitchState {

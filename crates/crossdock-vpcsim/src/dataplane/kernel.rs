@@ -522,7 +522,8 @@ mod tests {
         let mut have = want.clone();
         have.rules.remove(&rule("vsw2", 1002));
         have.rules.insert(rule("vsw2", 1001));
-        have.routes.insert((1001, Ipv4Net::default()), Hop::Blackhole);
+        have.routes
+            .insert((1001, Ipv4Net::default()), Hop::Blackhole);
         have.routes
             .insert((1000, net("10.1.0.0/24")), Hop::Via(ip("192.168.2.99")));
         have.routes.remove(&(1002, net("10.1.0.0/24")));
@@ -552,9 +553,8 @@ mod tests {
         assert!(first
             .iter()
             .any(|a| a.join(" ") == "route replace blackhole 0.0.0.0/0 proto 250 table 1002"));
-        assert!(first
-            .iter()
-            .any(|a| a.join(" ") == "route replace 192.168.2.0/24 dev vsw2 scope link proto 250 table 1000"));
+        assert!(first.iter().any(|a| a.join(" ")
+            == "route replace 192.168.2.0/24 dev vsw2 scope link proto 250 table 1000"));
     }
 
     #[test]
@@ -565,10 +565,7 @@ mod tests {
             {"dst":"10.9.9.9","gateway":"192.168.1.12","dev":"vsw","flags":[]}]"#;
         let r = parse_routes_json(routes).unwrap();
         assert_eq!(r[&(1000, Ipv4Net::default())], Hop::Blackhole);
-        assert_eq!(
-            r[&(1000, net("10.1.0.0/24"))],
-            Hop::Via(ip("192.168.2.12"))
-        );
+        assert_eq!(r[&(1000, net("10.1.0.0/24"))], Hop::Via(ip("192.168.2.12")));
         assert_eq!(r[&(1000, net("192.168.1.0/24"))], Hop::Link("vsw".into()));
         assert_eq!(
             r[&(MAIN_TABLE, net("10.9.9.9/32"))],
