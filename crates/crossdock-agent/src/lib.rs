@@ -24,3 +24,5 @@ pub mod state;
 mod daemon_tests;
 #[cfg(test)]
 mod fakes;
+#[cfg(test)]
+mod names_tests;

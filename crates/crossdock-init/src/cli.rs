@@ -127,14 +127,29 @@ async fn init(args: &InitArgs) -> Result<(), InitError> {
             args.daemon_json.display()
         )));
     }
+    let dns = crate::names_dns::for_host(&cfg, subnet)?;
+    let dns_value = dns.as_ref().map(|(list, _)| crate::names_dns::value(list));
+    if let Some((list, note)) = &dns {
+        let list: Vec<String> = list.iter().map(ToString::to_string).collect();
+        note(format_args!("[names] on: dns {}", list.join(", ")));
+        if let Some(n) = note {
+            self::note(n);
+        }
+    }
     let socket = cfg.docker_socket();
     let signs = docker::signs(&socket, &file);
     let docker_state = docker::state(&socket, signs, DOCKER_TIMEOUT).await?;
-    let file_has_it = file.get_str("bip").as_deref() == Some(bip.as_str());
+    let dns_in_file = dns_value.is_none() || file.get_value("dns") == dns_value;
+    let file_has_it = file.get_str("bip").as_deref() == Some(bip.as_str()) && dns_in_file;
     let decision = decide::decide(file_has_it, subnet, &docker_state)
         .map_err(|r| InitError::BadInput(r.to_string()))?;
     let new_text = if decision.write {
-        file.with_bip(&bip).render()
+        let with_bip = file.with_bip(&bip);
+        match &dns_value {
+            Some(v) => with_bip.with_value("dns", v),
+            None => with_bip,
+        }
+        .render()
     } else {
         String::from_utf8_lossy(old.as_deref().unwrap_or_default()).into_owned()
     };

@@ -78,12 +78,23 @@ impl DaemonJson {
 
     /// This file with `"bip"` set to `bip`: in place if present (later duplicates dropped), else last.
     pub fn with_bip(&self, bip: &str) -> Self {
-        let value = RawValue::from_string(serde_json::Value::from(bip).to_string())
-            .expect("a JSON string is valid JSON");
+        self.with_value("bip", &serde_json::Value::from(bip))
+    }
+
+    /// The value of `key`, parsed (`None` when absent or not JSON).
+    pub fn get_value(&self, key: &str) -> Option<serde_json::Value> {
+        let raw = self.entries.iter().find(|(k, _)| k == key)?.1.get();
+        serde_json::from_str(raw).ok()
+    }
+
+    /// This file with `key` set to `value`: in place if present (later duplicates dropped), else
+    /// last; every other entry as it was written.
+    pub fn with_value(&self, key: &str, value: &serde_json::Value) -> Self {
+        let value = RawValue::from_string(value.to_string()).expect("a JSON value is valid JSON");
         let mut entries = Vec::with_capacity(self.entries.len() + 1);
         let mut placed = false;
         for (k, v) in &self.entries {
-            if k != "bip" {
+            if k != key {
                 entries.push((k.clone(), v.clone()));
             } else if !placed {
                 entries.push((k.clone(), value.clone()));
@@ -91,7 +102,7 @@ impl DaemonJson {
             }
         }
         if !placed {
-            entries.push(("bip".into(), value));
+            entries.push((key.into(), value));
         }
         Self { entries }
     }

@@ -17,6 +17,7 @@ pub mod daemon_json;
 pub mod decide;
 pub mod docker;
 pub mod identity;
+pub mod names_dns;
 pub mod userdata;
 
 /// Why `crossdock init` stopped. `Display` is one line with the fix.

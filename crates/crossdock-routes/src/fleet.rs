@@ -31,15 +31,16 @@ use crossdock_alibaba::{
 };
 use crossdock_config::mapping::SubnetMapping;
 
+use crate::calls::Calls;
+use crate::discovery::Discovery;
 use crate::fleet_plan::{
     plan_fleet, release_candidates, FleetConflict, FleetInput, FleetPlan, Member, Missing,
     ReleaseEvidence, StaleWait,
 };
 use crate::gc::ReleaseTracker;
 use crate::plan::Observed;
-use crate::reconciler::{
-    Calls, Discovery, Outcome, Problem, RouteReconciler, SyncState, RETRY_PENDING,
-};
+use crate::problem::{Outcome, Problem, RETRY_PENDING};
+use crate::reconciler::{RouteReconciler, SyncState};
 use crate::tables::Senders;
 
 /// Most entries one batch call takes.

@@ -18,15 +18,21 @@
 //! # Ok(()) }
 //! ```
 
+mod calls;
 pub mod cloud;
+mod deregister;
+mod discovery;
+mod finish;
 pub mod fleet;
 pub mod fleet_plan;
 pub mod gc;
 pub mod metrics;
 pub mod plan;
+mod problem;
 pub mod reconciler;
 pub mod report;
 pub mod tables;
+mod wait;
 
 #[cfg(test)]
 mod fake;

@@ -1,0 +1,142 @@
+//! Discovery: the VPC's layout (vSwitches, CIDRs, which table each vSwitch uses, so which tables
+//! this host's route must be in) and the ENI's source/destination check, read on the first pass, on
+//! a subnet change and every `rediscover_every` passes.
+
+use crossdock_alibaba::Error as CloudError;
+use crossdock_config::SourceDestCheck as SdcMode;
+use crossdock_status::Reason;
+
+use crate::calls::Calls;
+use crate::plan::NetworkCidrs;
+use crate::problem::{Outcome, Problem, RETRY_PERMANENT};
+use crate::reconciler::{RouteReconciler, SyncState};
+use crate::report::SourceDestCheck;
+use crate::tables::{Senders, TableLayout};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Discovery {
+    /// The tables this host's route must be in (every table on a path from a sender).
+    pub(crate) tables: Vec<String>,
+    pub(crate) cidrs: NetworkCidrs,
+    /// Which table each vSwitch uses.
+    pub(crate) layout: TableLayout,
+}
+
+impl RouteReconciler {
+    pub(crate) async fn discover(&self, calls: &Calls<'_>) -> Result<Discovery, Problem> {
+        let vpc = &self.identity.vpc_id;
+        let (vswitches, vpc_cidrs) = tokio::join!(calls.vswitches(vpc), calls.vpc_cidrs(vpc));
+        let vswitches = vswitches
+            .map_err(|e| Problem::from_error(&format!("list the vSwitches of {vpc}"), &e))?;
+        let vpc_cidrs =
+            vpc_cidrs.map_err(|e| Problem::from_error(&format!("read the CIDRs of {vpc}"), &e))?;
+        let listing =
+            if self.cfg.route_table_ids.is_empty() && !TableLayout::complete_from(&vswitches) {
+                calls.route_tables(vpc).await.map_err(|e| {
+                    Problem::from_error(&format!("list the route tables of {vpc}"), &e)
+                })?
+            } else {
+                Vec::new()
+            };
+        let no_table = |m: String| {
+            Problem::failed(
+                Reason::NoRouteTable,
+                format!("{m}; fix: set cloud.route_table_ids"),
+                Some(RETRY_PERMANENT),
+            )
+        };
+        let layout = if self.cfg.route_table_ids.is_empty() {
+            TableLayout::new(&vswitches, &listing).map_err(no_table)?
+        } else {
+            TableLayout::default()
+        };
+        let tables = layout
+            .tables_on_path(
+                &self.cfg.route_table_ids,
+                Senders::Vpc,
+                &self.identity.vswitch_id,
+            )
+            .map_err(no_table)?;
+        let cidrs = NetworkCidrs {
+            vpc: vpc_cidrs,
+            vswitches: vswitches
+                .iter()
+                .filter_map(|v| Some((v.vswitch_id.clone(), v.cidr_block.trim().parse().ok()?)))
+                .collect(),
+        };
+        tracing::debug!(?tables, ?cidrs, "VPC layout");
+        Ok(Discovery {
+            tables,
+            cidrs,
+            layout,
+        })
+    }
+
+    pub(crate) fn sdc_problem(&self) -> Problem {
+        Problem::failed(
+            Reason::SourceDestCheckEnabled,
+            format!(
+                "the source/destination check of {} is on, so the ENI drops routed container traffic; fix: \
+                 switch it off (ECS ModifyNetworkInterfaceAttribute SourceDestCheck=false, or the console), \
+                 or set cloud.source_dest_check = \"disable\" to let crossdock do it",
+                self.identity.eni_id
+            ),
+            None,
+        )
+    }
+
+    /// Takes in a read of the ENI's source/destination check; true when it must be switched off.
+    pub(crate) fn note_source_dest(
+        &self,
+        st: &mut SyncState,
+        out: &mut Outcome,
+        read: Result<Option<bool>, CloudError>,
+    ) -> bool {
+        let eni = &self.identity.eni_id;
+        st.sdc_checked = true;
+        match read {
+            Ok(Some(false)) => st.sdc = SourceDestCheck::Disabled,
+            Ok(None) => st.sdc = SourceDestCheck::Unknown,
+            Ok(Some(true)) => {
+                st.sdc = SourceDestCheck::Enabled;
+                match self.cfg.source_dest_check {
+                    SdcMode::Report => out.problems.push(self.sdc_problem()),
+                    SdcMode::Disable => return true,
+                }
+            }
+            Err(e) => {
+                st.sdc_checked = false;
+                st.sdc = SourceDestCheck::Unknown;
+                out.problems.push(Problem::from_error(
+                    &format!("read the source/destination check of {eni}"),
+                    &e,
+                ));
+            }
+        }
+        false
+    }
+
+    /// Takes in the answer to switching the ENI's source/destination check off.
+    pub(crate) fn note_source_dest_write(
+        &self,
+        st: &mut SyncState,
+        out: &mut Outcome,
+        written: Result<(), CloudError>,
+    ) {
+        let eni = &self.identity.eni_id;
+        match written {
+            Ok(()) => {
+                tracing::info!(eni = %eni, "switched off the ENI's source/destination check");
+                st.sdc = SourceDestCheck::Disabled;
+                out.sdc_disabled += 1;
+            }
+            Err(e) => {
+                st.sdc_checked = false;
+                out.problems.push(Problem::from_error(
+                    &format!("switch off the source/destination check of {eni}"),
+                    &e,
+                ));
+            }
+        }
+    }
+}
