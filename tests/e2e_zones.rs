@@ -101,15 +101,22 @@ fn assert_doctor_names(lab: &Lab, table: &str, subnet: &str) {
         )
     });
     assert_eq!(out.status.code(), Some(2), "doctor must fail: {report:#}");
-    let named = report["checks"].as_array().expect("checks").iter().any(|c| {
-        let evidence = c["evidence"].as_str().unwrap_or("");
-        ["route.tables", "cloud.route"].contains(&c["id"].as_str().unwrap_or(""))
-            && c["status"] == "fail"
-            && evidence.contains(table)
-            && evidence.contains(subnet)
-            && c["fix"].as_str().is_some_and(|f| f.contains(table))
-    });
-    assert!(named, "doctor does not name {table} lacking {subnet}: {report:#}");
+    let named = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .any(|c| {
+            let evidence = c["evidence"].as_str().unwrap_or("");
+            ["route.tables", "cloud.route"].contains(&c["id"].as_str().unwrap_or(""))
+                && c["status"] == "fail"
+                && evidence.contains(table)
+                && evidence.contains(subnet)
+                && c["fix"].as_str().is_some_and(|f| f.contains(table))
+        });
+    assert!(
+        named,
+        "doctor does not name {table} lacking {subnet}: {report:#}"
+    );
 }
 
 /// Every pair of containers reaches each other both ways with its own source IP.

@@ -449,6 +449,9 @@ const EXPECTED_FILES: &[&str] = &[
     "/usr/share/doc/crossdock/examples/ram-policy.json",
     "/usr/share/doc/crossdock/examples/cloud-init-user-data.yaml",
     "/usr/share/doc/crossdock/examples/cloud-init-user-data-per-host.yaml",
+    "/usr/share/doc/crossdock/examples/prometheus/crossdock-alerts.yml",
+    "/usr/share/doc/crossdock/examples/prometheus/crossdock-alerts.test.yml",
+    "/usr/share/doc/crossdock/examples/grafana/crossdock-fleet.json",
 ];
 
 #[test]

@@ -37,7 +37,7 @@ pub struct NamesConfig {
     #[serde(deserialize_with = "de_opt_path", serialize_with = "ser_opt_path")]
     pub cluster_key_file: Option<PathBuf>,
     /// A member host that went silent (agent killed or restarting) keeps its records this long, in
-    /// seconds; a host that is no member any more loses them after at most 30 s. Default 300;
+    /// seconds; a host that is no member any more loses them 10 s after it was last heard. Default 300;
     /// 5..=86400.
     pub withdraw_after_secs: u64,
     /// The resolv.conf naming the upstream resolvers for every name outside the zone. Default
@@ -61,10 +61,10 @@ impl Default for NamesConfig {
 }
 
 /// How long a host that is no member any more keeps its records after it was last heard.
-pub const NON_MEMBER_WITHDRAW_SECS: u64 = 30;
+pub const NON_MEMBER_WITHDRAW_SECS: u64 = 10;
 
 impl NamesConfig {
-    /// How long a silent non-member keeps its records: 30 s, or less when `withdraw_after_secs`
+    /// How long a silent non-member keeps its records: 10 s, or less when `withdraw_after_secs`
     /// is shorter.
     pub fn non_member_withdraw_secs(&self) -> u64 {
         self.withdraw_after_secs.min(NON_MEMBER_WITHDRAW_SECS)
@@ -193,7 +193,7 @@ mod tests {
         let on = parse("enabled = true\nzone = \"Fleet.Example.\"\nhost_name = \"web-1\"\ncluster_key_file = \"/etc/crossdock/cluster.key\"\nwithdraw_after_secs = 20").unwrap();
         assert_eq!(on.names.zone.as_str(), "fleet.example");
         assert_eq!(on.names.host_name.as_ref().unwrap().as_str(), "web-1");
-        assert_eq!(on.names.non_member_withdraw_secs(), 20);
+        assert_eq!(on.names.non_member_withdraw_secs(), 10);
         assert_eq!(crate::parse(&on.to_toml()).unwrap(), on);
         let printed = c.to_toml();
         assert!(

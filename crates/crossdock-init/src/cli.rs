@@ -128,12 +128,12 @@ async fn init(args: &InitArgs) -> Result<(), InitError> {
         )));
     }
     let dns = crate::names_dns::for_host(&cfg, subnet)?;
-    let dns_value = dns.as_ref().map(|(list, _)| crate::names_dns::value(list));
-    if let Some((list, note)) = &dns {
-        let list: Vec<String> = list.iter().map(ToString::to_string).collect();
+    let dns_value = dns.as_ref().map(|d| crate::names_dns::value(&d.servers));
+    if let Some(d) = &dns {
+        let list: Vec<String> = d.servers.iter().map(ToString::to_string).collect();
         note(format_args!("[names] on: dns {}", list.join(", ")));
-        if let Some(n) = note {
-            self::note(n);
+        if let Some(w) = &d.warning {
+            note(w);
         }
     }
     let socket = cfg.docker_socket();

@@ -58,12 +58,17 @@ pub fn nameservers(path: &Path) -> Result<Vec<IpAddr>, InitError> {
         .collect())
 }
 
-/// The `"dns"` list for this host (`None` with `[names]` off), and a note when containers would
-/// have no resolver left while the agent is stopped.
-pub fn for_host(
-    cfg: &Config,
-    subnet: Ipv4Net,
-) -> Result<Option<(Vec<IpAddr>, Option<String>)>, InitError> {
+/// What init writes into `"dns"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsList {
+    /// The resolvers, the agent's first.
+    pub servers: Vec<IpAddr>,
+    /// Set when containers would have no resolver left while the agent is stopped.
+    pub warning: Option<String>,
+}
+
+/// The `"dns"` list for this host (`None` with `[names]` off).
+pub fn for_host(cfg: &Config, subnet: Ipv4Net) -> Result<Option<DnsList>, InitError> {
     let n = &cfg.names;
     if !n.enabled {
         return Ok(None);
@@ -76,13 +81,16 @@ pub fn for_host(
     }
     let gateway = Ipv4Addr::from(u32::from(subnet.network()) + 1);
     let list = servers(gateway, &nameservers(&n.resolv_conf)?);
-    let note = (list.len() == 1).then(|| {
+    let warning = (list.len() == 1).then(|| {
         format!(
             "{} lists no resolver a container can reach (only loopback ones or none): while the agent is stopped, containers resolve no names at all (fix: list the VPC resolvers in it, e.g. nameserver 100.100.2.136)",
             n.resolv_conf.display()
         )
     });
-    Ok(Some((list, note)))
+    Ok(Some(DnsList {
+        servers: list,
+        warning,
+    }))
 }
 
 #[cfg(test)]
@@ -130,13 +138,13 @@ mod tests {
         let resolv = dir.path().join("resolv.conf");
         std::fs::write(&resolv, "options rotate\nnameserver 100.100.2.136\n").unwrap();
         let subnet = "10.1.11.0/24".parse().unwrap();
-        let (list, note) = for_host(&cfg(&resolv, ""), subnet).unwrap().unwrap();
-        assert_eq!(list, [ip("10.1.11.1"), ip("100.100.2.136")]);
-        assert_eq!(note, None);
+        let got = for_host(&cfg(&resolv, ""), subnet).unwrap().unwrap();
+        assert_eq!(got.servers, [ip("10.1.11.1"), ip("100.100.2.136")]);
+        assert_eq!(got.warning, None);
         std::fs::write(&resolv, "nameserver 127.0.0.53\n").unwrap();
-        let (list, note) = for_host(&cfg(&resolv, ""), subnet).unwrap().unwrap();
-        assert_eq!(list, [ip("10.1.11.1")]);
-        assert!(note.unwrap().contains("fix:"));
+        let got = for_host(&cfg(&resolv, ""), subnet).unwrap().unwrap();
+        assert_eq!(got.servers, [ip("10.1.11.1")]);
+        assert!(got.warning.unwrap().contains("fix:"));
         let off = crossdock_config::parse("cluster_cidrs = [\"10.0.0.0/8\"]").unwrap();
         assert!(for_host(&off, subnet).unwrap().is_none());
     }
@@ -146,10 +154,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let subnet = "10.1.11.0/24".parse().unwrap();
         let e = for_host(&cfg(&dir.path().join("none"), ""), subnet).unwrap_err();
-        assert!(matches!(&e, InitError::BadInput(m) if m.contains("names.resolv_conf")), "{e}");
+        assert!(
+            matches!(&e, InitError::BadInput(m) if m.contains("names.resolv_conf")),
+            "{e}"
+        );
         let resolv = dir.path().join("resolv.conf");
         std::fs::write(&resolv, "nameserver 100.100.2.136\n").unwrap();
         let e = for_host(&cfg(&resolv, "dns_port = 5353"), subnet).unwrap_err();
-        assert!(matches!(&e, InitError::BadInput(m) if m.contains("dns_port")), "{e}");
+        assert!(
+            matches!(&e, InitError::BadInput(m) if m.contains("dns_port")),
+            "{e}"
+        );
     }
 }

@@ -66,6 +66,9 @@ pub enum LabCommand {
     /// Run the VPC emulator (started by `up` inside the vRouter namespace).
     #[command(hide = true)]
     VpcServer(crossdock_vpcsim::cli::VpcServerArgs),
+    /// Run the upstream DNS stand-in (started by `up --names` inside the vRouter namespace).
+    #[command(hide = true)]
+    DnsServer(crate::upstream_dns::DnsServerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +95,11 @@ pub struct UpArgs {
     /// (derived subnets), each host's bridge subnet written by `crossdock init` before its dockerd.
     #[arg(long)]
     pub fleet: bool,
+    /// Container names across hosts (implies --fleet): [names] on in every agent, the VPC DNS
+    /// stand-in (answering example.test) at 100.100.2.136 in the vRouter, and every host's
+    /// resolv.conf pointing at it.
+    #[arg(long)]
+    pub names: bool,
     /// Fleet mode: the agent configuration to run on every host (e.g. the agent.toml of
     /// deploy/cloud-init/user-data.yaml); the lab only points its cloud endpoints and per-host sockets
     /// into the lab.
@@ -264,6 +272,7 @@ pub fn run(args: LabArgs) -> u8 {
         LabCommand::List => cmd_list(),
         LabCommand::Demo(demo) => cmd_demo(&args.name, demo),
         LabCommand::VpcServer(v) => return crossdock_vpcsim::cli::run(v),
+        LabCommand::DnsServer(d) => return crate::upstream_dns::run(d),
     };
     match result {
         Ok(code) => code,
@@ -293,7 +302,8 @@ fn cmd_up(name: &str, up: UpArgs) -> Result<u8> {
         None => None,
     };
     let opts = LabOptions {
-        fleet: up.fleet,
+        fleet: up.fleet || up.names,
+        names: up.names,
         agent_config_text,
         name: name.to_string(),
         hosts: up.hosts,
@@ -358,6 +368,15 @@ fn print_status(status: &lab::LabStatus, state: &LabState) {
         println!(
             "  fleet mode: instances tagged {tag}, one agent configuration {}",
             lab::fleet_config_path(state).display()
+        );
+    }
+    if state.names {
+        println!(
+            "  names: every agent answers crossdock.internal on its bridge gateway; the VPC DNS stand-in {} answers {} ({}), named by {}",
+            crate::upstream_dns::UPSTREAM_DNS_IP,
+            crate::upstream_dns::TEST_ZONE,
+            crate::upstream_dns::TEST_NAME,
+            lab::resolv_conf_path(state).display()
         );
     }
     for h in &status.hosts {

@@ -23,12 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod hosts;
+mod names;
 mod zones;
 use hosts::start_host_dockerd;
 pub use hosts::{
     apply_lab_endpoints, default_fleet_config, default_fleet_tag, fleet_config_from_text,
     fleet_config_path, fleet_host_config, run_init, subnet_of_bip, HostAdd, LAB_OVERRIDES,
 };
+pub use names::{apply_lab_names, resolv_conf_path, upstream_dns_pid};
 pub use zones::{
     find_vswitch, host_ip_in, host_vswitch, planned_vswitch, usable_host_ip, vswitch_bridge,
     vswitch_cidr, vswitch_gateway, vswitch_name, vswitches_of, zone_id, zone_statuses,
@@ -105,6 +107,9 @@ pub struct LabOptions {
     pub vswitches: usize,
     /// Which vSwitches get custom route tables (default: every one but the first).
     pub custom_tables: CustomTables,
+    /// Fleet mode: container names across hosts (`[names]` on in the shared configuration), with
+    /// the upstream DNS stand-in in the vRouter and the lab's resolv.conf (see the `names` module).
+    pub names: bool,
 }
 
 impl Default for LabOptions {
@@ -124,6 +129,7 @@ impl Default for LabOptions {
             agent_config_text: None,
             vswitches: 1,
             custom_tables: CustomTables::default(),
+            names: false,
         }
     }
 }
@@ -239,6 +245,9 @@ pub struct LabState {
     /// [`vswitches_of`]).
     #[serde(default)]
     pub vswitches: Vec<VSwitchState>,
+    /// Container names on (`up --names`): the upstream DNS stand-in runs in the vRouter.
+    #[serde(default)]
+    pub names: bool,
 }
 
 fn yes() -> bool {
@@ -480,6 +489,13 @@ impl Lab {
                 );
             }
         }
+        if opts.names && !opts.fleet {
+            return Err(InputError(
+                "container names need fleet mode (the members exchange the catalog): add --fleet"
+                    .into(),
+            )
+            .into());
+        }
         if opts.agent_config_text.is_some() && !opts.fleet {
             return Err(InputError(
                 "an agent configuration file is only taken in fleet mode (add --fleet)".into(),
@@ -533,6 +549,7 @@ impl Lab {
                 source_dest_check: opts.source_dest_check,
                 next_index: 1,
                 vswitches: Vec::new(),
+                names: opts.names,
             },
             children: Vec::new(),
             owned: true,
@@ -562,6 +579,9 @@ impl Lab {
             self.prepare_fleet(opts)?;
         }
         self.build_vrouter(opts.vswitches)?;
+        if opts.names {
+            self.start_upstream_dns()?;
+        }
         for index in 1..=opts.hosts + opts.static_hosts {
             let k = host_vswitch(index, opts.vswitches);
             self.create_host_netns(index, host_ip_in(k, index), index <= opts.hosts, k)?;
@@ -1531,6 +1551,7 @@ mod tests {
             source_dest_check: true,
             next_index: 3,
             vswitches: vec![],
+            names: false,
         };
         let value = serde_json::to_value(status_of(&state)).unwrap();
         for key in [

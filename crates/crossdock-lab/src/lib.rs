@@ -9,6 +9,7 @@ pub mod lab;
 pub mod netns;
 pub mod procs;
 pub mod testing;
+pub mod upstream_dns;
 
 pub use dockerd::{ContainerInfo, DockerVersion, Dockerd, DockerdSpec};
 pub use lab::{down, HostState, HostStatus, Lab, LabOptions, LabState, LabStatus};

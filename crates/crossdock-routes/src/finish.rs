@@ -174,7 +174,11 @@ impl RouteReconciler {
             if let Some(f) = &report.fleet {
                 m.fleet = Some(crate::metrics::FleetGauges::of(f));
             }
-            m.last_pass_millis = started.elapsed().as_millis() as u64;
+            m.last_pass_millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            m.observe_pass(started.elapsed());
+            for code in &out.refusal_codes {
+                *m.write_refusals_by_code.entry(code.clone()).or_default() += 1;
+            }
         }
         match report.route.state {
             State::Ready => {

@@ -393,7 +393,7 @@ impl RouteReconciler {
                         && started.elapsed() < self.cfg.write_patience =>
                 {
                     refusals += 1;
-                    out.write_refusals += 1;
+                    out.refused(&e);
                     let delay = self.write_delay(refusals, e.retry_hint());
                     tracing::debug!(refusals, ?delay, error = %e, "fleet batch refused for now; backing off, then re-reading");
                     (self.sleeper)(delay).await;

@@ -33,12 +33,36 @@ pub struct RouteMetrics {
     pub ready: bool,
     /// Duration of the last pass, milliseconds.
     pub last_pass_millis: u64,
+    /// Route writes refused for now, by API code.
+    pub write_refusals_by_code: std::collections::BTreeMap<String, u64>,
+    /// Passes in the histogram.
+    pub syncs_observed: u64,
+    /// Pass durations: counts per bucket of [`PASS_BUCKETS`] (not cumulative), sum, count.
+    pub pass_buckets: [u64; PASS_BUCKETS.len()],
+    /// Sum of pass durations, milliseconds.
+    pub pass_millis_sum: u64,
     /// Fleet mode: routes of released instances deleted.
     pub fleet_routes_deleted: u64,
     /// Fleet mode: `CreateRouteEntries` / `DeleteRouteEntries` calls made.
     pub fleet_batch_writes: u64,
     /// Fleet mode: what the last sweep saw (`None` in per-host mode: no fleet metrics).
     pub fleet: Option<FleetGauges>,
+}
+
+/// Upper bounds (seconds) of the route-pass duration histogram: a pass in sync takes one API round
+/// trip; one that creates a route waits for `Available` (seconds); a busy table, minutes.
+pub const PASS_BUCKETS: [f64; 8] = [0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0];
+
+impl RouteMetrics {
+    /// Records one pass's duration in the histogram.
+    pub fn observe_pass(&mut self, took: std::time::Duration) {
+        let secs = took.as_secs_f64();
+        if let Some(i) = PASS_BUCKETS.iter().position(|b| secs <= *b) {
+            self.pass_buckets[i] += 1;
+        }
+        self.pass_millis_sum += u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        self.syncs_observed += 1;
+    }
 }
 
 /// Gauges of the last fleet sweep.
@@ -151,6 +175,21 @@ pub fn write_prometheus(out: &mut String, m: &RouteMetrics, calls: Option<&CallC
         "1 if the last route pass ended ready.",
         u64::from(m.ready),
     );
+    write_pass_histogram(out, m);
+    if !m.write_refusals_by_code.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_route_write_refusals_by_code_total Route writes the VPC refused for now, by API code.\n\
+             # TYPE crossdock_route_write_refusals_by_code_total counter"
+        );
+        for (code, n) in &m.write_refusals_by_code {
+            let _ = writeln!(
+                out,
+                "crossdock_route_write_refusals_by_code_total{{code=\"{}\"}} {n}",
+                escape(code)
+            );
+        }
+    }
     if let Some(f) = &m.fleet {
         write_fleet(out, m, f);
     }
@@ -203,6 +242,29 @@ pub fn write_prometheus(out: &mut String, m: &RouteMetrics, calls: Option<&CallC
         "Retries refused because the retry budget was empty.",
         c.budget_exhausted,
     );
+}
+
+/// `crossdock_route_pass_duration_seconds`: how long route passes take.
+fn write_pass_histogram(out: &mut String, m: &RouteMetrics) {
+    let name = "crossdock_route_pass_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Duration of route reconciliation passes (sync and deregister).\n# TYPE {name} histogram"
+    );
+    let mut cumulative = 0;
+    for (bound, n) in PASS_BUCKETS.iter().zip(m.pass_buckets) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", m.syncs_observed);
+    // The sum in seconds, from whole milliseconds (exact, no float rounding).
+    let _ = writeln!(
+        out,
+        "{name}_sum {}.{:03}",
+        m.pass_millis_sum / 1000,
+        m.pass_millis_sum % 1000
+    );
+    let _ = writeln!(out, "{name}_count {}", m.syncs_observed);
 }
 
 /// Fleet mode's metrics (only in fleet mode).
@@ -274,6 +336,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pass_durations_and_refusal_codes_are_exported() {
+        let mut m = RouteMetrics::default();
+        m.observe_pass(std::time::Duration::from_millis(80));
+        m.observe_pass(std::time::Duration::from_millis(1500));
+        m.observe_pass(std::time::Duration::from_secs(600));
+        m.write_refusals_by_code.insert("TaskConflict".into(), 3);
+        let mut out = String::new();
+        write_prometheus(&mut out, &m, None);
+        for line in [
+            "crossdock_route_pass_duration_seconds_bucket{le=\"0.1\"} 1",
+            "crossdock_route_pass_duration_seconds_bucket{le=\"2.5\"} 2",
+            "crossdock_route_pass_duration_seconds_bucket{le=\"120\"} 2",
+            "crossdock_route_pass_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "crossdock_route_pass_duration_seconds_sum 601.580",
+            "crossdock_route_pass_duration_seconds_count 3",
+            "crossdock_route_write_refusals_by_code_total{code=\"TaskConflict\"} 3",
+        ] {
+            assert!(out.lines().any(|l| l == line), "missing {line}:\n{out}");
+        }
+    }
+
+    #[test]
     fn renders_prometheus_text() {
         let mut c = CallCounts::default();
         c.calls.insert(("CreateRouteEntry".into(), "ok".into()), 2);
@@ -295,7 +379,12 @@ mod tests {
         // Every sample line belongs to a declared metric.
         for line in out.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
-            assert!(out.contains(&format!("# TYPE {name} ")), "{line}");
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|b| out.contains(&format!("# TYPE {b} histogram")))
+                .unwrap_or(name);
+            assert!(out.contains(&format!("# TYPE {base} ")), "{line}");
         }
     }
 }

@@ -113,6 +113,8 @@ pub(crate) struct Outcome {
     pub(crate) sdc_disabled: u64,
     pub(crate) conflicts: u64,
     pub(crate) write_refusals: u64,
+    /// The refusals by API code (`TaskConflict`, `Throttling.User`, ...).
+    pub(crate) refusal_codes: Vec<String>,
     /// Run again after at most this long (a released instance's grace period ends).
     pub(crate) next_pass: Option<Duration>,
     /// Routes of released instances deleted (fleet mode).
@@ -122,6 +124,13 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
+    /// Counts a route write the VPC refused for now.
+    pub(crate) fn refused(&mut self, e: &CloudError) {
+        self.write_refusals += 1;
+        self.refusal_codes
+            .push(e.code().unwrap_or("unreachable").to_string());
+    }
+
     /// Adds what a part of the pass that ran alongside found.
     pub(crate) fn merge(&mut self, other: Outcome) {
         self.problems.extend(other.problems);
@@ -133,6 +142,7 @@ impl Outcome {
         self.sdc_disabled += other.sdc_disabled;
         self.conflicts += other.conflicts;
         self.write_refusals += other.write_refusals;
+        self.refusal_codes.extend(other.refusal_codes);
         self.fleet_deleted += other.fleet_deleted;
         self.batch_calls += other.batch_calls;
         self.next_pass = match (self.next_pass, other.next_pass) {

@@ -636,7 +636,7 @@ impl RouteReconciler {
                     if e.class() == ErrorClass::Retryable && waited < self.cfg.write_patience =>
                 {
                     refusals += 1;
-                    out.write_refusals += 1;
+                    out.refused(&e);
                     let delay = self.write_delay(refusals, e.retry_hint());
                     tracing::debug!(table, cidr = %cidr, refusals, ?delay, error = %e, "route write refused for now; backing off");
                     (self.sleeper)(delay).await;

@@ -21,6 +21,7 @@ pub const LAB_OVERRIDES: &[&str] = &[
     "cloud.ecs_endpoint = \"http://100.100.100.201\" (the emulator's API)",
     "health_socket = \"<host dir>/agent.sock\" (per host: the lab's hosts share one filesystem)",
     "docker.host = \"unix://<host dir>/docker.sock\" (per host, for the same reason)",
+    "with --names: names.enabled = true, names.resolv_conf = \"<lab dir>/resolv.conf\" (the VPC DNS stand-in)",
 ];
 
 /// The fleet's shared agent configuration (what every host's `agent.toml` is, before its own sockets).
@@ -191,6 +192,9 @@ impl Lab {
         };
         if let Some(hook) = &opts.agent_config {
             (hook.0)(0, &mut shared);
+        }
+        if opts.names {
+            super::names::apply_lab_names(&mut shared, &self.state);
         }
         let tag = shared.fleet.tag.as_ref().map(ToString::to_string);
         self.state.fleet_tag = Some(tag.unwrap_or_else(|| default_fleet_tag(&self.state.name)));

@@ -1,0 +1,292 @@
+//! Container names across hosts end to end (issue 12, "What it must show"), in a fleet lab of three
+//! hosts with `[names]` on (`crossdock lab up --names`): every agent answers `crossdock.internal`
+//! on its bridge gateway, the members exchange their records, `crossdock init` put the resolver
+//! first in each host's daemon.json `dns`, and the VPC DNS stand-in in the vRouter answers
+//! `example.test`.
+//!
+//! In the lab (root only; "skipped: needs root" otherwise), from a container on h2 (busybox's
+//! resolver, i.e. what any container's libc does with the `dns` Docker gave it):
+//! - `web.crossdock.internal` resolves to the container `web` on h1, and a TCP connection by that
+//!   name reaches it (the receiver sees the client's own container IP);
+//! - `web` recreated with a new IP: the name follows within 2 s of the container being up;
+//! - a Compose-style service (`com.docker.compose.service=api`) with replicas on h1 and h3: both
+//!   A records;
+//! - an external name resolves through the agent, forwarded to the upstream stand-in;
+//! - with h2's agent stopped, the external name still resolves (the stand-in is second in the
+//!   container's resolv.conf);
+//! - an outsider namespace on the vSwitch (no instance, no agent, no member) can neither query a
+//!   host's resolver (UDP and TCP refused by the firewall) nor reach the catalog port (its
+//!   datagrams are dropped before the agent, which never counts them);
+//! - h3's agent killed and h1 released at the same moment: h1's records go soon (it is no member
+//!   any more), h3's stay for the grace period (`withdraw_after_secs`, shortened here) and go after
+//!   it.
+
+mod common;
+
+use common::*;
+use crossdock_lab::testing::root_or_skip;
+use crossdock_lab::upstream_dns::{TEST_IP, TEST_NAME};
+use crossdock_lab::{DockerVersion, Lab};
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+/// From "should resolve" (agents up, container started) to the answer, with room for a loaded
+/// 2-core machine: the catalog pushes a change at once, a gossip round is 0.5 s.
+const NAMES_BOUND: Duration = Duration::from_secs(15);
+/// The issue's bound for a recreated container's name to follow.
+const FOLLOW_BOUND: Duration = Duration::from_secs(2);
+/// `[names] withdraw_after_secs` in this lab: a silent member keeps its records this long.
+const GRACE_SECS: u64 = 30;
+/// The compose label.
+const SERVICE: &str = "com.docker.compose.service=api";
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The A records busybox's `nslookup` prints for `name` from container `c` on host `index`
+/// (empty when it finds none or fails).
+fn lookup(lab: &Lab, index: usize, c: &str, name: &str) -> BTreeSet<Ipv4Addr> {
+    let host = lab.host(index).docker_host.clone().unwrap_or_default();
+    let out = crossdock_lab::dockerd::docker_command(&host)
+        .args(["exec", c, "nslookup", name])
+        .output()
+        .expect("docker exec runs");
+    let answers = text(&out);
+    answers
+        .split_once("Name:")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Address:"))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect()
+}
+
+fn ips(list: &[&str]) -> BTreeSet<Ipv4Addr> {
+    list.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+/// Waits until `name` resolves to exactly `want` from `c` on `index`; how long it took.
+fn wait_lookup(
+    lab: &Lab,
+    (index, c): (usize, &str),
+    name: &str,
+    want: &BTreeSet<Ipv4Addr>,
+    bound: Duration,
+) -> Duration {
+    let what = format!("{name} from {c}@h{index} resolving to {want:?}");
+    let mut last = BTreeSet::new();
+    let started = Instant::now();
+    let ok = crossdock_lab::lab::wait_for(bound, || {
+        last = lookup(lab, index, c, name);
+        (last == *want).then_some(())
+    });
+    if ok.is_none() {
+        panic!(
+            "{what}: not within {bound:?} (last answer {last:?})\n{}",
+            diagnosis(lab)
+        );
+    }
+    started.elapsed()
+}
+
+/// A busybox container on host `index` named `name`, with `labels`; its IP.
+fn plain_container(lab: &Lab, index: usize, name: &str, labels: &[&str]) -> String {
+    let mut args: Vec<&str> = Vec::new();
+    for l in labels {
+        args.extend(["--label", l]);
+    }
+    args.extend([crossdock_lab::dockerd::BUSYBOX_IMAGE, "sleep", "86400"]);
+    lab.run_container(index, name, &args)
+        .unwrap_or_else(|e| panic!("container {name} on h{index}: {e:#}"))
+        .ip
+}
+
+/// Packets counted by the rule of host `index`'s INPUT chain carrying `comment`.
+fn input_rule_packets(lab: &Lab, index: usize, comment: &str) -> u64 {
+    host_sh(lab, index, &["iptables", "-w", "-L", "INPUT", "-v", "-n", "-x"])
+        .lines()
+        .find(|l| l.contains(comment))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("h{index} has no INPUT rule {comment}"))
+}
+
+/// A metric of host `index`'s agent (0 when absent).
+fn metric(lab: &Lab, index: usize, name: &str) -> f64 {
+    metrics(lab, index)
+        .and_then(|t| metric_value(&t, name))
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn e2e_names_resolve_follow_forward_stay_private_and_withdraw() {
+    if !root_or_skip() {
+        return;
+    }
+    let timer = Timer::start("e2e_names_resolve_follow_forward_stay_private_and_withdraw");
+    let mut opts = options(3, DockerVersion::V20);
+    opts.fleet = true;
+    opts.names = true;
+    opts.agents = true;
+    opts.agent_config = Some(fast_resync(|_, c| {
+        c.fleet.sweep_interval_secs = 5;
+        c.names.withdraw_after_secs = GRACE_SECS;
+    }));
+    let mut lab = up(opts);
+    wait_ready(&lab, &[1, 2, 3], ROUTES_BOUND);
+    let up_at = timer.elapsed();
+
+    // A name across hosts, and TCP by name.
+    let web = container(&lab, 1, "web");
+    let client = container(&lab, 2, "client");
+    let took = wait_lookup(
+        &lab,
+        (2, "client"),
+        "web.crossdock.internal",
+        &ips(&[&web.ip]),
+        NAMES_BOUND,
+    );
+    eprintln!("web.crossdock.internal resolved from h2 {took:?} after web started");
+    wait_tcp_from(
+        &lab,
+        (2, "client"),
+        (1, "web"),
+        "web.crossdock.internal",
+        &client.ip,
+        TRAFFIC_BOUND,
+    );
+
+    // Recreated with a new address (a holder takes the old one): the name follows within 2 s.
+    lab.docker(1, &["rm", "-f", "web"]).expect("docker rm web");
+    plain_container(&lab, 1, "holder", &[]);
+    let web2 = plain_container(&lab, 1, "web", &[]);
+    assert_ne!(web2, web.ip, "the recreated web kept its address");
+    let took = wait_lookup(
+        &lab,
+        (2, "client"),
+        "web.crossdock.internal",
+        &ips(&[&web2]),
+        FOLLOW_BOUND,
+    );
+    eprintln!("the recreated web's new address was answered on h2 after {took:?}");
+
+    // A Compose-style service with replicas on h1 and h3: both.
+    let api1 = plain_container(&lab, 1, "proj-api-1", &[SERVICE]);
+    let api3 = plain_container(&lab, 3, "proj-api-2", &[SERVICE]);
+    let both = ips(&[&api1, &api3]);
+    wait_lookup(&lab, (2, "client"), "api.crossdock.internal", &both, NAMES_BOUND);
+
+    // An external name, forwarded to the upstream stand-in.
+    let external = BTreeSet::from([TEST_IP]);
+    wait_lookup(&lab, (2, "client"), TEST_NAME, &external, NAMES_BOUND);
+    assert!(metric(&lab, 2, "crossdock_names_dns_queries_total{answer=\"forwarded\"}") >= 1.0);
+
+    assert_outsider_shut_out(&mut lab);
+
+    // h2's agent stopped: external names still resolve (the stand-in is next in resolv.conf).
+    lab.agent_stop("h2").expect("stopping h2's agent");
+    wait_lookup(&lab, (2, "client"), TEST_NAME, &external, NAMES_BOUND);
+    lab.agent_start("h2").expect("starting h2's agent");
+    wait_lookup(&lab, (2, "client"), "api.crossdock.internal", &both, NAMES_BOUND);
+
+    assert_killed_kept_released_withdrawn(&mut lab, &api3);
+    eprintln!(
+        "lab up and agents ready in {up_at:?}; whole test {:?}",
+        timer.elapsed()
+    );
+}
+
+/// An outsider on the vSwitch: h1's resolver refuses it (UDP and TCP, by the firewall), its
+/// datagrams to the catalog port are dropped before the agent, and it hears nothing back.
+fn assert_outsider_shut_out(lab: &mut Lab) {
+    let outsider = lab
+        .outsider("192.168.1.200".parse().unwrap())
+        .expect("an outsider namespace");
+    let h1 = lab.host(1).clone();
+    let gateway = h1.bip.as_deref().unwrap_or_default().split('/').next().unwrap().to_string();
+    assert!(
+        outsider
+            .exec_unchecked(&["busybox", "ping", "-c", "1", "-W", "2", &h1.private_ip])
+            .unwrap()
+            .status
+            .success(),
+        "the outsider does not even reach h1: the test would prove nothing"
+    );
+    let rejected = input_rule_packets(lab, 1, "crossdock:dns-others");
+    let udp = outsider
+        .exec_unchecked(&["timeout", "5", "busybox", "nslookup", "web.crossdock.internal", &gateway])
+        .unwrap();
+    assert!(
+        !udp.status.success() && !text(&udp).contains("Name:"),
+        "the outsider got an answer from h1's resolver:\n{}",
+        text(&udp)
+    );
+    let tcp = outsider
+        .exec_unchecked(&["timeout", "5", "busybox", "nc", "-w", "2", &gateway, "53"])
+        .unwrap();
+    assert!(!tcp.status.success(), "the outsider connected to h1's resolver over TCP");
+    assert!(
+        input_rule_packets(lab, 1, "crossdock:dns-others") >= rejected + 2,
+        "h1's firewall did not turn the outsider's DNS packets away"
+    );
+
+    let dropped = input_rule_packets(lab, 1, "crossdock:catalog-others");
+    let seen = metric(lab, 1, "crossdock_names_catalog_events_total{kind=\"rejected_peer\"}");
+    let catalog = format!("{}", 7946);
+    let probe = outsider
+        .exec_unchecked(&[
+            "sh",
+            "-c",
+            &format!(
+                "printf 'probe' | timeout 3 busybox nc -u -w 2 {} {catalog}",
+                h1.private_ip
+            ),
+        ])
+        .unwrap();
+    assert!(
+        probe.stdout.is_empty(),
+        "the outsider read something from the catalog port: {}",
+        text(&probe)
+    );
+    assert!(
+        input_rule_packets(lab, 1, "crossdock:catalog-others") > dropped,
+        "h1's firewall did not drop the outsider's catalog datagram"
+    );
+    assert_eq!(
+        metric(lab, 1, "crossdock_names_catalog_events_total{kind=\"rejected_peer\"}"),
+        seen,
+        "the outsider's datagram reached the agent"
+    );
+}
+
+/// h3's agent killed and h1 released together: h1's names go (no member any more) while h3's
+/// stay; h3's go once the grace period has passed.
+fn assert_killed_kept_released_withdrawn(lab: &mut Lab, api3: &str) {
+    let started = Instant::now();
+    lab.agent_kill("h3").expect("killing h3's agent");
+    lab.host_release("h1").expect("releasing h1");
+    let gone = BTreeSet::new();
+    let bound = Duration::from_secs(GRACE_SECS);
+    let took = wait_lookup(lab, (2, "client"), "web.crossdock.internal", &gone, bound);
+    eprintln!("the released h1's records were withdrawn after {took:?}");
+    assert_eq!(
+        lookup(lab, 2, "client", "api.crossdock.internal"),
+        ips(&[api3]),
+        "h3 (agent killed, still a member) lost its records before the grace period"
+    );
+    let bound = Duration::from_secs(2 * GRACE_SECS);
+    wait_lookup(lab, (2, "client"), "api.crossdock.internal", &gone, bound);
+    let after = started.elapsed();
+    eprintln!("h3's records (agent killed) were withdrawn after {after:?}");
+    assert!(
+        after >= Duration::from_secs(GRACE_SECS),
+        "h3's records went after {after:?}, before the {GRACE_SECS} s grace period"
+    );
+}
