@@ -109,13 +109,23 @@ fn plain_container(lab: &Lab, index: usize, name: &str, labels: &[&str]) -> Stri
         .ip
 }
 
-/// Packets counted by the rule of host `index`'s INPUT chain carrying `comment`.
+/// Packets counted by the rules of host `index`'s INPUT chain carrying `comment` (all of them).
 fn input_rule_packets(lab: &Lab, index: usize, comment: &str) -> u64 {
-    host_sh(lab, index, &["iptables", "-w", "-L", "INPUT", "-v", "-n", "-x"])
+    let listing = host_sh(
+        lab,
+        index,
+        &["iptables", "-w", "-L", "INPUT", "-v", "-n", "-x"],
+    );
+    let counts: Vec<u64> = listing
         .lines()
-        .find(|l| l.contains(comment))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("h{index} has no INPUT rule {comment}"))
+        .filter(|l| l.contains(comment))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(
+        !counts.is_empty(),
+        "h{index} has no INPUT rule {comment}:\n{listing}"
+    );
+    counts.iter().sum()
 }
 
 /// A metric of host `index`'s agent (0 when absent).
@@ -181,12 +191,24 @@ fn e2e_names_resolve_follow_forward_stay_private_and_withdraw() {
     let api1 = plain_container(&lab, 1, "proj-api-1", &[SERVICE]);
     let api3 = plain_container(&lab, 3, "proj-api-2", &[SERVICE]);
     let both = ips(&[&api1, &api3]);
-    wait_lookup(&lab, (2, "client"), "api.crossdock.internal", &both, NAMES_BOUND);
+    wait_lookup(
+        &lab,
+        (2, "client"),
+        "api.crossdock.internal",
+        &both,
+        NAMES_BOUND,
+    );
 
     // An external name, forwarded to the upstream stand-in.
     let external = BTreeSet::from([TEST_IP]);
     wait_lookup(&lab, (2, "client"), TEST_NAME, &external, NAMES_BOUND);
-    assert!(metric(&lab, 2, "crossdock_names_dns_queries_total{answer=\"forwarded\"}") >= 1.0);
+    assert!(
+        metric(
+            &lab,
+            2,
+            "crossdock_names_dns_queries_total{answer=\"forwarded\"}"
+        ) >= 1.0
+    );
 
     assert_outsider_shut_out(&mut lab);
 
@@ -194,7 +216,13 @@ fn e2e_names_resolve_follow_forward_stay_private_and_withdraw() {
     lab.agent_stop("h2").expect("stopping h2's agent");
     wait_lookup(&lab, (2, "client"), TEST_NAME, &external, NAMES_BOUND);
     lab.agent_start("h2").expect("starting h2's agent");
-    wait_lookup(&lab, (2, "client"), "api.crossdock.internal", &both, NAMES_BOUND);
+    wait_lookup(
+        &lab,
+        (2, "client"),
+        "api.crossdock.internal",
+        &both,
+        NAMES_BOUND,
+    );
 
     assert_killed_kept_released_withdrawn(&mut lab, &api3);
     eprintln!(
@@ -210,7 +238,14 @@ fn assert_outsider_shut_out(lab: &mut Lab) {
         .outsider("192.168.1.200".parse().unwrap())
         .expect("an outsider namespace");
     let h1 = lab.host(1).clone();
-    let gateway = h1.bip.as_deref().unwrap_or_default().split('/').next().unwrap().to_string();
+    let gateway = h1
+        .bip
+        .as_deref()
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     assert!(
         outsider
             .exec_unchecked(&["busybox", "ping", "-c", "1", "-W", "2", &h1.private_ip])
@@ -221,7 +256,14 @@ fn assert_outsider_shut_out(lab: &mut Lab) {
     );
     let rejected = input_rule_packets(lab, 1, "crossdock:dns-others");
     let udp = outsider
-        .exec_unchecked(&["timeout", "5", "busybox", "nslookup", "web.crossdock.internal", &gateway])
+        .exec_unchecked(&[
+            "timeout",
+            "5",
+            "busybox",
+            "nslookup",
+            "web.crossdock.internal",
+            &gateway,
+        ])
         .unwrap();
     assert!(
         !udp.status.success() && !text(&udp).contains("Name:"),
@@ -231,23 +273,39 @@ fn assert_outsider_shut_out(lab: &mut Lab) {
     let tcp = outsider
         .exec_unchecked(&["timeout", "5", "busybox", "nc", "-w", "2", &gateway, "53"])
         .unwrap();
-    assert!(!tcp.status.success(), "the outsider connected to h1's resolver over TCP");
+    assert!(
+        !tcp.status.success(),
+        "the outsider connected to h1's resolver over TCP"
+    );
     assert!(
         input_rule_packets(lab, 1, "crossdock:dns-others") >= rejected + 2,
         "h1's firewall did not turn the outsider's DNS packets away"
     );
 
     let dropped = input_rule_packets(lab, 1, "crossdock:catalog-others");
-    let seen = metric(lab, 1, "crossdock_names_catalog_events_total{kind=\"rejected_peer\"}");
-    let catalog = format!("{}", 7946);
+    let seen = metric(
+        lab,
+        1,
+        "crossdock_names_catalog_events_total{kind=\"rejected_peer\"}",
+    );
+    let catalog = lab
+        .fleet_config()
+        .expect("the fleet configuration")
+        .names
+        .catalog_port;
+    // One datagram, then two seconds listening for anything coming back (busybox's nc has no UDP).
+    let send_and_listen = "import socket, sys\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.settimeout(2)\n\
+s.sendto(b'probe', (sys.argv[1], int(sys.argv[2])))\n\
+print(s.recv(65535))\n";
     let probe = outsider
         .exec_unchecked(&[
-            "sh",
+            "python3",
             "-c",
-            &format!(
-                "printf 'probe' | timeout 3 busybox nc -u -w 2 {} {catalog}",
-                h1.private_ip
-            ),
+            send_and_listen,
+            &h1.private_ip,
+            &catalog.to_string(),
         ])
         .unwrap();
     assert!(
@@ -260,7 +318,11 @@ fn assert_outsider_shut_out(lab: &mut Lab) {
         "h1's firewall did not drop the outsider's catalog datagram"
     );
     assert_eq!(
-        metric(lab, 1, "crossdock_names_catalog_events_total{kind=\"rejected_peer\"}"),
+        metric(
+            lab,
+            1,
+            "crossdock_names_catalog_events_total{kind=\"rejected_peer\"}"
+        ),
         seen,
         "the outsider's datagram reached the agent"
     );

@@ -60,7 +60,8 @@ async fn metrics(AxState(s): AxState<Shared>) -> impl IntoResponse {
     let mut out = String::new();
     {
         let st = s.state.lock().unwrap();
-        st.metrics.render(&st.conditions, &mut out);
+        st.metrics.render(&mut out);
+        st.conditions.render_prometheus(&mut out);
         if let Some(names) = &st.names {
             names.render_prometheus(&mut out);
         }

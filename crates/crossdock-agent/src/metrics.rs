@@ -1,7 +1,6 @@
 //! The agent's own counters, rendered as Prometheus text (`/metrics`) and as the `counters` object of
 //! `/status`. Hand-written: a handful of counters and one histogram do not justify a metrics stack.
 
-use crate::state::Conditions;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
@@ -89,8 +88,9 @@ impl Metrics {
         })
     }
 
-    /// Prometheus text exposition format (0.0.4).
-    pub fn render(&self, conditions: &Conditions, out: &mut String) {
+    /// Prometheus text exposition format (0.0.4). The conditions' gauges are rendered by their owner
+    /// (`Conditions::render_prometheus`), so this module knows nothing of the agent's state.
+    pub fn render(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP crossdock_reconcile_total Host reconcile passes, by trigger and result.\n# TYPE crossdock_reconcile_total counter"
@@ -157,35 +157,11 @@ impl Metrics {
             "# HELP crossdock_config_reloads_total Configuration reloads (SIGHUP), by result.\n# TYPE crossdock_config_reloads_total counter\ncrossdock_config_reloads_total{{result=\"ok\"}} {}\ncrossdock_config_reloads_total{{result=\"error\"}} {}",
             self.config_reloads, self.config_reload_errors
         );
-        let _ = writeln!(
-            out,
-            "# HELP crossdock_condition Current state of each condition (1 for the current state).\n# TYPE crossdock_condition gauge"
-        );
-        for (name, c) in conditions.iter() {
-            for st in ["ready", "pending", "failed", "disabled"] {
-                let v = u8::from(c.state.as_str() == st);
-                let _ = writeln!(
-                    out,
-                    "crossdock_condition{{condition=\"{name}\",state=\"{st}\"}} {v}"
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP crossdock_condition_reason The current reason of each condition (CamelCase, as in /status), always 1.\n# TYPE crossdock_condition_reason gauge"
-        );
-        for (name, c) in conditions.iter() {
-            let _ = writeln!(
-                out,
-                "crossdock_condition_reason{{condition=\"{name}\",reason=\"{}\"}} 1",
-                label_value(c.reason.as_str())
-            );
-        }
     }
 }
 
 /// Escapes a Prometheus label value (backslash, double quote, newline).
-fn label_value(v: &str) -> String {
+pub(crate) fn label_value(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -294,7 +270,7 @@ mod tests {
         m.record_error("iptables_lock");
         m.rules_added = 9;
         let mut out = String::new();
-        m.render(&Conditions::new(chrono::Utc::now()), &mut out);
+        m.render(&mut out);
         assert!(out.contains("crossdock_reconcile_total{trigger=\"resync\",result=\"ok\"} 1"));
         assert!(out.contains("crossdock_reconcile_total{trigger=\"resync\",result=\"error\"} 1"));
         assert!(out.contains("crossdock_reconcile_duration_seconds_bucket{le=\"0.01\"} 1"));
@@ -305,7 +281,6 @@ mod tests {
         assert!(out.contains("crossdock_errors_total{kind=\"iptables_lock\"} 1"));
         assert!(out.contains("crossdock_rule_changes_total{op=\"rule_added\"} 9"));
         assert!(out.contains("crossdock_last_reconcile_changes 0"));
-        assert!(out.contains("crossdock_condition{condition=\"docker\",state=\"pending\"} 1"));
         // Every sample line belongs to a declared metric family.
         let families: Vec<&str> = out
             .lines()
@@ -321,9 +296,6 @@ mod tests {
                 "{l}"
             );
         }
-        assert!(out.contains(
-            "crossdock_condition_reason{condition=\"docker\",reason=\"NotCheckedYet\"} 1"
-        ));
         let c = m.counters_json();
         assert_eq!(c["reconciles"], 3);
         assert_eq!(c["reconcile_errors"], 1);

@@ -224,14 +224,15 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    let mut delay = Duration::from_secs(1);
+    let mut delays =
+        crossdock_backoff::Exponential::new(Duration::from_secs(1), Duration::from_secs(30))
+            .delays();
     loop {
         match f().await {
             Ok(v) => return v,
             Err(message) => {
                 status.update(|s| s.set(state, message));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
+                tokio::time::sleep(delays.next_delay()).await;
             }
         }
     }

@@ -360,3 +360,74 @@ fn an_unreadable_or_short_key_file_is_a_config_error_naming_it() {
     assert_eq!(s.expiry.member_grace, Duration::from_secs(300));
     assert_eq!(s.expiry.silent_timeout, Duration::from_secs(10));
 }
+
+/// The host pass with `[names]` on: the resolver's rules for the served subnet's gateway, and the
+/// catalog port for exactly the members of the last fleet sweep, which a new sweep changes.
+#[tokio::test]
+async fn the_host_pass_guards_the_resolver_and_admits_the_members_to_the_catalog() {
+    use crate::fakes::{served, FakeLinks, FakeSysctl, ScriptedDocker};
+    use crate::host::{run_pass, HostDeps};
+    use crossdock_hostnet::{MemoryFirewall, Table, DOCKER_USER};
+    use crossdock_routes::fleet::FleetHost;
+
+    let cfg = crossdock_config::parse(
+        "cluster_cidrs = [\"10.0.0.0/8\"]\n[cloud]\nprivate_ip = \"192.168.1.11\"\n[names]\nenabled = true\n",
+    )
+    .unwrap();
+    let mut net = served("10.1.11.0/24");
+    net.gateway = Some(Ipv4Addr::new(10, 1, 11, 1));
+    let (docker, _events) = ScriptedDocker::new(Ok(net));
+    let fw = Arc::new(MemoryFirewall::new());
+    fw.seed(Table::Filter, DOCKER_USER, &["-j RETURN"]);
+    let deps = HostDeps {
+        docker: Some(docker),
+        firewall: fw.clone(),
+        sysctl: Arc::new(FakeSysctl::default()),
+        links: Arc::new(FakeLinks(Some("eth0".into()))),
+    };
+    let state = Mutex::new(AgentState::new("/x.toml".into()));
+    let members = |ips: &[[u8; 4]]| crossdock_routes::FleetStatus {
+        hosts: ips
+            .iter()
+            .map(|ip| FleetHost {
+                instance_id: "i".into(),
+                status: "Running".into(),
+                private_ip: Some(Ipv4Addr::from(*ip)),
+                vswitch_id: "vsw".into(),
+                subnet: None,
+                routes: Vec::new(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let input = |fw: &MemoryFirewall| -> Vec<String> {
+        let t = fw.dump(Table::Filter);
+        ["INPUT", "CROSSDOCK-INPUT"]
+            .iter()
+            .flat_map(|c| t.chain(c).map(|c| c.rules.clone()).unwrap_or_default())
+            .map(|r| r.args.join(" "))
+            .collect()
+    };
+    state.lock().unwrap().fleet = Some(members(&[[192, 168, 1, 11], [192, 168, 1, 12]]));
+    assert!(run_pass(&cfg, &deps, &state, "start").await.ok);
+    let rules = input(&fw);
+    let has = |rules: &[String], needle: &str| rules.iter().any(|r| r.contains(needle));
+    assert!(
+        has(&rules, "-s 10.1.11.0/24 -d 10.1.11.1/32 -p udp"),
+        "{rules:?}"
+    );
+    assert!(has(
+        &rules,
+        "-d 10.1.11.1/32 -p tcp -m tcp --dport 53 -m comment --comment crossdock:dns-others"
+    ));
+    assert!(
+        has(&rules, "-s 192.168.1.12/32 -p udp -m udp --dport 7946"),
+        "{rules:?}"
+    );
+    // A new sweep: h3 joined, h2 left.
+    state.lock().unwrap().fleet = Some(members(&[[192, 168, 1, 11], [192, 168, 1, 13]]));
+    assert!(run_pass(&cfg, &deps, &state, "members").await.ok);
+    let rules = input(&fw);
+    assert!(has(&rules, "-s 192.168.1.13/32"), "{rules:?}");
+    assert!(!has(&rules, "-s 192.168.1.12/32"), "{rules:?}");
+}

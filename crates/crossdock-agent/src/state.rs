@@ -5,11 +5,12 @@
 //! everything in place does not look like a change; `last_error` keeps the most recent error even
 //! after recovery, which is what someone looking at a flapping host wants to see.
 
-use crate::metrics::Metrics;
+use crate::metrics::{label_value, Metrics};
 use chrono::{DateTime, SecondsFormat, Utc};
 use ipnet::Ipv4Net;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::path::PathBuf;
 
 pub use crossdock_status::{Concern, Reason, State};
@@ -138,6 +139,34 @@ impl Conditions {
     /// In display order.
     pub fn iter(&self) -> impl Iterator<Item = (Concern, &Condition)> {
         self.map.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// The `crossdock_condition` and `crossdock_condition_reason` gauges (Prometheus text 0.0.4).
+    pub fn render_prometheus(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_condition Current state of each condition (1 for the current state).\n# TYPE crossdock_condition gauge"
+        );
+        for (name, c) in self.iter() {
+            for st in ["ready", "pending", "failed", "disabled"] {
+                let v = u8::from(c.state.as_str() == st);
+                let _ = writeln!(
+                    out,
+                    "crossdock_condition{{condition=\"{name}\",state=\"{st}\"}} {v}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crossdock_condition_reason The current reason of each condition (CamelCase, as in /status), always 1.\n# TYPE crossdock_condition_reason gauge"
+        );
+        for (name, c) in self.iter() {
+            let _ = writeln!(
+                out,
+                "crossdock_condition_reason{{condition=\"{name}\",reason=\"{}\"}} 1",
+                label_value(c.reason.as_str())
+            );
+        }
     }
 }
 
@@ -326,6 +355,32 @@ impl AgentState {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn conditions_render_one_gauge_per_state_and_their_reason() {
+        let t0 = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let mut c = Conditions::new(t0);
+        c.set(
+            Concern::Firewall,
+            Update::ready(Reason::InPlace, "9 rules"),
+            t0,
+        );
+        let mut out = String::new();
+        c.render_prometheus(&mut out);
+        for line in [
+            "# TYPE crossdock_condition gauge",
+            "crossdock_condition{condition=\"docker\",state=\"pending\"} 1",
+            "crossdock_condition{condition=\"docker\",state=\"ready\"} 0",
+            "crossdock_condition{condition=\"firewall\",state=\"ready\"} 1",
+            "# TYPE crossdock_condition_reason gauge",
+            "crossdock_condition_reason{condition=\"firewall\",reason=\"InPlace\"} 1",
+            "crossdock_condition_reason{condition=\"docker\",reason=\"NotCheckedYet\"} 1",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing from\n{out}");
+        }
+        let samples = out.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(samples, CONDITIONS.len() * 5, "4 states + 1 reason each");
+    }
 
     #[test]
     fn last_change_moves_only_on_state_or_reason_change_and_errors_stick() {

@@ -943,6 +943,13 @@ fn fleet_plots(r: &Report, out: &Path) -> Result<Vec<String>> {
                     .collect(),
             ),
             (
+                "fleet: the last host's ENI check off".into(),
+                r.fleet
+                    .iter()
+                    .map(|f| f.run.eni_off_s.map(Bar::single))
+                    .collect(),
+            ),
+            (
                 "fleet, not converged when the wait ended".into(),
                 r.fleet
                     .iter()

@@ -139,4 +139,37 @@ impl RouteReconciler {
             }
         }
     }
+
+    /// The vSwitches' table bindings as listed now (`None`: the read failed, or the listing names
+    /// no table for some vSwitch: the last full discovery's layout stays until the next one).
+    pub(crate) async fn read_layout(&self, calls: &Calls<'_>) -> Option<TableLayout> {
+        if !self.cfg.route_table_ids.is_empty() {
+            return None;
+        }
+        match calls.vswitches(&self.identity.vpc_id).await {
+            Ok(v) if TableLayout::complete_from(&v) => TableLayout::new(&v, &[]).ok(),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "re-reading the vSwitches' tables failed; keeping the last layout");
+                None
+            }
+        }
+    }
+
+    /// Takes a newer layout: the tables this host's route must be in follow it.
+    pub(crate) fn follow_layout(&self, d: &mut Discovery, layout: TableLayout) {
+        if layout == d.layout {
+            return;
+        }
+        match layout.tables_on_path(&[], Senders::Vpc, &self.identity.vswitch_id) {
+            Ok(tables) => {
+                if tables != d.tables {
+                    tracing::info!(before = ?d.tables, after = ?tables, "the route tables on the senders' paths changed");
+                }
+                d.tables = tables;
+                d.layout = layout;
+            }
+            Err(m) => tracing::warn!("ignoring a vSwitch listing: {m}"),
+        }
+    }
 }

@@ -311,6 +311,12 @@ impl RouteReconciler {
         if !(own_in_place && !gc_due && !sweep_due) {
             self.sweep(st, calls, out, d, &fleet, &mapping).await;
         }
+        // The route loop wakes at `[cloud] resync_interval_secs`; the next sweep may be due sooner.
+        let next_sweep = st.fleet.last_sweep.map_or(Duration::ZERO, |t| {
+            fleet.sweep_interval.saturating_sub(t.elapsed())
+        });
+        let next_sweep = next_sweep.max(Duration::from_secs(1));
+        out.next_pass = Some(out.next_pass.map_or(next_sweep, |n| n.min(next_sweep)));
         true
     }
 
@@ -386,6 +392,21 @@ impl RouteReconciler {
                 }
             }
             first_round = false;
+            if !plan.replace.is_empty() {
+                // Released hosts' routes on members' destinations go first; the destinations are
+                // free only once the VPC has removed them, so the creates follow a re-read.
+                match self.replace(calls, out, &plan).await {
+                    Ok(()) => {
+                        (self.sleeper)(self.cfg.poll_initial).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        out.problems
+                            .push(Problem::from_error("replace released hosts' routes", &e));
+                        break;
+                    }
+                }
+            }
             match self.execute(calls, out, &plan).await {
                 Ok(()) => break,
                 Err(e)
@@ -665,9 +686,8 @@ impl RouteReconciler {
         });
     }
 
-    /// Executes a plan: replacements, creates, deletions, in batches. Stops at the first refused
-    /// call (the caller backs off and re-reads); per-entry failures are reported and left.
-    async fn execute(
+    /// Deletes the routes of released hosts whose destinations members need now.
+    async fn replace(
         &self,
         calls: &Calls<'_>,
         out: &mut Outcome,
@@ -683,6 +703,17 @@ impl RouteReconciler {
             );
             out.deleted += u64::from(r.success_count);
         }
+        Ok(())
+    }
+
+    /// Executes a plan without replacements: creates, then deletions, in batches. Stops at the
+    /// first refused call (the caller backs off and re-reads); per-entry failures are reported.
+    async fn execute(
+        &self,
+        calls: &Calls<'_>,
+        out: &mut Outcome,
+        plan: &FleetPlan,
+    ) -> Result<(), CloudError> {
         for chunk in plan.create.chunks(BATCH_MAX) {
             let r = calls.create_routes(chunk).await?;
             out.batch_calls += 1;

@@ -238,6 +238,8 @@ pub struct FleetPlan {
     pub unmapped: Vec<String>,
     /// Whether this host's own route is missing in some table.
     pub own_missing: bool,
+    /// Some member's destination is held by a route being deleted: a later pass creates it.
+    pub vacating: bool,
 }
 
 impl FleetPlan {
@@ -292,7 +294,17 @@ fn plan_members(input: &FleetInput<'_>, table_id: &str, plan: &mut FleetPlan) ->
             continue;
         };
         let hop = crossdock_hop(e, input.route_name);
-        if e.instance_next_hop() == Some(m.instance_id.as_str()) {
+        if e.status.eq_ignore_ascii_case("Deleting")
+            && e.instance_next_hop() != Some(m.instance_id.as_str())
+        {
+            // The destination frees up: the member's route is created by a later pass.
+            plan.missing.push(Missing {
+                table_id: table_id.to_string(),
+                cidr,
+                instance_id: m.instance_id.clone(),
+            });
+            plan.vacating = true;
+        } else if e.instance_next_hop() == Some(m.instance_id.as_str()) {
             plan.placed.push(Placed {
                 table_id: table_id.to_string(),
                 cidr,

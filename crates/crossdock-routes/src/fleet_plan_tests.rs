@@ -381,3 +381,18 @@ fn crossdock_routes_in_a_table_off_every_members_path_are_removed_marked_only() 
     assert_eq!(deleted_ids(&plan.delete), vec!["rte-o1"]);
     assert!(plan.create.is_empty());
 }
+
+#[test]
+fn a_destination_being_deleted_is_neither_created_nor_a_conflict() {
+    let going = entry(
+        "rte-old",
+        "10.1.10.0/24",
+        "i-old",
+        "crossdock",
+        "crossdock:i-old",
+        "Deleting",
+    );
+    let plan = Row::new(vec![running(ME, "10.1.10.0/24")], vec![going]).plan();
+    assert!(plan.own_missing && plan.vacating, "{plan:?}");
+    assert!(plan.create.is_empty() && plan.conflicts.is_empty() && plan.replace.is_empty());
+}

@@ -171,6 +171,15 @@ pub enum Action {
         /// The entry.
         entry_id: String,
     },
+    /// The destination is held by another route that is being deleted: create ours once it is gone.
+    Vacating {
+        /// Table.
+        table_id: String,
+        /// Destination.
+        cidr: Ipv4Net,
+        /// The entry on its way out.
+        entry_id: String,
+    },
     /// The subnet overlaps a VPC or vSwitch CIDR: no route is created.
     Refused {
         /// Destination.
@@ -294,6 +303,15 @@ pub fn plan(desired: &Desired, cidrs: &NetworkCidrs, observed: &[Observed]) -> V
                         cidr: subnet,
                         entry_id: e.route_entry_id.clone(),
                     });
+                }
+                // Another route on its way out (a released host's, replaced by fleet mode; or one
+                // deleted by hand): ours follows once it is gone, not a conflict.
+                Some(e) if e.status.eq_ignore_ascii_case("Deleting") => {
+                    actions.push(Action::Vacating {
+                        table_id: table_id.clone(),
+                        cidr: subnet,
+                        entry_id: e.route_entry_id.clone(),
+                    })
                 }
                 Some(e) => actions.push(Action::Conflict {
                     table_id: table_id.clone(),

@@ -58,6 +58,9 @@ pub struct RoutesConfig {
     pub poll_max: Duration,
     /// Re-read CIDRs, table choice and the source/destination check every this many passes.
     pub rediscover_every: u32,
+    /// Re-read the vSwitches' table bindings every this many passes between full discoveries (1:
+    /// every pass, so a table bound later gets the route within one resync, for one more read).
+    pub layout_check_every: u32,
     /// First backoff window after a refused route write (busy table, throttling): the next attempt
     /// comes after a random time in [0, window]; the window doubles per refusal.
     pub write_backoff: Duration,
@@ -93,6 +96,7 @@ impl Default for RoutesConfig {
             poll_initial: Duration::from_secs(1),
             poll_max: Duration::from_secs(10),
             rediscover_every: 10,
+            layout_check_every: 1,
             write_backoff: Duration::from_millis(500),
             write_backoff_max: Duration::from_secs(8),
             write_patience: Duration::from_secs(120),
@@ -269,7 +273,22 @@ impl RouteReconciler {
             let (d, r) = tokio::join!(self.discover(calls), read_sdc);
             (Some(d), r)
         } else {
-            (None, read_sdc.await)
+            // Between full discoveries, only the vSwitches' table bindings are re-read, so a table
+            // bound (or unbound) later is followed within one pass.
+            let layout_due =
+                (st.passes_since_discovery + 1) % self.cfg.layout_check_every.max(1) == 0;
+            let read_layout = async {
+                if layout_due {
+                    self.read_layout(calls).await
+                } else {
+                    None
+                }
+            };
+            let (layout, r) = tokio::join!(read_layout, read_sdc);
+            if let (Some(layout), Some(d)) = (layout, st.discovery.as_mut()) {
+                self.follow_layout(d, layout);
+            }
+            (None, r)
         };
         let sdc_write_needed = match sdc_read {
             Some(r) => self.note_source_dest(st, out, r),
@@ -434,6 +453,16 @@ impl RouteReconciler {
                 return;
             }
         };
+        if expect_ours
+            && !observed
+                .entries
+                .iter()
+                .any(|e| e.destination_cidr_block == cidr)
+        {
+            // Our route was in place and is gone (deleted by hand): a fresh client token, or the
+            // VPC would answer the create from its record of the first one, whose entry is gone.
+            *st.token_generation.entry(key.clone()).or_default() += 1;
+        }
         for round in 0..2 {
             let actions = plan(&desired, cidrs, std::slice::from_ref(&observed));
             let holder = observed
@@ -559,6 +588,16 @@ impl RouteReconciler {
                         out.notes.push(format!(
                             "{table}: {cidr} is routed here by {entry_id}, which has no crossdock marker; \
                              crossdock leaves it alone and will not delete it"
+                        ));
+                    }
+                    Action::Vacating { entry_id, .. } => {
+                        out.problems.push(Problem::pending(
+                            Reason::RoutePending,
+                            format!(
+                                "{table}: the route {entry_id} for {cidr} is being deleted; this host's route \
+                                 follows once it is gone"
+                            ),
+                            self.cfg.poll_initial.max(Duration::from_secs(1)),
                         ));
                     }
                     Action::Refused { .. } => {}

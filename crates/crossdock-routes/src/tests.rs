@@ -443,20 +443,24 @@ async fn in_sync_passes_only_read_and_restarts_write_nothing() {
         [Duration::from_secs(1), Duration::from_secs(2)]
     );
 
-    // Periodic resync: one filtered read per table, nothing else.
+    // Periodic resync: one filtered read per table and the vSwitches' table bindings (so a table
+    // bound later is followed within one pass), nothing else.
     for _ in 0..5 {
         let r = rec.sync(Some(net(SUBNET))).await;
         assert!(r.is_ready());
-        assert_eq!((r.reads, r.writes), (1, 0));
+        assert_eq!((r.reads, r.writes), (2, 0));
     }
-    // Every `rediscover_every` passes the layout and the ENI are re-read; still no writes.
+    // Every `rediscover_every` passes the whole layout and the ENI are re-read; still no writes.
     let mut extra = 0;
     for _ in 0..10 {
         let r = rec.sync(Some(net(SUBNET))).await;
         assert_eq!(r.writes, 0);
-        extra += r.reads - 1;
+        extra += r.reads - 2;
     }
-    assert_eq!(extra, 3, "vSwitches + VPC CIDRs + ENI once in ten passes");
+    assert_eq!(
+        extra, 2,
+        "VPC CIDRs + ENI beside the vSwitches once in ten passes"
+    );
 
     // An agent restart: a new reconciler finds the route and writes nothing.
     let (restarted, _) = reconciler(&fake, cfg());
@@ -660,12 +664,13 @@ async fn a_vanished_route_is_recreated_with_a_fresh_client_token() {
     // cloud's idempotency window would).
     let id = fake.entries_in("vtb-sys")[0].route_entry_id.clone();
     fake.with(|s| s.entries.retain(|e| e.route_entry_id != id));
-    let r = rec.sync(Some(net(SUBNET))).await;
-    assert_eq!(r.route.state, State::Pending, "{}", r.route.message);
+    // The route was in place at the last pass and is gone now: the create carries a fresh token, so
+    // the route is back within this one pass (no replay answered with the deleted id first).
     let r = rec.sync(Some(net(SUBNET))).await;
     assert!(r.is_ready(), "{}", r.route.message);
     let e = &fake.entries_in("vtb-sys")[0];
     assert_ne!(e.route_entry_id, id);
+    assert_eq!(fake.count(Op::Create), 2);
 }
 
 #[tokio::test]
@@ -806,4 +811,42 @@ fn connect_failures_become_a_report() {
         (State::Failed, "ConfigInvalid")
     );
     assert!(r.route.message.contains("cloud.vpc_endpoint"));
+}
+
+#[tokio::test]
+async fn the_binding_check_can_be_spaced_out_to_one_read_per_pass() {
+    let fake = Arc::new(FakeCloud::standard());
+    let cfg = RoutesConfig {
+        layout_check_every: 10,
+        ..cfg()
+    };
+    let (rec, _) = reconciler(&fake, cfg);
+    assert!(rec.sync(Some(net(SUBNET))).await.is_ready());
+    let r = rec.sync(Some(net(SUBNET))).await;
+    assert_eq!((r.reads, r.writes), (1, 0));
+}
+
+#[tokio::test]
+async fn a_table_bound_later_gets_the_route_on_the_next_pass() {
+    let fake = Arc::new(FakeCloud::standard());
+    let (rec, _) = reconciler(&fake, cfg());
+    assert!(rec.sync(Some(net(SUBNET))).await.is_ready());
+    // A second vSwitch appears on a custom table.
+    fake.add_table("vtb-b", "Custom");
+    fake.with(|s| {
+        s.vswitches.push(crossdock_alibaba::VSwitch {
+            vswitch_id: "vsw-2".into(),
+            vpc_id: "vpc-1".into(),
+            cidr_block: "192.168.2.0/24".into(),
+            route_table_id: Some("vtb-b".into()),
+        })
+    });
+    let r = rec.sync(Some(net(SUBNET))).await;
+    assert!(r.is_ready(), "{r:?}");
+    assert!(
+        fake.entries_in("vtb-b")
+            .iter()
+            .any(|e| e.destination_cidr_block == SUBNET),
+        "the new table holds the route"
+    );
 }
