@@ -108,3 +108,39 @@ fn status_fleet_lists_every_member_and_marks_a_route_deleted_by_hand() {
         "the unrouted member is listed first:\n{text}"
     );
 }
+
+/// With `[subnet] host_ranges` empty the VPC CIDR is the host range, known only from the metadata
+/// service: an agent whose cluster range cannot give every address of the lab's VPC (192.168.0.0/16)
+/// a /24 refuses to start (exit 2, naming the fields), before any rule is written.
+#[test]
+fn an_agent_whose_mapping_cannot_fit_the_vpc_refuses_to_start() {
+    if !root_or_skip() {
+        return;
+    }
+    let _t = Timer::start("an_agent_whose_mapping_cannot_fit_the_vpc_refuses_to_start");
+    let mut opts = options(1, DockerVersion::V20);
+    opts.fleet = true;
+    let lab = up(opts);
+    let mut cfg = lab.fleet_config().expect("the lab's shared configuration");
+    // 10.0.0.0/9 holds 32768 /24s; the VPC has 65536 addresses.
+    cfg.cluster_cidrs = vec!["10.0.0.0/9".parse().unwrap()];
+    cfg.health_socket = lab.host(1).dir.join("too-small.sock");
+    cfg.docker.host = format!("unix://{}/docker.sock", lab.host(1).dir.display());
+    let path = lab.host(1).dir.join("too-small.toml");
+    std::fs::write(&path, cfg.to_toml()).expect("write the config");
+    let before = iptables_save(&lab, 1);
+    let out = lab
+        .exec_unchecked(1, &[CROSSDOCK, "agent", "--config", path.to_str().unwrap()])
+        .expect("run the agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cluster_cidrs") || stderr.contains("prefix"),
+        "{stderr}"
+    );
+    assert!(
+        !cfg.health_socket.exists(),
+        "the agent stopped before binding its socket"
+    );
+    assert_eq!(iptables_save(&lab, 1), before, "nothing was applied");
+}

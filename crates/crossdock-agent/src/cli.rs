@@ -107,6 +107,9 @@ pub fn run_agent(args: AgentArgs) -> u8 {
         Err(code) => return code,
     };
     let exit = rt.block_on(async {
+        if let Err(e) = check_mapping_at_start(&cfg).await {
+            return Exit::Config(e);
+        }
         let routes: Arc<dyn RouteSync> = routes::for_config(&cfg);
         let path = std::path::absolute(&args.config).unwrap_or_else(|_| args.config.clone());
         match daemon::DaemonDeps::real(&cfg, routes) {
@@ -124,6 +127,27 @@ pub fn run_agent(args: AgentArgs) -> u8 {
         Exit::Runtime(m) => {
             eprintln!("crossdock: {m}");
             1
+        }
+    }
+}
+
+/// Derived subnets with the VPC CIDR as the host range: the mapping can only be checked once the
+/// metadata service says what the VPC CIDR is. A mapping that cannot fit is bad input (exit 2, as
+/// `crossdock init` says too); a metadata service that does not answer yet is not, and the route side
+/// keeps asking.
+async fn check_mapping_at_start(cfg: &Config) -> Result<(), crossdock_config::ConfigError> {
+    let derived = cfg.subnet.mode == crossdock_config::SubnetMode::Derived;
+    if !derived
+        || !cfg.subnet.host_ranges.is_empty()
+        || cfg.cloud.provider != crossdock_config::Provider::Alibaba
+    {
+        return Ok(());
+    }
+    match crossdock_init::identity::resolve(cfg, std::time::Duration::from_secs(3)).await {
+        Ok(id) => cfg.subnet_mapping(id.vpc_cidr).map(|_| ()),
+        Err(e) => {
+            tracing::warn!("cannot check the subnet mapping against the VPC CIDR yet: {e}");
+            Ok(())
         }
     }
 }

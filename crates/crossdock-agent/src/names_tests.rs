@@ -382,7 +382,15 @@ async fn the_host_pass_guards_the_resolver_and_admits_the_members_to_the_catalog
     let deps = HostDeps {
         docker: Some(docker),
         firewall: fw.clone(),
-        sysctl: Arc::new(FakeSysctl::default()),
+        sysctl: Arc::new(FakeSysctl(Mutex::new(
+            [
+                ("net/ipv4/ip_forward", "1"),
+                ("net/ipv4/conf/eth0/forwarding", "1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ))),
         links: Arc::new(FakeLinks(Some("eth0".into()))),
     };
     let state = Mutex::new(AgentState::new("/x.toml".into()));

@@ -35,6 +35,9 @@
 //! * **filter INPUT** (only when `[metrics] listen` is a non-loopback address): chain
 //!   `CROSSDOCK-INPUT`, jumped to from the top of `INPUT`, admits the configured scrapers to the
 //!   agent's scrape port; right under the jump a REJECT turns everyone else away ([`scrape_rules`]).
+//!   With `[names]`, the same chain admits the host's containers to the resolver on the bridge
+//!   gateway and the fleet's members to the catalog port; under the jump a REJECT (resolver) and a
+//!   DROP (catalog) turn everyone else away ([`names_rules`]).
 //!
 //! Every rule carries `-m comment --comment "crossdock:..."`; everything in a `CROSSDOCK-*` chain is
 //! crossdock's. Docker rebuilds its chains on start and on network changes, and `DOCKER-USER` may be

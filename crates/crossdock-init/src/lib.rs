@@ -9,6 +9,9 @@
 //! if Docker already runs with another subnet it says a restart is needed, and if that restart would
 //! move containers it refuses ([`decide`]).
 //!
+//! With `[names]` on it also writes `"dns"`: the agent's resolver on the bridge gateway first, then
+//! the host's own resolvers ([`names_dns`]).
+//!
 //! Exit codes: 0 written or unchanged; 1 a runtime failure (metadata service or Docker not
 //! answering, a write failed); 2 bad input (configuration, mapping, daemon.json) or a refusal.
 
