@@ -154,12 +154,17 @@ async fn route_loop(
         let current = *subnet.borrow_and_update();
         let report = routes.sync(current).await;
         apply_route_report(&state, &report);
-        let ips = names::member_ips(report.fleet.as_ref());
-        members.send_if_modified(|m| {
-            let changed = *m != ips;
-            *m = ips;
-            changed
-        });
+        // A pass without a fleet view (cloud not reachable) keeps the last known members: names
+        // must not be withdrawn, nor the catalog port closed, because an API call failed.
+        if let Some(fleet) = &report.fleet {
+            let ips = names::member_ips(Some(fleet));
+            state.lock().unwrap_or_else(|p| p.into_inner()).members = ips.clone();
+            members.send_if_modified(|m| {
+                let changed = *m != ips;
+                *m = ips;
+                changed
+            });
+        }
         status.publish(&state);
         let wait = report.retry_after.unwrap_or(interval);
         tokio::select! {

@@ -203,7 +203,7 @@ pub fn firewall_guard(
     cfg: &Config,
     subnet: Ipv4Net,
     gateway: Option<Ipv4Addr>,
-    fleet: Option<&crossdock_routes::FleetStatus>,
+    members: &[Ipv4Addr],
 ) -> Option<NamesGuard> {
     if !cfg.names.enabled {
         return None;
@@ -213,7 +213,7 @@ pub fn firewall_guard(
         dns: std::net::SocketAddrV4::new(site.gateway, cfg.names.dns_port),
         dns_clients: vec![subnet],
         catalog_port: cfg.names.catalog_port,
-        members: member_ips(fleet),
+        members: members.to_vec(),
     })
 }
 

@@ -325,13 +325,10 @@ fn members_come_from_the_fleet_sweep_and_the_guard_from_config() {
     let base = "cluster_cidrs = [\"10.0.0.0/8\"]\n[cloud]\nprivate_ip = \"192.168.1.11\"\n";
     let off = crossdock_config::parse(base).unwrap();
     let subnet = "10.1.11.0/24".parse().unwrap();
-    assert_eq!(
-        names::firewall_guard(&off, subnet, None, Some(&fleet)),
-        None
-    );
+    assert_eq!(names::firewall_guard(&off, subnet, None, &ips), None);
     let on = crossdock_config::parse(&format!("{base}[names]\nenabled = true\ndns_port = 5353"))
         .unwrap();
-    let g = names::firewall_guard(&on, subnet, None, Some(&fleet)).unwrap();
+    let g = names::firewall_guard(&on, subnet, None, &ips).unwrap();
     assert_eq!(g.dns, "10.1.11.1:5353".parse().unwrap());
     assert_eq!(g.dns_clients, vec![subnet]);
     assert_eq!((g.catalog_port, g.members), (7946, ips));
@@ -362,13 +359,12 @@ fn an_unreadable_or_short_key_file_is_a_config_error_naming_it() {
 }
 
 /// The host pass with `[names]` on: the resolver's rules for the served subnet's gateway, and the
-/// catalog port for exactly the members of the last fleet sweep, which a new sweep changes.
+/// catalog port for exactly the last known members, which a new fleet view changes.
 #[tokio::test]
 async fn the_host_pass_guards_the_resolver_and_admits_the_members_to_the_catalog() {
     use crate::fakes::{served, FakeLinks, FakeSysctl, ScriptedDocker};
     use crate::host::{run_pass, HostDeps};
     use crossdock_hostnet::{MemoryFirewall, Table, DOCKER_USER};
-    use crossdock_routes::fleet::FleetHost;
 
     let cfg = crossdock_config::parse(
         "cluster_cidrs = [\"10.0.0.0/8\"]\n[cloud]\nprivate_ip = \"192.168.1.11\"\n[names]\nenabled = true\n",
@@ -394,20 +390,8 @@ async fn the_host_pass_guards_the_resolver_and_admits_the_members_to_the_catalog
         links: Arc::new(FakeLinks(Some("eth0".into()))),
     };
     let state = Mutex::new(AgentState::new("/x.toml".into()));
-    let members = |ips: &[[u8; 4]]| crossdock_routes::FleetStatus {
-        hosts: ips
-            .iter()
-            .map(|ip| FleetHost {
-                instance_id: "i".into(),
-                status: "Running".into(),
-                private_ip: Some(Ipv4Addr::from(*ip)),
-                vswitch_id: "vsw".into(),
-                subnet: None,
-                routes: Vec::new(),
-            })
-            .collect(),
-        ..Default::default()
-    };
+    let members =
+        |ips: &[[u8; 4]]| -> Vec<Ipv4Addr> { ips.iter().map(|ip| Ipv4Addr::from(*ip)).collect() };
     let input = |fw: &MemoryFirewall| -> Vec<String> {
         let t = fw.dump(Table::Filter);
         ["INPUT", "CROSSDOCK-INPUT"]
@@ -416,7 +400,7 @@ async fn the_host_pass_guards_the_resolver_and_admits_the_members_to_the_catalog
             .map(|r| r.args.join(" "))
             .collect()
     };
-    state.lock().unwrap().fleet = Some(members(&[[192, 168, 1, 11], [192, 168, 1, 12]]));
+    state.lock().unwrap().members = members(&[[192, 168, 1, 11], [192, 168, 1, 12]]);
     assert!(run_pass(&cfg, &deps, &state, "start").await.ok);
     let rules = input(&fw);
     let has = |rules: &[String], needle: &str| rules.iter().any(|r| r.contains(needle));
@@ -433,7 +417,7 @@ async fn the_host_pass_guards_the_resolver_and_admits_the_members_to_the_catalog
         "{rules:?}"
     );
     // A new sweep: h3 joined, h2 left.
-    state.lock().unwrap().fleet = Some(members(&[[192, 168, 1, 11], [192, 168, 1, 13]]));
+    state.lock().unwrap().members = members(&[[192, 168, 1, 11], [192, 168, 1, 13]]);
     assert!(run_pass(&cfg, &deps, &state, "members").await.ok);
     let rules = input(&fw);
     assert!(has(&rules, "-s 192.168.1.13/32"), "{rules:?}");

@@ -276,6 +276,9 @@ pub struct AgentState {
     pub scrape_rules_kept: bool,
     /// `[names]`: the names task's report (`None` when off).
     pub names: Option<crate::names_status::NamesStatus>,
+    /// Fleet mode: the members' private IPs as the last fleet view had them (kept across passes
+    /// that could not read the fleet): the catalog port's allowed peers.
+    pub members: Vec<std::net::Ipv4Addr>,
 }
 
 impl AgentState {
@@ -297,6 +300,7 @@ impl AgentState {
             metrics: Metrics::default(),
             scrape_rules_kept: false,
             names: None,
+            members: Vec::new(),
         }
     }
 
