@@ -1,5 +1,7 @@
 //! The running containers with their names, labels and IPv4 addresses per network: what container
-//! names across hosts (`[names]`) are built from.
+//! names across hosts (`[names]`) are built from; and the subnets of this host's bridge networks,
+//! whose containers may use the resolver (Docker's embedded DNS forwards their questions from their
+//! own addresses).
 //!
 //! One `GET /containers/json` lists them all, with the addresses, so keeping the names current
 //! costs one call per burst of Docker events. The answer is turned into [`ContainerSummary`], a
@@ -9,6 +11,7 @@
 
 use crate::{BollardDocker, DockerError};
 use async_trait::async_trait;
+use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
@@ -25,11 +28,31 @@ pub struct ContainerSummary {
     pub networks: BTreeMap<String, Ipv4Addr>,
 }
 
-/// Lists the running containers.
+/// Lists the running containers and the local bridge networks.
 #[async_trait]
 pub trait ContainerLister: Send + Sync {
     /// Every running container with its names, labels and addresses.
     async fn running_containers(&self) -> Result<Vec<ContainerSummary>, DockerError>;
+    /// The IPv4 subnets of every `bridge`-driver network of this host.
+    async fn bridge_subnets(&self) -> Result<Vec<Ipv4Net>, DockerError>;
+}
+
+/// The IPv4 subnets of the `bridge`-driver networks among `nets`, sorted, once each.
+pub fn bridge_subnets_of(nets: &[bollard::models::Network]) -> Vec<Ipv4Net> {
+    let mut out: Vec<Ipv4Net> = nets
+        .iter()
+        .filter(|n| n.driver.as_deref() == Some("bridge"))
+        .flat_map(|n| {
+            n.ipam
+                .as_ref()
+                .and_then(|i| i.config.clone())
+                .unwrap_or_default()
+        })
+        .filter_map(|c| c.subnet?.parse::<Ipv4Net>().ok().map(|s| s.trunc()))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// One entry of `GET /containers/json` as a [`ContainerSummary`]; `None` without a name.
@@ -84,6 +107,21 @@ impl ContainerLister for BollardDocker {
             }
         }
     }
+
+    async fn bridge_subnets(&self) -> Result<Vec<Ipv4Net>, DockerError> {
+        let (docker, _) = self.client().await?;
+        let opts = bollard::query_parameters::ListNetworksOptions::default();
+        match docker.list_networks(Some(opts)).await {
+            Ok(nets) => Ok(bridge_subnets_of(&nets)),
+            Err(e) => {
+                self.forget_client();
+                Err(DockerError::Api {
+                    call: "GET /networks".into(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +162,39 @@ mod tests {
             s.networks,
             BTreeMap::from([("bridge".to_string(), Ipv4Addr::new(10, 1, 11, 2))])
         );
+    }
+
+    #[test]
+    fn bridge_subnets_are_the_ipv4_ones_of_bridge_networks() {
+        use bollard::models::{Ipam, IpamConfig, Network};
+        let net = |driver: &str, subnets: &[&str]| Network {
+            driver: Some(driver.into()),
+            ipam: Some(Ipam {
+                config: Some(
+                    subnets
+                        .iter()
+                        .map(|s| IpamConfig {
+                            subnet: Some(s.to_string()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let got = bridge_subnets_of(&[
+            net("bridge", &["10.1.11.0/24"]),
+            net("bridge", &["172.18.0.0/16", "fd00::/64"]),
+            net("host", &[]),
+            net("overlay", &["10.0.9.0/24"]),
+            net("bridge", &["10.1.11.0/24"]),
+        ]);
+        let want: Vec<Ipv4Net> = vec![
+            "10.1.11.0/24".parse().unwrap(),
+            "172.18.0.0/16".parse().unwrap(),
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! this host's route must be in) and the ENI's source/destination check, read on the first pass, on
 //! a subnet change and every `rediscover_every` passes.
 
-use crossdock_alibaba::Error as CloudError;
+use crossdock_alibaba::{Error as CloudError, RouteEntryFilter};
 use crossdock_config::SourceDestCheck as SdcMode;
 use crossdock_status::Reason;
 
@@ -157,19 +157,71 @@ impl RouteReconciler {
     }
 
     /// Takes a newer layout: the tables this host's route must be in follow it.
-    pub(crate) fn follow_layout(&self, d: &mut Discovery, layout: TableLayout) {
+    /// Returns the tables that left every sender's path (bound to no vSwitch any more).
+    pub(crate) fn follow_layout(&self, d: &mut Discovery, layout: TableLayout) -> Vec<String> {
         if layout == d.layout {
-            return;
+            return Vec::new();
         }
         match layout.tables_on_path(&[], Senders::Vpc, &self.identity.vswitch_id) {
             Ok(tables) => {
                 if tables != d.tables {
                     tracing::info!(before = ?d.tables, after = ?tables, "the route tables on the senders' paths changed");
                 }
+                let left = d
+                    .tables
+                    .iter()
+                    .filter(|t| !tables.contains(t))
+                    .cloned()
+                    .collect();
                 d.tables = tables;
                 d.layout = layout;
+                left
             }
-            Err(m) => tracing::warn!("ignoring a vSwitch listing: {m}"),
+            Err(m) => {
+                tracing::warn!("ignoring a vSwitch listing: {m}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Per-host mode: this host's own routes (crossdock's marker, next hop here, `Available`) in
+    /// tables that no vSwitch is bound to any more route nobody's traffic: they are deleted. The
+    /// evidence is a vSwitch listing that shows this host's vSwitch (see `follow_layout`).
+    pub(crate) async fn retire_tables(
+        &self,
+        calls: &Calls<'_>,
+        out: &mut Outcome,
+        left: &[String],
+    ) {
+        let pointing_here = RouteEntryFilter {
+            next_hop_id: Some(self.identity.instance_id.clone()),
+            route_entry_type: Some("Custom".into()),
+            ..Default::default()
+        };
+        for table in left {
+            let entries = match calls.route_entries(table, &pointing_here).await {
+                Ok(e) => e,
+                Err(e) => {
+                    out.notes.push(format!(
+                        "could not list {table}, which left the senders' paths: {e}"
+                    ));
+                    continue;
+                }
+            };
+            for e in entries
+                .iter()
+                .filter(|e| self.marker.owns(e) && e.is_available())
+            {
+                tracing::warn!(table, entry = %e.route_entry_id, cidr = %e.destination_cidr_block, "deleting this host's route from a table no vSwitch is bound to any more");
+                self.delete_stale(
+                    calls,
+                    out,
+                    table,
+                    &e.route_entry_id,
+                    &e.destination_cidr_block,
+                )
+                .await;
+            }
         }
     }
 }

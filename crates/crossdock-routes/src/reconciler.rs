@@ -286,7 +286,10 @@ impl RouteReconciler {
             };
             let (layout, r) = tokio::join!(read_layout, read_sdc);
             if let (Some(layout), Some(d)) = (layout, st.discovery.as_mut()) {
-                self.follow_layout(d, layout);
+                let left = self.follow_layout(d, layout);
+                if self.cfg.fleet.is_none() && !left.is_empty() {
+                    self.retire_tables(calls, out, &left).await;
+                }
             }
             (None, r)
         };
@@ -698,7 +701,7 @@ impl RouteReconciler {
             .map_err(CreateError::Wait)
     }
 
-    async fn delete_stale(
+    pub(crate) async fn delete_stale(
         &self,
         calls: &Calls<'_>,
         out: &mut Outcome,

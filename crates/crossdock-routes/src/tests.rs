@@ -850,3 +850,42 @@ async fn a_table_bound_later_gets_the_route_on_the_next_pass() {
         "the new table holds the route"
     );
 }
+
+#[tokio::test]
+async fn a_table_left_unbound_loses_this_hosts_route_and_nothing_else() {
+    let fake = Arc::new(FakeCloud::standard());
+    fake.add_table("vtb-b", "Custom");
+    fake.with(|s| {
+        s.vswitches.push(crossdock_alibaba::VSwitch {
+            vswitch_id: "vsw-2".into(),
+            vpc_id: "vpc-1".into(),
+            cidr_block: "192.168.2.0/24".into(),
+            route_table_id: Some("vtb-b".into()),
+        })
+    });
+    let user = fake.add_entry("vtb-b", "172.30.0.0/16", ME, "vpn", "", "Available");
+    let (rec, _) = reconciler(&fake, cfg());
+    assert!(rec.sync(Some(net(SUBNET))).await.is_ready());
+    assert!(fake
+        .entries_in("vtb-b")
+        .iter()
+        .any(|e| e.destination_cidr_block == SUBNET));
+    // vsw-2 moves to the system table: vtb-b routes nobody now.
+    fake.with(|s| s.vswitches[1].route_table_id = Some("vtb-sys".into()));
+    let r = rec.sync(Some(net(SUBNET))).await;
+    assert!(r.is_ready(), "{r:?}");
+    let left: Vec<String> = fake
+        .entries_in("vtb-b")
+        .into_iter()
+        .map(|e| e.route_entry_id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![user],
+        "only the unmarked route stays in the unbound table"
+    );
+    assert!(fake
+        .entries_in("vtb-sys")
+        .iter()
+        .any(|e| e.destination_cidr_block == SUBNET));
+}
