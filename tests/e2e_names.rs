@@ -11,6 +11,7 @@
 //! - `web` recreated with a new IP: the name follows within 2 s of the container being up;
 //! - a Compose-style service (`com.docker.compose.service=api`) with replicas on h1 and h3: both
 //!   A records;
+//! - a container on a user-defined network resolves it too (through Docker's embedded DNS);
 //! - an external name resolves through the agent, forwarded to the upstream stand-in;
 //! - with h2's agent stopped, the external name still resolves (the stand-in is second in the
 //!   container's resolv.conf);
@@ -89,8 +90,18 @@ fn wait_lookup(
         (last == *want).then_some(())
     });
     if ok.is_none() {
+        let st = status(lab, index).unwrap_or_default();
+        let members: Vec<String> = st["fleet"]["hosts"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .map(|m| format!("{} {}", m["private_ip"], m["status"]))
+                    .collect()
+            })
+            .unwrap_or_default();
         panic!(
-            "{what}: not within {bound:?} (last answer {last:?})\n{}",
+            "{what}: not within {bound:?} (last answer {last:?})\nh{index}'s names: {}\nh{index}'s fleet members: {members:?}\n{}",
+            st["names"],
             diagnosis(lab)
         );
     }
@@ -107,6 +118,17 @@ fn plain_container(lab: &Lab, index: usize, name: &str, labels: &[&str]) -> Stri
     lab.run_container(index, name, &args)
         .unwrap_or_else(|e| panic!("container {name} on h{index}: {e:#}"))
         .ip
+}
+
+/// A busybox container on host `index` named `name` on the user-defined network `network`.
+fn plain_container_on(lab: &Lab, index: usize, name: &str, network: &str) {
+    let image = crossdock_lab::dockerd::BUSYBOX_IMAGE;
+    lab.run_container(
+        index,
+        name,
+        &["--network", network, image, "sleep", "86400"],
+    )
+    .unwrap_or_else(|e| panic!("container {name} on h{index}: {e:#}"));
 }
 
 /// Packets counted by the rules of host `index`'s INPUT chain carrying `comment` (all of them).
@@ -196,6 +218,19 @@ fn e2e_names_resolve_follow_forward_stay_private_and_withdraw() {
         (2, "client"),
         "api.crossdock.internal",
         &both,
+        NAMES_BOUND,
+    );
+
+    // A container on a user-defined network asks through Docker's embedded DNS, which forwards
+    // from the container's own address: the resolver (and its firewall) take that network in.
+    lab.docker(2, &["network", "create", "appnet"])
+        .expect("docker network create");
+    plain_container_on(&lab, 2, "u1", "appnet");
+    wait_lookup(
+        &lab,
+        (2, "u1"),
+        "web.crossdock.internal",
+        &ips(&[&web2]),
         NAMES_BOUND,
     );
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use ipnet::Ipv4Net;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crossdock_config::{Config, ConfigError};
 use crossdock_docker::{BollardDocker, DockerEvent, DockerSource};
@@ -141,7 +141,8 @@ fn apply_route_report(state: &Mutex<AgentState>, r: &RouteSyncReport) {
 }
 
 /// The route loop: a pass at start, whenever the served subnet changes, and every `interval` (or
-/// sooner/later when the route side asks). The fleet's members go to `members` (names).
+/// sooner/later when the route side asks). The fleet's members go to `members` (the names task),
+/// and a change of them is told to the host loop through `names_changed` (the firewall).
 async fn route_loop(
     routes: Arc<dyn RouteSync>,
     mut subnet: watch::Receiver<Option<Ipv4Net>>,
@@ -149,6 +150,7 @@ async fn route_loop(
     status: Arc<StatusLine>,
     interval: Duration,
     members: watch::Sender<Vec<std::net::Ipv4Addr>>,
+    names_changed: Arc<Notify>,
 ) {
     loop {
         let current = *subnet.borrow_and_update();
@@ -159,11 +161,14 @@ async fn route_loop(
         if let Some(fleet) = &report.fleet {
             let ips = names::member_ips(Some(fleet));
             state.lock().unwrap_or_else(|p| p.into_inner()).members = ips.clone();
-            members.send_if_modified(|m| {
+            let changed = members.send_if_modified(|m| {
                 let changed = *m != ips;
                 *m = ips;
                 changed
             });
+            if changed {
+                names_changed.notify_one();
+            }
         }
         status.publish(&state);
         let wait = report.retry_after.unwrap_or(interval);
@@ -197,8 +202,9 @@ struct Running {
     resync: tokio::time::Interval,
     watchdog: Option<tokio::time::Interval>,
     events: mpsc::Receiver<DockerEvent>,
-    /// `[names]` on: the fleet's members, whose change re-applies the firewall (catalog port).
-    members: Option<watch::Receiver<Vec<std::net::Ipv4Addr>>>,
+    /// `[names]` on: told when the fleet's members or the resolver's clients change, which the
+    /// firewall follows.
+    names_changed: Option<Arc<Notify>>,
 }
 
 impl Running {
@@ -294,12 +300,8 @@ impl Running {
                     }
                 }
                 _ = self.resync.tick() => return Some("resync"),
-                changed = async { self.members.as_mut().map(|m| m.changed()).unwrap().await }, if self.members.is_some() => {
-                    if changed.is_err() {
-                        self.members = None;
-                    } else {
-                        return Some("members");
-                    }
+                _ = async { self.names_changed.as_ref().map(|n| n.notified()).unwrap().await }, if self.names_changed.is_some() => {
+                    return Some("names");
                 }
                 _ = async { self.watchdog.as_mut().map(|w| w.tick()).unwrap().await }, if self.watchdog.is_some() => {
                     self.deps.notifier.note(Note::Watchdog);
@@ -354,6 +356,7 @@ pub async fn run(config_path: PathBuf, cfg: Config, log: LogHandle, deps: Daemon
     let status = Arc::new(StatusLine::new(deps.notifier.clone()));
     let (subnet_tx, subnet_rx) = watch::channel::<Option<Ipv4Net>>(None);
     let (members_tx, members_rx) = watch::channel(Vec::new());
+    let names_changed = Arc::new(Notify::new());
     let route_task = tokio::spawn(route_loop(
         deps.routes.clone(),
         subnet_rx,
@@ -361,11 +364,19 @@ pub async fn run(config_path: PathBuf, cfg: Config, log: LogHandle, deps: Daemon
         status.clone(),
         Duration::from_secs(cfg.cloud.resync_interval_secs),
         members_tx,
+        names_changed.clone(),
     ));
     let names_task = names_settings
         .zip(deps.names.clone())
         .map(|(settings, nd)| {
-            tokio::spawn(names::run(settings, nd, members_rx.clone(), state.clone()))
+            let run = names::run(
+                settings,
+                nd,
+                members_rx,
+                state.clone(),
+                names_changed.clone(),
+            );
+            tokio::spawn(run)
         });
     let mut running = Running {
         config_path,
@@ -379,7 +390,7 @@ pub async fn run(config_path: PathBuf, cfg: Config, log: LogHandle, deps: Daemon
         status,
         endpoint,
         events,
-        members: names_task.is_some().then_some(members_rx),
+        names_changed: names_task.is_some().then_some(names_changed),
     };
     let exit = host_loop(&mut running, &subnet_tx).await;
 

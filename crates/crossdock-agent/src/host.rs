@@ -313,7 +313,7 @@ async fn firewall_step(
         let st = state.lock().unwrap();
         let names = bridge
             .as_ref()
-            .and_then(|_| crate::names::firewall_guard(cfg, subnet, st.gateway, &st.members));
+            .and_then(|_| crate::names::firewall_guard(cfg, subnet, &st));
         (st.scrape_rules_kept, names)
     };
     if bridge.is_none() && scrape.is_none() && !kept {

@@ -25,14 +25,27 @@ impl LogHandle {
     }
 }
 
-/// The configured directive, plus quieting netlink-packet-route, which warns on every link dump of a
-/// kernel newer than itself (a harmless size difference in IFLA_INET6_CONF) unless asked for.
+/// Libraries quieted unless the directive names them: netlink-packet-route warns on every link dump
+/// of a kernel newer than itself (a harmless size difference in IFLA_INET6_CONF); hickory logs
+/// every DNS query at info and chitchat every membership change (`[names]`).
+const QUIETED: &[(&str, &str)] = &[
+    ("netlink_packet_route", "error"),
+    ("hickory_server", "warn"),
+    ("hickory_proto", "warn"),
+    ("hickory_resolver", "warn"),
+    ("hickory_net", "warn"),
+    ("chitchat", "warn"),
+];
+
+/// The configured directive, plus [`QUIETED`] for the libraries it does not name.
 fn filter(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
-    if level.contains("netlink_packet_route") {
-        EnvFilter::try_new(level)
-    } else {
-        EnvFilter::try_new(format!("{level},netlink_packet_route=error"))
+    let mut directive = level.to_string();
+    for (target, quiet) in QUIETED {
+        if !level.contains(target) {
+            directive.push_str(&format!(",{target}={quiet}"));
+        }
     }
+    EnvFilter::try_new(directive)
 }
 
 /// Installs the global subscriber; a second call (tests) leaves the first in place.

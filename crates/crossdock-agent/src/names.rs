@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use ipnet::{IpNet, Ipv4Net};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crossdock_catalog::{ClusterKey, Exchange, ExchangeConfig};
 use crossdock_config::{Config, ConfigError};
@@ -172,48 +172,56 @@ pub fn member_ips(fleet: Option<&crossdock_routes::FleetStatus>) -> Vec<Ipv4Addr
     ips
 }
 
-/// Where the containers live: the served network's subnet and its gateway (the resolver's
-/// address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The gateway Docker reports, else the subnet's first address (Docker's default).
+pub fn gateway_of(subnet: Ipv4Net, gateway: Option<Ipv4Addr>) -> Ipv4Addr {
+    gateway.unwrap_or_else(|| Ipv4Addr::from(u32::from(subnet.network()).saturating_add(1)))
+}
+
+/// Where the containers live: the served network's subnet and gateway (the resolver's address),
+/// and every local bridge network's subnet (their containers ask through Docker's embedded DNS,
+/// which forwards from their own addresses).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
-    /// The container subnet.
+    /// The served container subnet.
     pub subnet: Ipv4Net,
     /// The bridge's address.
     pub gateway: Ipv4Addr,
+    /// The clients the resolver answers: the served subnet first, then the other bridge
+    /// networks' subnets.
+    pub clients: Vec<Ipv4Net>,
 }
 
 impl Site {
-    /// The gateway Docker reports, else the subnet's first address (Docker's default).
-    pub fn new(subnet: Ipv4Net, gateway: Option<Ipv4Addr>) -> Self {
-        let first = Ipv4Addr::from(u32::from(subnet.network()).saturating_add(1));
+    /// The site of `net`, with the other bridge subnets `bridges`.
+    pub fn new(net: &ServedNetwork, bridges: &[Ipv4Net]) -> Self {
+        let mut clients = vec![net.subnet];
+        clients.extend(bridges.iter().filter(|b| **b != net.subnet));
         Self {
-            subnet,
-            gateway: gateway.unwrap_or(first),
+            subnet: net.subnet,
+            gateway: gateway_of(net.subnet, net.gateway),
+            clients,
         }
-    }
-
-    fn of(net: &ServedNetwork) -> Self {
-        Self::new(net.subnet, net.gateway)
     }
 }
 
-/// The firewall's part of `[names]` for the host pass: the resolver on the gateway for the
-/// container subnet, the catalog port for the members (see `crossdock_hostnet::names_guard`).
-pub fn firewall_guard(
-    cfg: &Config,
-    subnet: Ipv4Net,
-    gateway: Option<Ipv4Addr>,
-    members: &[Ipv4Addr],
-) -> Option<NamesGuard> {
+/// The firewall's part of `[names]` for the host pass: the resolver on the gateway for this
+/// host's container subnets (as the names task found them; the served one until it reports),
+/// the catalog port for the last known members (see `crossdock_hostnet::names_guard`).
+pub fn firewall_guard(cfg: &Config, subnet: Ipv4Net, st: &AgentState) -> Option<NamesGuard> {
     if !cfg.names.enabled {
         return None;
     }
-    let site = Site::new(subnet, gateway);
+    let clients = st
+        .names
+        .as_ref()
+        .map(|n| n.dns_clients.clone())
+        .filter(|c| c.first() == Some(&subnet))
+        .unwrap_or_else(|| vec![subnet]);
     Some(NamesGuard {
-        dns: std::net::SocketAddrV4::new(site.gateway, cfg.names.dns_port),
-        dns_clients: vec![subnet],
+        dns: std::net::SocketAddrV4::new(gateway_of(subnet, st.gateway), cfg.names.dns_port),
+        dns_clients: clients,
         catalog_port: cfg.names.catalog_port,
-        members: members.to_vec(),
+        members: st.members.clone(),
     })
 }
 
@@ -261,21 +269,25 @@ struct Running {
     slot: Arc<ZoneSlot>,
     site: Site,
     dns: Option<DnsServer>,
+    /// Told when the resolver's clients change (the host pass re-applies the firewall).
+    firewall: Arc<Notify>,
 }
 
-/// Runs the names task until it is aborted (the daemon's stop).
+/// Runs the names task until it is aborted (the daemon's stop). `members` are the fleet's
+/// members' addresses; `firewall` is notified when the resolver's clients change.
 pub async fn run(
     settings: NamesSettings,
     deps: NamesDeps,
     mut members: watch::Receiver<Vec<Ipv4Addr>>,
     state: Arc<Mutex<AgentState>>,
+    firewall: Arc<Notify>,
 ) {
     state.lock().unwrap_or_else(|p| p.into_inner()).names =
         Some(NamesStatus::starting(settings.zone.as_str()));
     let status = Reporter(state);
     let (ev_tx, mut events) = mpsc::channel::<DockerEvent>(256);
     let watcher = deps.docker.watch(ev_tx);
-    let mut r = start(settings, deps, status, &members).await;
+    let mut r = start(settings, deps, status, &members, firewall).await;
     let mut catalog = r.exchange.subscribe();
     let mut resync = tokio::time::interval(r.settings.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -312,6 +324,7 @@ async fn start(
     deps: NamesDeps,
     status: Reporter,
     members: &watch::Receiver<Vec<Ipv4Addr>>,
+    firewall: Arc<Notify>,
 ) -> Running {
     let id = until_ok(&status, NamesState::Pending, || {
         let source = deps.identity.clone();
@@ -329,12 +342,10 @@ async fn start(
         s.host_id = Some(id.host_id.to_string());
     });
     let site = until_ok(&status, NamesState::Pending, || {
-        let (docker, network) = (deps.docker.clone(), settings.network.clone());
+        let (deps, network) = (deps.clone(), settings.network.clone());
         async move {
-            docker
-                .inspect_network(&network)
+            read_site(&deps, &network)
                 .await
-                .map(|n| Site::of(&n))
                 .map_err(|e| format!("waiting for the served network: {e}"))
         }
     })
@@ -359,9 +370,18 @@ async fn start(
         slot: Arc::new(ZoneSlot::default()),
         site,
         dns: None,
+        firewall,
     };
     r.start_dns().await;
     r
+}
+
+/// The served network and the other bridge networks (only the served one when Docker does not
+/// list them).
+async fn read_site(deps: &NamesDeps, network: &str) -> Result<Site, crossdock_docker::DockerError> {
+    let net = deps.docker.inspect_network(network).await?;
+    let bridges = deps.containers.bridge_subnets().await.unwrap_or_default();
+    Ok(Site::new(&net, &bridges))
 }
 
 fn peer_addrs(ips: &[Ipv4Addr], own: Ipv4Addr, port: u16) -> Vec<SocketAddr> {
@@ -403,16 +423,21 @@ impl Running {
                     .update(|s| s.set(NamesState::Failed, e.to_string()))
             }
         };
-        let allowed = vec![
-            IpNet::V4(self.site.subnet),
-            IpNet::V4(Ipv4Net::new(Ipv4Addr::LOCALHOST, 8).expect("a valid prefix")),
-        ];
+        let loopback = Ipv4Net::new(Ipv4Addr::LOCALHOST, 8).expect("a valid prefix");
+        let allowed: Vec<IpNet> = self
+            .site
+            .clients
+            .iter()
+            .chain([&loopback])
+            .map(|n| IpNet::V4(*n))
+            .collect();
         let config = DnsConfig::new(vec![listen], allowed, upstreams.clone());
         match DnsServer::start(&config, self.slot.clone()).await {
             Ok(server) => {
                 let bound = server.local_addrs().first().copied().unwrap_or(listen);
                 self.status.update(|s| {
                     s.dns_listen = Some(bound.to_string());
+                    s.dns_clients = self.site.clients.clone();
                     s.upstreams = upstreams.iter().map(ToString::to_string).collect();
                     s.counters.dns = Some(server.stats());
                     s.set(
@@ -428,21 +453,19 @@ impl Running {
         }
     }
 
-    /// The served network again: a new subnet or gateway moves the resolver; a resolver that
-    /// failed to start is tried again.
+    /// The networks again: a new subnet, gateway or set of bridge networks restarts the resolver
+    /// (and has the firewall follow); a resolver that failed to start is tried again.
     async fn check_site(&mut self) {
-        let Ok(net) = self
-            .deps
-            .docker
-            .inspect_network(&self.settings.network)
-            .await
-        else {
+        let Ok(site) = read_site(&self.deps, &self.settings.network).await else {
             return;
         };
-        let site = Site::of(&net);
         if site != self.site || self.dns.is_none() {
+            let clients_changed = site.clients != self.site.clients;
             self.site = site;
             self.start_dns().await;
+            if clients_changed {
+                self.firewall.notify_one();
+            }
         }
     }
 
@@ -453,10 +476,16 @@ impl Running {
         while let Ok(more) = events.try_recv() {
             batch.push(more);
         }
-        if batch
-            .iter()
-            .any(|e| matches!(e, DockerEvent::Connected | DockerEvent::Reconnected))
-        {
+        let networks_may_have_changed = batch.iter().any(|e| {
+            matches!(
+                e,
+                DockerEvent::Connected
+                    | DockerEvent::Reconnected
+                    | DockerEvent::NetworkCreate { .. }
+                    | DockerEvent::NetworkDestroy { .. }
+            )
+        });
+        if networks_may_have_changed {
             self.check_site().await;
         }
         let relevant = batch

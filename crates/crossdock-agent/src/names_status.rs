@@ -112,6 +112,9 @@ pub struct NamesStatus {
     pub host_id: Option<String>,
     /// Where the resolver answers (UDP and TCP).
     pub dns_listen: Option<String>,
+    /// The client networks it answers (besides loopback): this host's bridge subnets, the served
+    /// one first.
+    pub dns_clients: Vec<ipnet::Ipv4Net>,
     /// Where the catalog exchange listens (UDP).
     pub catalog_listen: Option<String>,
     /// The upstream resolvers.
@@ -149,6 +152,7 @@ impl NamesStatus {
             host: None,
             host_id: None,
             dns_listen: None,
+            dns_clients: Vec::new(),
             catalog_listen: None,
             upstreams: Vec::new(),
             members: 0,

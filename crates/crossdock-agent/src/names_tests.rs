@@ -23,9 +23,11 @@ use crate::names::{self, IdentitySource, NamesDeps, NamesIdentity, NamesSettings
 use crate::names_status::NamesState;
 use crate::state::AgentState;
 
-/// Docker as data: the served network, the running containers, an event feed.
+/// Docker as data: the served network, the other bridge networks, the running containers, an
+/// event feed.
 struct FakeDocker {
     net: ServedNetwork,
+    bridges: Vec<ipnet::Ipv4Net>,
     containers: Mutex<Vec<ContainerSummary>>,
     feed: Mutex<Option<mpsc::Receiver<DockerEvent>>>,
 }
@@ -52,6 +54,9 @@ impl DockerSource for FakeDocker {
 impl ContainerLister for FakeDocker {
     async fn running_containers(&self) -> Result<Vec<ContainerSummary>, DockerError> {
         Ok(self.containers.lock().unwrap().clone())
+    }
+    async fn bridge_subnets(&self) -> Result<Vec<ipnet::Ipv4Net>, DockerError> {
+        Ok(self.bridges.clone())
     }
 }
 
@@ -115,6 +120,10 @@ fn host(
             bridge: "docker0".into(),
             docker_version: "28".into(),
         },
+        bridges: vec![
+            format!("127.0.{n}.0/24").parse().unwrap(),
+            format!("127.{n}.0.0/16").parse().unwrap(),
+        ],
         containers: Mutex::new(containers),
         feed: Mutex::new(Some(rx)),
     });
@@ -136,7 +145,14 @@ fn host(
     };
     let (members_tx, members_rx) = watch::channel(members.to_vec());
     let state = Arc::new(Mutex::new(AgentState::new("/x.toml".into())));
-    let task = tokio::spawn(names::run(settings, deps, members_rx, state.clone()));
+    let firewall = Arc::new(tokio::sync::Notify::new());
+    let task = tokio::spawn(names::run(
+        settings,
+        deps,
+        members_rx,
+        state.clone(),
+        firewall,
+    ));
     Host {
         docker,
         events,
@@ -267,6 +283,8 @@ async fn a_container_on_one_host_is_answered_on_the_other_and_follows_a_new_addr
     assert_eq!(n.host.as_deref(), Some("h2-example"));
     assert_eq!(n.peer_count(), 1);
     assert_eq!(n.members, 2);
+    let clients: Vec<String> = n.dns_clients.iter().map(ToString::to_string).collect();
+    assert_eq!(clients, ["127.0.2.0/24", "127.2.0.0/16"]);
     let doc = st.status_json();
     assert_eq!(doc["names"]["state"], "ready", "{doc}");
     assert_eq!(doc["names"]["local_records"], 1, "{doc}");
@@ -325,13 +343,30 @@ fn members_come_from_the_fleet_sweep_and_the_guard_from_config() {
     let base = "cluster_cidrs = [\"10.0.0.0/8\"]\n[cloud]\nprivate_ip = \"192.168.1.11\"\n";
     let off = crossdock_config::parse(base).unwrap();
     let subnet = "10.1.11.0/24".parse().unwrap();
-    assert_eq!(names::firewall_guard(&off, subnet, None, &ips), None);
+    let mut st = AgentState::new("/x.toml".into());
+    st.members = ips.clone();
+    assert_eq!(names::firewall_guard(&off, subnet, &st), None);
     let on = crossdock_config::parse(&format!("{base}[names]\nenabled = true\ndns_port = 5353"))
         .unwrap();
-    let g = names::firewall_guard(&on, subnet, None, &ips).unwrap();
+    let g = names::firewall_guard(&on, subnet, &st).unwrap();
     assert_eq!(g.dns, "10.1.11.1:5353".parse().unwrap());
     assert_eq!(g.dns_clients, vec![subnet]);
     assert_eq!((g.catalog_port, g.members), (7946, ips));
+    // The names task found a user-defined network too: its containers may ask.
+    let user: ipnet::Ipv4Net = "172.18.0.0/16".parse().unwrap();
+    let mut n = crate::names_status::NamesStatus::starting("crossdock.internal");
+    n.dns_clients = vec![subnet, user];
+    st.names = Some(n);
+    st.gateway = Some(Ipv4Addr::new(10, 1, 11, 254));
+    let g = names::firewall_guard(&on, subnet, &st).unwrap();
+    assert_eq!(g.dns_clients, vec![subnet, user]);
+    assert_eq!(g.dns, "10.1.11.254:5353".parse().unwrap());
+    // ... but not once the served subnet moved and the task has not caught up.
+    let moved = "10.1.99.0/24".parse().unwrap();
+    assert_eq!(
+        names::firewall_guard(&on, moved, &st).unwrap().dns_clients,
+        vec![moved]
+    );
 }
 
 #[test]

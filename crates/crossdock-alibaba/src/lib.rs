@@ -25,6 +25,10 @@
 //! `metadata` ← `identity`, `credentials` ← `client` ← `connect`. Shared pieces live in the leaf that
 //! owns them (the API a call goes to in `product`, "now" in `clock`), not in one of their users.
 
+// Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
+// truncate are written as checked conversions. Exceptions carry their reason where they stand.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+
 pub mod client;
 pub mod clock;
 pub mod connect;

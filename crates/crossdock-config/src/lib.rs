@@ -15,6 +15,10 @@
 //! assert!(crossdock_config::check_subnet("10.10.3.0/24".parse().unwrap(), &cfg).is_ok());
 //! ```
 
+// Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
+// truncate are written as checked conversions. Exceptions carry their reason where they stand.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+
 pub mod fleet;
 pub mod mapping;
 pub mod metrics;

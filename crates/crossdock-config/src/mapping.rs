@@ -271,8 +271,14 @@ impl SubnetMapping {
             let n = 1u64 << (self.prefix_len - c.prefix_len());
             if index < n {
                 let base = u64::from(u32::from(c.network())) + (index << shift);
-                let addr = Ipv4Addr::from(u32::try_from(base).expect("inside the range"));
-                return Ok(Ipv4Net::new(addr, self.prefix_len).expect("prefix ≤ 30"));
+                // Inside the cluster range and a prefix `new` accepted: neither can fail.
+                let block = u32::try_from(base)
+                    .ok()
+                    .and_then(|b| Ipv4Net::new(Ipv4Addr::from(b), self.prefix_len).ok());
+                if let Some(block) = block {
+                    return Ok(block);
+                }
+                break;
             }
             index -= n;
         }

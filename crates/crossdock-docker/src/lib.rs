@@ -14,6 +14,10 @@
 //! Requests go unversioned (bollard joins absolute paths onto the base URL, dropping its `/v1.xx`
 //! prefix), so the same client talks to Docker 20.10 (API 1.41) and 28.x (API 1.51).
 
+// Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
+// truncate are written as checked conversions. Exceptions carry their reason where they stand.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+
 pub mod containers;
 
 pub use containers::{ContainerLister, ContainerSummary};
@@ -355,16 +359,16 @@ impl BollardDocker {
 
     /// The cached client, connecting if there is none.
     async fn client(&self) -> Result<(bollard::Docker, String), DockerError> {
-        if let Some(c) = self.client.lock().unwrap().clone() {
+        if let Some(c) = self.client.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(c);
         }
         let c = self.connect_once().await?;
-        *self.client.lock().unwrap() = Some(c.clone());
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(c)
     }
 
     fn forget_client(&self) {
-        *self.client.lock().unwrap() = None;
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// How many containers the daemon has, running or stopped (`GET /info`). `crossdock init` asks

@@ -755,6 +755,8 @@ fn forward_chain(f: &Facts) -> Outcome {
     )
 }
 
+// `jump_rules` has one rule per table of `Table` (its unit tests say so): the expect cannot fire.
+#[allow(clippy::expect_used)]
 fn jump_rule(t: Table) -> Rule {
     hrules::jump_rules()
         .into_iter()
@@ -1578,14 +1580,15 @@ fn route_quota(f: &Facts) -> Outcome {
         let custom = routes
             .iter()
             .filter(|r| &r.route_table_id == t && r.entry_type.eq_ignore_ascii_case("Custom"))
-            .count() as u32;
+            .count();
+        let custom = u32::try_from(custom).unwrap_or(u32::MAX);
         let has_mine = routes
             .iter()
             .any(|r| &r.route_table_id == t && Some(&r.destination_cidr_block) == mine.as_ref());
         let wanted = missing
             .as_ref()
             .and_then(|m| m.get(t.as_str()))
-            .map_or(0, |n| *n as u32);
+            .map_or(0, |n| u32::try_from(*n).unwrap_or(u32::MAX));
         parts.push(match &missing {
             Some(_) => {
                 format!("{t}: {custom} of {quota} custom entries, {wanted} member route(s) to add")

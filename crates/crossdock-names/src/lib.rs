@@ -12,6 +12,10 @@
 //! - [`catalog`]: every host's record set, versions, merge and withdrawal rules, bounds;
 //! - [`zone`]: the answers (A, PTR, NXDOMAIN, empty) of a catalog snapshot.
 
+// Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
+// truncate are written as checked conversions. Exceptions carry their reason where they stand.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+
 pub mod catalog;
 pub mod label;
 pub mod record;

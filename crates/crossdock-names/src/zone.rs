@@ -159,7 +159,7 @@ impl ZoneView {
             zone_fqdn: zone.fqdn(&[]),
             reverse: reverse.iter().map(|n| n.trunc()).collect(),
             ttls,
-            serial: (changes % (u64::from(u32::MAX) + 1)) as u32,
+            serial: u32::try_from(changes % (u64::from(u32::MAX) + 1)).unwrap_or(u32::MAX),
             ..Self::default()
         };
         for (_, set) in sets {

@@ -545,8 +545,8 @@ impl RouteCloud for FakeCloud {
         }
         let ids: Vec<String> = accepted.iter().map(|r| s.insert_pending(r)).collect();
         Ok(BatchResult {
-            success_count: ids.len() as u32,
-            failed_count: failed.len() as u32,
+            success_count: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+            failed_count: u32::try_from(failed.len()).unwrap_or(u32::MAX),
             route_entry_ids: ids,
             failed,
         })
@@ -598,8 +598,8 @@ impl RouteCloud for FakeCloud {
         }
         s.entries.retain(|e| !doomed.contains(&e.route_entry_id));
         Ok(BatchResult {
-            success_count: doomed.len() as u32,
-            failed_count: failed.len() as u32,
+            success_count: u32::try_from(doomed.len()).unwrap_or(u32::MAX),
+            failed_count: u32::try_from(failed.len()).unwrap_or(u32::MAX),
             route_entry_ids: Vec::new(),
             failed,
         })

@@ -5,6 +5,10 @@
 //! vocabulary; each word's wire spelling (pinned by docs/CONTRACTS.md, used by alerts) is written
 //! once, here, so nothing translates strings between crates and a typo is a compile error.
 
+// Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
+// truncate are written as checked conversions. Exceptions carry their reason where they stand.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -7,6 +7,10 @@
 //! the client side (one request per connection) and the socket binding the servers share; the servers
 //! themselves are axum routers served on the returned listener.
 
+// Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
+// truncate are written as checked conversions. Exceptions carry their reason where they stand.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
