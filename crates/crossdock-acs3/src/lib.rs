@@ -17,7 +17,11 @@
 
 // Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
 // truncate are written as checked conversions. Exceptions carry their reason where they stand.
-#![warn(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};

@@ -16,7 +16,11 @@
 
 // Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
 // truncate are written as checked conversions. Exceptions carry their reason where they stand.
-#![warn(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 pub mod containers;
 
@@ -359,7 +363,12 @@ impl BollardDocker {
 
     /// The cached client, connecting if there is none.
     async fn client(&self) -> Result<(bollard::Docker, String), DockerError> {
-        if let Some(c) = self.client.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(c) = self
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             return Ok(c);
         }
         let c = self.connect_once().await?;

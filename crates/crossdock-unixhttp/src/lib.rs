@@ -9,7 +9,11 @@
 
 // Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
 // truncate are written as checked conversions. Exceptions carry their reason where they stand.
-#![warn(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
