@@ -523,6 +523,31 @@ impl Client {
         if let Some(v) = &filter.route_entry_name {
             base.push(("RouteEntryName", v.clone()));
         }
+        self.paged(
+            Product::Vpc,
+            "DescribeRouteEntryList",
+            base,
+            |raw: RawRouteEntryList| {
+                let items = raw.route_entrys.unwrap_or_default().items;
+                (
+                    items.into_iter().map(RouteEntry::from).collect(),
+                    raw.next_token,
+                )
+            },
+        )
+        .await
+    }
+
+    /// A `NextToken`-paged listing: calls `action` with `base` (plus the token) until the token runs
+    /// out; `page` splits one answer into its items and the next token. A token answered twice or
+    /// more than `MAX_PAGES` pages is an error, never an endless loop.
+    async fn paged<R: DeserializeOwned, T>(
+        &self,
+        product: Product,
+        action: &'static str,
+        base: Vec<(&str, String)>,
+        page: impl Fn(R) -> (Vec<T>, Option<String>),
+    ) -> Result<Vec<T>, Error> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -530,23 +555,16 @@ impl Client {
             if let Some(t) = &token {
                 params.push(("NextToken", t.clone()));
             }
-            let raw: RawRouteEntryList = self
-                .call_typed(Product::Vpc, "DescribeRouteEntryList", &params)
-                .await?;
-            out.extend(
-                raw.route_entrys
-                    .unwrap_or_default()
-                    .items
-                    .into_iter()
-                    .map(RouteEntry::from),
-            );
-            match raw.next_token.filter(|t| !t.is_empty()) {
+            let raw: R = self.call_typed(product, action, &params).await?;
+            let (items, next) = page(raw);
+            out.extend(items);
+            match next.filter(|t| !t.is_empty()) {
                 Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                Some(_) => return Err(same_token_twice("DescribeRouteEntryList")),
+                Some(_) => return Err(same_token_twice(action)),
                 None => return Ok(out),
             }
         }
-        Err(too_many_pages("DescribeRouteEntryList"))
+        Err(too_many_pages(action))
     }
 
     /// `CreateRouteEntry` with an `Instance` next hop; returns the new `RouteEntryId`.
@@ -712,30 +730,19 @@ impl Client {
         &self,
         base: Vec<(&str, String)>,
     ) -> Result<Vec<Instance>, Error> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut params = base.clone();
-            if let Some(t) = &token {
-                params.push(("NextToken", t.clone()));
-            }
-            let raw: RawInstances = self
-                .call_typed(Product::Ecs, "DescribeInstances", &params)
-                .await?;
-            out.extend(
-                raw.instances
-                    .unwrap_or_default()
-                    .items
-                    .into_iter()
-                    .map(Instance::from),
-            );
-            match raw.next_token.filter(|t| !t.is_empty()) {
-                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                Some(_) => return Err(same_token_twice("DescribeInstances")),
-                None => return Ok(out),
-            }
-        }
-        Err(too_many_pages("DescribeInstances"))
+        self.paged(
+            Product::Ecs,
+            "DescribeInstances",
+            base,
+            |raw: RawInstances| {
+                let items = raw.instances.unwrap_or_default().items;
+                (
+                    items.into_iter().map(Instance::from).collect(),
+                    raw.next_token,
+                )
+            },
+        )
+        .await
     }
 
     /// `DescribeVSwitches` of a VPC, every page.
