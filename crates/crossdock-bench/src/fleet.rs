@@ -20,7 +20,7 @@
 //! that outlives its storm.
 
 use crate::calls::{control_plane_settings, CallStats, Collector};
-use crate::control::{check_table, run_storm, Bins, C1Sample, C2Result, StormRun, Timings};
+use crate::control::{run_storm, Bins, C1Sample, C2Result, StormRun, Timings};
 use crate::report::{num, Figure, Target};
 use crate::rr::unix_ms;
 use crate::stats::summarize;
@@ -445,42 +445,105 @@ pub fn writes_naming(
         .count() as u64
 }
 
+/// Who a scale-in releases and who survives, with the survivors' routes before it.
+struct ScaleInPlan {
+    /// Host names of the released.
+    names: Vec<String>,
+    /// Their instances.
+    released: BTreeSet<String>,
+    /// `(subnet, instance)` of the survivors.
+    survivors: Vec<(String, String)>,
+    /// The survivors' routes before the release.
+    kept: BTreeMap<String, (String, bool)>,
+}
+
+impl ScaleInPlan {
+    /// Picks the victims ([`victims`]) and checks that the table is complete before anything happens.
+    fn new(lab: &Lab, expected: &[(String, String)], release: usize) -> Result<ScaleInPlan> {
+        let chosen = victims(expected.len(), release);
+        let released: BTreeSet<String> = chosen.iter().map(|i| expected[*i].1.clone()).collect();
+        let survivors: Vec<(String, String)> = expected
+            .iter()
+            .filter(|e| !released.contains(&e.1))
+            .cloned()
+            .collect();
+        let before = lab.admin_sync(|c| async move { c.state().await })?;
+        let kept = survivor_entries(&before.entries, &survivors);
+        if kept.len() != survivors.len()
+            || released_left(&before.entries, &released) != released.len()
+        {
+            bail!("the table is not complete before the scale-in");
+        }
+        Ok(ScaleInPlan {
+            names: chosen
+                .iter()
+                .map(|i| lab.hosts()[*i].name.clone())
+                .collect(),
+            released,
+            survivors,
+            kept,
+        })
+    }
+
+    /// The survivors' destinations and entry ids, as the call log's parameters would name them.
+    fn survivor_names(&self) -> BTreeSet<String> {
+        self.kept
+            .values()
+            .map(|(id, _)| id.clone())
+            .chain(self.survivors.iter().map(|(subnet, _)| subnet.clone()))
+            .collect()
+    }
+}
+
 /// Releases `s.released` hosts of a converged fleet lab (agent killed, then the instance released
-/// through the admin API) and measures until their routes are gone.
+/// through the admin API), measures until their routes are gone, then what the survivors' routes and
+/// calls went through.
 fn scale_in_on(
     lab: &mut Lab,
     expected: &[(String, String)],
     s: &mut ScaleIn,
     check: &dyn Fn() -> Result<()>,
 ) -> Result<()> {
-    let chosen = victims(expected.len(), s.released);
-    let names: Vec<String> = chosen
-        .iter()
-        .map(|i| lab.hosts()[*i].name.clone())
-        .collect();
-    let released: BTreeSet<String> = chosen.iter().map(|i| expected[*i].1.clone()).collect();
-    let survivors: Vec<(String, String)> = expected
-        .iter()
-        .filter(|e| !released.contains(&e.1))
-        .cloned()
-        .collect();
-    s.survivors = survivors.len();
-    s.released_instances = released.iter().cloned().collect();
+    let plan = ScaleInPlan::new(lab, expected, s.released)?;
+    s.survivors = plan.survivors.len();
+    s.released_instances = plan.released.iter().cloned().collect();
     s.deadline_s = s.target_s() + SCALE_IN_SLACK_S;
     let admin = lab.state().admin_socket.clone();
-    let before = lab.admin_sync(|c| async move { c.state().await })?;
-    let kept = survivor_entries(&before.entries, &survivors);
-    if kept.len() != survivors.len() || released_left(&before.entries, &released) != released.len()
-    {
-        bail!("the table is not complete before the scale-in");
-    }
     let mut collector = Collector::from_now(&admin)?;
     let t0 = unix_ms();
-    let started = Instant::now();
-    for name in &names {
+    release(lab, &plan)?;
+    s.release_s = (unix_ms() - t0) as f64 / 1000.0;
+    wait_removed(lab, &plan.released, t0, check, &mut collector, s)?;
+    std::thread::sleep(SCALE_IN_SETTLE);
+    collector.poll()?;
+    let end = unix_ms();
+    let after = lab.admin_sync(|c| async move { c.state().await })?;
+    let now = survivor_entries(&after.entries, &plan.survivors);
+    s.survivors_changed = plan
+        .kept
+        .iter()
+        .filter(|(inst, (id, _))| now.get(*inst).is_none_or(|(id2, ok)| id2 != id || !ok))
+        .count();
+    let window: Vec<_> = collector
+        .records
+        .iter()
+        .filter(|c| c.time_ms >= t0 && c.time_ms <= end)
+        .cloned()
+        .collect();
+    s.survivor_write_calls = writes_naming(&window, &plan.survivor_names());
+    let ids: Vec<String> = plan.survivors.iter().map(|e| e.1.clone()).collect();
+    s.calls = CallStats::of(&collector.records, &ids, t0, end + 1);
+    Ok(())
+}
+
+/// As ECS releases instances: every victim's agent killed first (its processes die with the
+/// instance), then each instance released through the emulator's admin API.
+fn release(lab: &mut Lab, plan: &ScaleInPlan) -> Result<()> {
+    for name in &plan.names {
         lab.agent_kill(name)?;
     }
-    for id in &released {
+    let admin = lab.state().admin_socket.clone();
+    for id in &plan.released {
         let id = id.clone();
         admin_call(
             &admin,
@@ -488,14 +551,26 @@ fn scale_in_on(
         )
         .with_context(|| "releasing an instance through the admin API")?;
     }
-    s.release_s = (unix_ms() - t0) as f64 / 1000.0;
-    let deadline = Duration::from_secs_f64(s.deadline_s);
+    Ok(())
+}
+
+/// Polls the table until no route of `released` is left or the scale-in's deadline passes.
+fn wait_removed(
+    lab: &Lab,
+    released: &BTreeSet<String>,
+    t0: i64,
+    check: &dyn Fn() -> Result<()>,
+    collector: &mut Collector,
+    s: &mut ScaleIn,
+) -> Result<()> {
+    let deadline = t0 + (s.deadline_s * 1000.0) as i64;
     let mut last_poll = Instant::now();
     loop {
         check()?;
         let state = lab.admin_sync(|c| async move { c.state().await })?;
-        let left = released_left(&state.entries, &released);
-        let t = (unix_ms() - t0) as f64 / 1000.0;
+        let left = released_left(&state.entries, released);
+        let now = unix_ms();
+        let t = (now - t0) as f64 / 1000.0;
         s.progress.push((t, left));
         s.left = left;
         if left < released.len() && s.first_removed_s.is_none() {
@@ -503,10 +578,10 @@ fn scale_in_on(
         }
         if left == 0 {
             s.removed_s = Some(t);
-            break;
+            return Ok(());
         }
-        if started.elapsed() > deadline {
-            break;
+        if now > deadline {
+            return Ok(());
         }
         if last_poll.elapsed() > Duration::from_secs(5) {
             collector.poll()?;
@@ -514,35 +589,6 @@ fn scale_in_on(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    std::thread::sleep(SCALE_IN_SETTLE);
-    collector.poll()?;
-    let end = unix_ms();
-    let after = lab.admin_sync(|c| async move { c.state().await })?;
-    let now = survivor_entries(&after.entries, &survivors);
-    s.survivors_changed = kept
-        .iter()
-        .filter(|(inst, (id, _))| now.get(*inst).is_none_or(|(id2, ok)| id2 != id || !ok))
-        .count();
-    let names: BTreeSet<String> = kept
-        .values()
-        .map(|(id, _)| id.clone())
-        .chain(survivors.iter().map(|(subnet, _)| subnet.clone()))
-        .collect();
-    let window: Vec<_> = collector
-        .records
-        .iter()
-        .filter(|c| c.time_ms >= t0 && c.time_ms <= end)
-        .cloned()
-        .collect();
-    s.survivor_write_calls = writes_naming(&window, &names);
-    let ids: Vec<String> = survivors.iter().map(|e| e.1.clone()).collect();
-    s.calls = CallStats::of(&collector.records, &ids, t0, end + 1);
-    // A route of a survivor that is gone or another entry now shows in the table check too.
-    let table = check_table(&after.entries, &survivors);
-    if table.lost > 0 {
-        s.survivors_changed = s.survivors_changed.max(table.lost);
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------- figures
@@ -585,114 +631,133 @@ fn per_host_note(
         .unwrap_or_default()
 }
 
+/// The id of the fleet storms' rows.
+const STORM_ID: &str = "C2 fleet";
+
 /// The rows of the fleet storms, each beside its lower bounds and the per-host storm of its size.
 pub fn storm_figures(fleet: &[FleetStorm], per_host: &[C2Result], t: &Timings) -> Vec<Figure> {
-    let id = "C2 fleet";
-    let mut out = Vec::new();
-    for r in fleet {
-        let n = r.hosts;
-        let c = &r.run.calls;
-        out.push(
-            Figure::new(
-                id,
-                &format!("N={n}: time to all routes Available"),
-                r.time(),
-                "s",
-                Target::AtMost(STORM_TARGET_S),
-            )
-            .lower_bound(r.timed_out())
-            .detail(match (&r.run.converged_s, &r.error) {
-                (Some(_), _) => format!(
-                    "lower bounds {} s (batches) and {} s (throttle), below; all agents ready after {} s; the last ENI source/destination check off after {} s{}",
-                    num(r.batch_bound_s),
-                    r.throttle_bound_s.map(num).unwrap_or("n/a".into()),
-                    r.run.agents_ready_s.map(num).unwrap_or("n/a".into()),
-                    r.run.eni_off_s.map(num).unwrap_or("n/a".into()),
-                    per_host_note(per_host, n, |p| p.converged_s.map(|v| format!("{} s", num(v))))
-                ),
-                (None, Some(e)) => e.clone(),
-                (None, None) => format!(
-                    "not converged: {} of {n} routes Available when the wait ended at {} s",
-                    r.run.available,
-                    num(r.deadline_s)
-                ),
-            }),
-        );
-        out.push(
-            Figure::new(
-                id,
-                &format!(
-                    "N={n}: lower bound, {} serial batch(es) × ({} ms + {} s Pending)",
-                    n.div_ceil(BATCH),
-                    t.api_latency_ms,
-                    num(t.pending_ms as f64 / 1000.0)
-                ),
-                Some(r.batch_bound_s),
-                "s",
-                Target::None,
-            )
-            .detail(format!(
-                "ceil({n} / {BATCH}): the table takes one write at a time, at most {BATCH} routes each"
-            )),
-        );
-        let conv = r.run.calls_to_converge.as_ref();
-        out.push(
-            Figure::new(
-                id,
-                &format!("N={n}: lower bound, calls admitted ÷ {} calls/s", r.account_qps),
-                r.throttle_bound_s,
-                "s",
-                Target::None,
-            )
-            .detail(match conv {
-                Some(c) => format!(
-                    "{} calls until the last route was Available, {} admitted by the account's throttle ({} throttled); (admitted − the {}-call burst) ÷ {}/s",
-                    c.total,
-                    admitted(c),
-                    c.total - admitted(c),
-                    r.account_qps,
-                    r.account_qps
-                ),
-                None => "not converged".into(),
-            }),
-        );
-        out.push(
-            Figure::new(
-                id,
-                &format!("N={n}: API calls per host (mean)"),
-                (c.total > 0).then(|| c.per_host_mean()),
-                "",
-                Target::AtMost(CALLS_TARGET),
-            )
-            .lower_bound(r.timed_out())
-            .detail(format!(
-                "max {} per host; by action per host: {}; failed calls: {}{}",
-                c.per_host_max(),
-                by_action_per_host(c),
-                by_code(c),
-                per_host_note(per_host, n, |p| (p.calls.total > 0)
-                    .then(|| format!("{} calls/host", num(p.calls.per_host_mean()))))
-            )),
-        );
-        out.push(
-            Figure::new(
-                id,
-                &format!("N={n}: routes lost"),
-                (r.run.agents_started > 0 && !r.timed_out()).then_some(r.run.lost as f64),
-                "",
-                Target::AtMost(0.0),
-            )
-            .detail(format!("{} of {n} Available at the end", r.run.available)),
-        );
-        out.push(Figure::new(
-            id,
-            &format!("N={n}: duplicate routes"),
-            (r.run.agents_started > 0).then_some(r.run.duplicates as f64),
+    fleet
+        .iter()
+        .flat_map(|r| {
+            let mut rows = vec![time_row(r, per_host)];
+            rows.extend(bound_rows(r, t));
+            rows.push(calls_row(r, per_host));
+            rows.extend(table_rows(r));
+            rows
+        })
+        .collect()
+}
+
+/// The time to every route `Available`, against 60 s.
+fn time_row(r: &FleetStorm, per_host: &[C2Result]) -> Figure {
+    let n = r.hosts;
+    Figure::new(
+        STORM_ID,
+        &format!("N={n}: time to all routes Available"),
+        r.time(),
+        "s",
+        Target::AtMost(STORM_TARGET_S),
+    )
+    .lower_bound(r.timed_out())
+    .detail(match (&r.run.converged_s, &r.error) {
+        (Some(_), _) => format!(
+            "lower bounds {} s (batches) and {} s (throttle), below; all agents ready after {} s; the last ENI source/destination check off after {} s{}",
+            num(r.batch_bound_s),
+            r.throttle_bound_s.map(num).unwrap_or("n/a".into()),
+            r.run.agents_ready_s.map(num).unwrap_or("n/a".into()),
+            r.run.eni_off_s.map(num).unwrap_or("n/a".into()),
+            per_host_note(per_host, n, |p| p.converged_s.map(|v| format!("{} s", num(v))))
+        ),
+        (None, Some(e)) => e.clone(),
+        (None, None) => format!(
+            "not converged: {} of {n} routes Available when the wait ended at {} s",
+            r.run.available,
+            num(r.deadline_s)
+        ),
+    })
+}
+
+/// The two lower bounds of the time, as context rows.
+fn bound_rows(r: &FleetStorm, t: &Timings) -> [Figure; 2] {
+    let n = r.hosts;
+    let batches = Figure::new(
+        STORM_ID,
+        &format!(
+            "N={n}: lower bound, {} serial batch(es) × ({} ms + {} s Pending)",
+            n.div_ceil(BATCH),
+            t.api_latency_ms,
+            num(t.pending_ms as f64 / 1000.0)
+        ),
+        Some(r.batch_bound_s),
+        "s",
+        Target::None,
+    )
+    .detail(format!(
+        "ceil({n} / {BATCH}): the table takes one write at a time, at most {BATCH} routes each"
+    ));
+    let throttle = Figure::new(
+        STORM_ID,
+        &format!("N={n}: lower bound, calls admitted ÷ {} calls/s", r.account_qps),
+        r.throttle_bound_s,
+        "s",
+        Target::None,
+    )
+    .detail(match r.run.calls_to_converge.as_ref() {
+        Some(c) => format!(
+            "{} calls until the last route was Available, {} admitted by the account's throttle ({} throttled); (admitted − the {}-call burst) ÷ {}/s",
+            c.total,
+            admitted(c),
+            c.total - admitted(c),
+            r.account_qps,
+            r.account_qps
+        ),
+        None => "not converged".into(),
+    });
+    [batches, throttle]
+}
+
+/// The API calls per host, against 4.
+fn calls_row(r: &FleetStorm, per_host: &[C2Result]) -> Figure {
+    let c = &r.run.calls;
+    Figure::new(
+        STORM_ID,
+        &format!("N={}: API calls per host (mean)", r.hosts),
+        (c.total > 0).then(|| c.per_host_mean()),
+        "",
+        Target::AtMost(CALLS_TARGET),
+    )
+    .lower_bound(r.timed_out())
+    .detail(format!(
+        "max {} per host; by action per host: {}; failed calls: {}{}",
+        c.per_host_max(),
+        by_action_per_host(c),
+        by_code(c),
+        per_host_note(per_host, r.hosts, |p| (p.calls.total > 0)
+            .then(|| format!("{} calls/host", num(p.calls.per_host_mean()))))
+    ))
+}
+
+/// Routes lost (not known for a storm stopped at its deadline) and duplicated.
+fn table_rows(r: &FleetStorm) -> [Figure; 2] {
+    let n = r.hosts;
+    let started = r.run.agents_started > 0;
+    [
+        Figure::new(
+            STORM_ID,
+            &format!("N={n}: routes lost"),
+            (started && !r.timed_out()).then_some(r.run.lost as f64),
             "",
             Target::AtMost(0.0),
-        ));
-    }
-    out
+        )
+        .detail(format!("{} of {n} Available at the end", r.run.available)),
+        Figure::new(
+            STORM_ID,
+            &format!("N={n}: duplicate routes"),
+            started.then_some(r.run.duplicates as f64),
+            "",
+            Target::AtMost(0.0),
+        ),
+    ]
 }
 
 /// The scale-in's rows: how long the released routes stayed, and what happened to the survivors'.
@@ -788,58 +853,7 @@ pub fn markdown(
 ) -> String {
     let mut m = String::new();
     if !fleet.is_empty() {
-        m.push_str("\n## Fleet mode: boot storms beside per-host mode\n\n| N | mode | all Available s | lower bounds s (batches, throttle) | last ENI check off s | agents ready s | calls/host mean (max) | reads | writes | failed by code | lost | duplicates | agents' RSS total MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-        for r in fleet {
-            if let Some(p) = per_host
-                .iter()
-                .find(|c| c.hosts == r.hosts && c.backoff.is_agent_default())
-            {
-                m.push_str(&format!(
-                    "| {} | per-host | {} | — | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |\n",
-                    p.hosts,
-                    time_cell(p.converged_s, p.timed_out(), p.deadline_s),
-                    p.eni_off_s.map(num).unwrap_or("n/a".into()),
-                    p.agents_ready_s.map(num).unwrap_or("n/a".into()),
-                    num(p.calls.per_host_mean()),
-                    p.calls.per_host_max(),
-                    p.calls.reads,
-                    p.calls.writes,
-                    by_code(&p.calls),
-                    p.lost,
-                    p.duplicates,
-                    num(p.agents_rss_mib)
-                ));
-            }
-            let c = &r.run.calls;
-            m.push_str(&format!(
-                "| {} | fleet | {} | {}, {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |\n",
-                r.hosts,
-                time_cell(r.run.converged_s, r.timed_out(), r.deadline_s),
-                num(r.batch_bound_s),
-                r.throttle_bound_s.map(num).unwrap_or("n/a".into()),
-                r.run.eni_off_s.map(num).unwrap_or("n/a".into()),
-                r.run.agents_ready_s.map(num).unwrap_or("n/a".into()),
-                num(c.per_host_mean()),
-                c.per_host_max(),
-                c.reads,
-                c.writes,
-                by_code(c),
-                r.run.lost,
-                r.run.duplicates,
-                num(r.run.agents_rss_mib)
-            ));
-        }
-        for r in fleet {
-            m.push_str(&format!(
-                "\nFleet N={}: calls per host by action: {}{}\n",
-                r.hosts,
-                by_action_per_host(&r.run.calls),
-                r.error
-                    .as_ref()
-                    .map(|e| format!("; ERROR {e}"))
-                    .unwrap_or_default()
-            ));
-        }
+        m.push_str(&storms_markdown(fleet, per_host));
     }
     if let Some(s) = scale_in {
         m.push_str(&format!(
@@ -854,21 +868,102 @@ pub fn markdown(
         ));
     }
     if !c1.is_empty() {
-        m.push_str("\n## C1 in fleet mode\n\n| rep | first packet, container source kept, s | both routes Available s | calls until then | error |\n|---|---|---|---|---|\n");
-        for c in c1 {
+        m.push_str(&c1_markdown(c1));
+    }
+    m
+}
+
+/// Each fleet storm under the per-host storm of its size.
+fn storms_markdown(fleet: &[FleetStorm], per_host: &[C2Result]) -> String {
+    let mut m = String::from("\n## Fleet mode: boot storms beside per-host mode\n\n| N | mode | all Available s | lower bounds s (batches, throttle) | last ENI check off s | agents ready s | calls/host mean (max) | reads | writes | failed by code | lost | duplicates | agents' RSS total MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in fleet {
+        if let Some(p) = per_host
+            .iter()
+            .find(|c| c.hosts == r.hosts && c.backoff.is_agent_default())
+        {
             m.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
-                c.rep + 1,
-                c.seconds.map(num).unwrap_or("n/a".into()),
-                c.routes_available_s.map(num).unwrap_or("n/a".into()),
-                c.calls
-                    .iter()
-                    .map(|(a, n)| format!("{a} {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                c.error.clone().unwrap_or_default().replace('|', "\\|")
+                "| {} | per-host | {} | — | {} |\n",
+                p.hosts,
+                time_cell(p.converged_s, p.timed_out(), p.deadline_s),
+                storm_cells(
+                    p.eni_off_s,
+                    p.agents_ready_s,
+                    &p.calls,
+                    p.lost,
+                    p.duplicates,
+                    p.agents_rss_mib
+                )
             ));
         }
+        let run = &r.run;
+        m.push_str(&format!(
+            "| {} | fleet | {} | {}, {} | {} |\n",
+            r.hosts,
+            time_cell(run.converged_s, r.timed_out(), r.deadline_s),
+            num(r.batch_bound_s),
+            r.throttle_bound_s.map(num).unwrap_or("n/a".into()),
+            storm_cells(
+                run.eni_off_s,
+                run.agents_ready_s,
+                &run.calls,
+                run.lost,
+                run.duplicates,
+                run.agents_rss_mib
+            )
+        ));
+    }
+    for r in fleet {
+        m.push_str(&format!(
+            "\nFleet N={}: calls per host by action: {}{}\n",
+            r.hosts,
+            by_action_per_host(&r.run.calls),
+            r.error
+                .as_ref()
+                .map(|e| format!("; ERROR {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    m
+}
+
+/// The cells after the bounds, the same for both modes.
+fn storm_cells(
+    eni_off_s: Option<f64>,
+    ready_s: Option<f64>,
+    c: &CallStats,
+    lost: usize,
+    duplicates: usize,
+    rss_mib: f64,
+) -> String {
+    format!(
+        "{} | {} | {} ({}) | {} | {} | {} | {lost} | {duplicates} | {}",
+        eni_off_s.map(num).unwrap_or("n/a".into()),
+        ready_s.map(num).unwrap_or("n/a".into()),
+        num(c.per_host_mean()),
+        c.per_host_max(),
+        c.reads,
+        c.writes,
+        by_code(c),
+        num(rss_mib)
+    )
+}
+
+/// C1 in fleet mode: each repetition, then every call of one until its first packet.
+fn c1_markdown(c1: &[C1Sample]) -> String {
+    let mut m = String::from("\n## C1 in fleet mode\n\n| rep | first packet, container source kept, s | both routes Available s | calls until then | error |\n|---|---|---|---|---|\n");
+    for c in c1 {
+        m.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            c.rep + 1,
+            c.seconds.map(num).unwrap_or("n/a".into()),
+            c.routes_available_s.map(num).unwrap_or("n/a".into()),
+            c.calls
+                .iter()
+                .map(|(a, n)| format!("{a} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            c.error.clone().unwrap_or_default().replace('|', "\\|")
+        ));
     }
     if let Some(c) = c1.iter().find(|c| !c.timeline.is_empty()) {
         m.push_str(&format!(
@@ -1143,5 +1238,40 @@ mod tests {
         let ph = m.find("| 50 | per-host | 64.5 |").expect(&m);
         let fl = m.find("| 50 | fleet | 12.0 | 1.20, ").expect(&m);
         assert!(ph < fl, "{m}");
+        assert!(
+            !m.contains("scale-in") && !m.contains("C1 in fleet mode"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn the_markdown_shows_the_scale_in_and_where_c1_fleet_spends_its_time() {
+        let s = ScaleIn {
+            hosts: 200,
+            released: 50,
+            agents: Some(FleetAgents::default()),
+            released_instances: vec!["i-1".into()],
+            removed_s: Some(19.0),
+            survivors: 150,
+            progress: vec![(1.0, 50), (15.0, 30), (19.0, 0)],
+            ..ScaleIn::default()
+        };
+        let c1 = C1Sample {
+            seconds: Some(2.5),
+            routes_available_s: Some(1.65),
+            timeline: vec!["0.27 s h1 DescribeVSwitches Success".into()],
+            ..C1Sample::default()
+        };
+        let m = markdown(&[], &[], Some(&s), &[c1]);
+        assert!(
+            m.contains("routes gone after 19.0 s (target 70.0 s)"),
+            "{m}"
+        );
+        assert!(m.contains("1.00: 50, 15.0: 30, 19.0: 0"), "{m}");
+        assert!(m.contains("| 1 | 2.50 | 1.65 |"), "{m}");
+        assert!(
+            m.contains("first packet after 2.50 s): every call of both agents until then, seconds after they started: 0.27 s h1 DescribeVSwitches Success."),
+            "{m}"
+        );
     }
 }

@@ -335,11 +335,8 @@ impl RouteReconciler {
             });
             return;
         }
-        // Fleet mode: every member's route, in batches, before this host's own route is checked.
-        if !self.fleet_pass(st, calls, out, &d, subnet).await {
-            return;
-        }
-        // Switching the check off (ECS) and the route work (VPC) do not wait for each other.
+        // Switching the check off (ECS) and the route work (VPC) do not wait for each other: a host
+        // waiting its turn in a fleet boot still switches its ENI's check off at once.
         let write_sdc = async {
             if sdc_write_needed {
                 Some(calls.set_source_dest_check(&eni, false).await)
@@ -347,10 +344,14 @@ impl RouteReconciler {
                 None
             }
         };
-        // Fleet mode: this host's route goes into every table on a member's path.
-        let tables = st.fleet.path.clone().unwrap_or_else(|| d.tables.clone());
         let mut table_out = Outcome::default();
         let sync_tables = async {
+            // Fleet mode: every member's route, in batches, before this host's own route is checked.
+            if !self.fleet_pass(st, calls, &mut table_out, &d, subnet).await {
+                return;
+            }
+            // Fleet mode: this host's route goes into every table on a member's path.
+            let tables = st.fleet.path.clone().unwrap_or_else(|| d.tables.clone());
             for table in &tables {
                 self.sync_table(st, calls, &mut table_out, table, subnet, &d.cidrs)
                     .await;
