@@ -273,6 +273,9 @@ struct Running {
     firewall: Arc<Notify>,
 }
 
+/// How often members that are not live are asked again.
+const REACH_OUT: Duration = Duration::from_secs(2);
+
 /// Runs the names task until it is aborted (the daemon's stop). `members` are the fleet's
 /// members' addresses; `firewall` is notified when the resolver's clients change.
 pub async fn run(
@@ -291,6 +294,10 @@ pub async fn run(
     let mut catalog = r.exchange.subscribe();
     let mut resync = tokio::time::interval(r.settings.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Members not heard yet are asked again (their first datagrams may have met a firewall that
+    // did not admit this host yet); live ones cost nothing.
+    let mut reach = tokio::time::interval(REACH_OUT);
+    reach.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     r.refresh(None).await;
     r.zone(&catalog.borrow_and_update().clone());
     loop {
@@ -302,6 +309,9 @@ pub async fn run(
             _ = resync.tick() => {
                 r.check_site().await;
                 r.refresh(None).await;
+            }
+            _ = reach.tick() => {
+                r.exchange.reach_out().await;
             }
             changed = members.changed() => {
                 if changed.is_err() { break }

@@ -267,6 +267,28 @@ impl Exchange {
         self.shared.wake.notify_one();
     }
 
+    /// Gossips with every member chitchat does not hold live; returns how many were asked.
+    ///
+    /// chitchat retries only its seed nodes, fixed at start; a member learnt later whose first
+    /// datagrams were lost (its firewall did not admit this host yet, it was restarting) would
+    /// otherwise wait until it contacts this host itself, and two such hosts never meet. The
+    /// caller calls this on a timer; members that are live cost nothing.
+    pub async fn reach_out(&self) -> usize {
+        let members = self.shared.catalog.lock().await.members.clone();
+        let cc = self.handle.chitchat();
+        let live: Vec<SocketAddr> = cc
+            .lock()
+            .await
+            .live_nodes()
+            .map(|id| id.gossip_advertise_addr)
+            .collect();
+        let silent: Vec<SocketAddr> = members.into_iter().filter(|m| !live.contains(m)).collect();
+        for m in &silent {
+            let _ = self.handle.gossip(*m);
+        }
+        silent.len()
+    }
+
     /// The catalog, updated on every change.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Catalog>> {
         self.shared.tx.subscribe()

@@ -242,3 +242,24 @@ async fn outsiders_and_wrong_keys_can_neither_read_nor_write() {
         n.shutdown().await.unwrap();
     }
 }
+
+/// A member that is not there yet is asked again by `reach_out` (chitchat retries only the seeds
+/// it started with); once it answers and is live, nobody is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reach_out_asks_only_members_that_are_not_live() {
+    let (a1, a2) = (addr(1), addr(2));
+    let n1 = Exchange::start(config(1, a1, &[])).await.unwrap();
+    n1.set_members(vec![a2]).await;
+    assert_eq!(n1.reach_out().await, 1, "h2 is not there yet");
+    let n2 = Exchange::start(config(2, a2, &[])).await.unwrap();
+    n2.set_members(vec![a1]).await;
+    n2.publish(&[rec("web", "web", [10, 2, 0, 2])]).await;
+    until(&n1, "h2's records on h1", |c| records_of(c, 2).is_some()).await;
+    let start = Instant::now();
+    while n1.reach_out().await != 0 {
+        assert!(start.elapsed() < DEADLINE, "h2 never became live on h1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n1.shutdown().await.unwrap();
+    n2.shutdown().await.unwrap();
+}

@@ -72,6 +72,7 @@ pub enum LabCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("fleet_mode").args(["fleet", "names"]).multiple(true)))]
 pub struct UpArgs {
     /// Hosts with a dockerd.
     #[arg(long, default_value_t = 2)]
@@ -103,7 +104,7 @@ pub struct UpArgs {
     /// Fleet mode: the agent configuration to run on every host (e.g. the agent.toml of
     /// deploy/cloud-init/user-data.yaml); the lab only points its cloud endpoints and per-host sockets
     /// into the lab.
-    #[arg(long, value_name = "FILE", requires = "fleet")]
+    #[arg(long, value_name = "FILE", requires = "fleet_mode")]
     pub agent_config: Option<PathBuf>,
     /// vSwitches, one per zone (vsw<k> = 192.168.<k>.0/24); hosts are spread over them round-robin.
     /// By default vsw1 uses the VPC's system route table and every other vSwitch a custom table of
@@ -842,6 +843,10 @@ mod tests {
         }
         let no_fleet = Top::try_parse_from(["crossdock", "lab", "up", "--agent-config", "a"]);
         assert!(no_fleet.is_err(), "--agent-config needs --fleet");
+        match parse(&["up", "--names", "--agent-config", "a"]).command {
+            LabCommand::Up(u) => assert!(u.names && !u.fleet, "--names implies fleet mode"),
+            other => panic!("{other:?}"),
+        }
         match parse(&["host", "add", "--ip", "192.168.1.12", "--no-docker"]).command {
             LabCommand::Host {
                 host:
