@@ -300,10 +300,22 @@ impl Running {
                     }
                 }
                 _ = self.resync.tick() => return Some("resync"),
-                _ = async { self.names_changed.as_ref().map(|n| n.notified()).unwrap().await }, if self.names_changed.is_some() => {
+                _ = async {
+                    match self.names_changed.as_ref() {
+                        Some(n) => n.notified().await,
+                        None => std::future::pending().await,
+                    }
+                }, if self.names_changed.is_some() => {
                     return Some("names");
                 }
-                _ = async { self.watchdog.as_mut().map(|w| w.tick()).unwrap().await }, if self.watchdog.is_some() => {
+                _ = async {
+                    match self.watchdog.as_mut() {
+                        Some(w) => {
+                            w.tick().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                }, if self.watchdog.is_some() => {
                     self.deps.notifier.note(Note::Watchdog);
                 }
                 sig = self.deps.signals.next() => match sig {

@@ -29,7 +29,10 @@ struct Routes(Mutex<Vec<Option<Ipv4Net>>>);
 #[async_trait]
 impl RouteSync for Routes {
     async fn sync(&self, subnet: Option<Ipv4Net>) -> RouteSyncReport {
-        self.0.lock().unwrap().push(subnet);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(subnet);
         NoRoutes.sync(subnet).await
     }
 }

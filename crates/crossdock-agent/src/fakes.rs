@@ -29,7 +29,10 @@ impl Sysctl for FakeSysctl {
             })
     }
     fn write(&self, path: &str, value: &str) -> Result<(), SysctlError> {
-        self.0.lock().unwrap().insert(path.into(), value.into());
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.into(), value.into());
         Ok(())
     }
 }
@@ -86,10 +89,13 @@ impl ScriptedDocker {
 impl DockerSource for ScriptedDocker {
     async fn inspect_network(&self, _name: &str) -> Result<ServedNetwork, DockerError> {
         self.inspections.fetch_add(1, Ordering::SeqCst);
-        self.answer.lock().unwrap().clone()
+        self.answer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     fn watch(&self, tx: mpsc::Sender<DockerEvent>) -> JoinHandle<()> {
-        let feed = self.feed.lock().unwrap().take();
+        let feed = self.feed.lock().unwrap_or_else(|p| p.into_inner()).take();
         tokio::spawn(async move {
             let Some(mut feed) = feed else { return };
             while let Some(ev) = feed.recv().await {

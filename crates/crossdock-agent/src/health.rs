@@ -39,7 +39,7 @@ pub fn scrape_router(state: Arc<Mutex<AgentState>>, routes: Arc<dyn RouteSync>) 
 
 /// 200 `ok` when every condition is ready or disabled; otherwise 503 listing the others, one a line.
 async fn healthz(AxState(s): AxState<Shared>) -> impl IntoResponse {
-    let st = s.state.lock().unwrap();
+    let st = s.state.lock().unwrap_or_else(|p| p.into_inner());
     let bad = st.conditions.unhealthy();
     if bad.is_empty() {
         return (StatusCode::OK, "ok\n".to_string());
@@ -52,14 +52,18 @@ async fn healthz(AxState(s): AxState<Shared>) -> impl IntoResponse {
 }
 
 async fn status(AxState(s): AxState<Shared>) -> impl IntoResponse {
-    let v = s.state.lock().unwrap().status_json();
+    let v = s
+        .state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .status_json();
     axum::Json(v)
 }
 
 async fn metrics(AxState(s): AxState<Shared>) -> impl IntoResponse {
     let mut out = String::new();
     {
-        let st = s.state.lock().unwrap();
+        let st = s.state.lock().unwrap_or_else(|p| p.into_inner());
         st.metrics.render(&mut out);
         st.conditions.render_prometheus(&mut out);
         if let Some(names) = &st.names {
@@ -113,7 +117,7 @@ mod tests {
             h.text()
         );
         {
-            let mut st = state.lock().unwrap();
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
             for &n in CONDITIONS {
                 st.set(n, Update::ready(Reason::InPlace, "fine"));
             }

@@ -102,7 +102,7 @@ pub async fn run_pass(
         None => {
             let subnet = cfg.docker.static_subnet;
             out.docker_answered = true;
-            let mut st = state.lock().unwrap();
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
             st.set(
                 Concern::Docker,
                 Update::disabled(
@@ -126,7 +126,7 @@ pub async fn run_pass(
         Some(docker) => match docker.inspect_network(&cfg.docker.network).await {
             Ok(net) => {
                 out.docker_answered = true;
-                let mut st = state.lock().unwrap();
+                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
                 st.set(
                     Concern::Docker,
                     Update::ready(
@@ -171,7 +171,7 @@ pub async fn run_pass(
             }
             Err(e) => {
                 errors.push(e.kind());
-                let mut st = state.lock().unwrap();
+                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(ce) = docker_config_error(&e, cfg) {
                     out.docker_answered = true;
                     st.set(
@@ -213,7 +213,7 @@ pub async fn run_pass(
     // 2. Forwarding, only for a known and accepted subnet: before Docker has answered once there is
     // nothing validated to forward for, and bad input applies nothing.
     let Some((subnet, bridge)) = network else {
-        let mut st = state.lock().unwrap();
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
         for name in [Concern::Forwarding, Concern::Firewall] {
             // A failure already reported stays until a pass can act on it.
             if st.conditions.get(name).map(|c| c.state) != Some(State::Failed) {
@@ -255,7 +255,7 @@ pub async fn run_pass(
         Ok(ext) => {
             let wanted = desired_sysctls(&ext);
             let result = ensure_sysctls(&wanted, deps.sysctl.as_ref());
-            let mut st = state.lock().unwrap();
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
             st.external_interface = Some(ext.clone());
             match result {
                 Ok(changed) => {
@@ -283,7 +283,10 @@ pub async fn run_pass(
         }
         Err(u) => {
             errors.push("forwarding");
-            state.lock().unwrap().set(Concern::Forwarding, u);
+            state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set(Concern::Forwarding, u);
         }
     }
 
@@ -310,14 +313,14 @@ async fn firewall_step(
         scrapers: cfg.metrics.scrapers.clone(),
     });
     let (kept, names) = {
-        let st = state.lock().unwrap();
+        let st = state.lock().unwrap_or_else(|p| p.into_inner());
         let names = bridge
             .as_ref()
             .and_then(|_| crate::names::firewall_guard(cfg, subnet, &st));
         (st.scrape_rules_kept, names)
     };
     if bridge.is_none() && scrape.is_none() && !kept {
-        state.lock().unwrap().set(
+        state.lock().unwrap_or_else(|p| p.into_inner()).set(
             Concern::Firewall,
             Update::disabled(
                 Reason::StaticSubnet,
@@ -338,7 +341,7 @@ async fn firewall_step(
         names,
     };
     let result = deps.firewall.apply(&desired).await;
-    let mut st = state.lock().unwrap();
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
     match result {
         Ok(ch) => {
             for line in &ch.log {
@@ -381,7 +384,7 @@ fn finish(
 ) -> PassOutcome {
     out.ok = errors.is_empty();
     let took = started.elapsed();
-    let mut st = state.lock().unwrap();
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
     for e in errors {
         st.metrics.record_error(e);
     }
@@ -390,7 +393,7 @@ fn finish(
         trigger,
         ok = out.ok,
         changes = out.changes,
-        ms = took.as_millis() as u64,
+        ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
         "host reconcile pass"
     );
     out
@@ -412,7 +415,7 @@ mod tests {
     #[async_trait]
     impl DockerSource for FakeDocker {
         async fn inspect_network(&self, _name: &str) -> Result<ServedNetwork, DockerError> {
-            self.0.lock().unwrap().clone()
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
         }
         fn watch(&self, _tx: mpsc::Sender<DockerEvent>) -> JoinHandle<()> {
             tokio::spawn(async {})
@@ -446,7 +449,11 @@ mod tests {
             ("net/ipv4/ip_forward", "0"),
             ("net/ipv4/conf/eth0/forwarding", "0"),
         ] {
-            sysctl.0.lock().unwrap().insert(p.into(), v.into());
+            sysctl
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(p.into(), v.into());
         }
         let deps = HostDeps {
             docker: cfg
@@ -471,7 +478,7 @@ mod tests {
     const CFG: &str = "cluster_cidrs = [\"10.0.0.0/8\"]";
 
     fn cond(r: &Rig, name: Concern) -> (State, Reason) {
-        let st = r.state.lock().unwrap();
+        let st = r.state.lock().unwrap_or_else(|p| p.into_inner());
         let c = st.conditions.get(name).unwrap();
         (c.state, c.reason)
     }
@@ -498,7 +505,7 @@ mod tests {
         assert_eq!(r.sysctl.read("net/ipv4/conf/eth0/forwarding").unwrap(), "1");
         let o = run_pass(&r.cfg, &r.deps, &r.state, "resync").await;
         assert_eq!((o.ok, o.changes), (true, 0));
-        let st = r.state.lock().unwrap();
+        let st = r.state.lock().unwrap_or_else(|p| p.into_inner());
         assert_eq!(st.metrics.last_changes, 0);
         assert_eq!(st.metrics.reconcile_total(), 2);
         assert_eq!(st.external_interface.as_deref(), Some("eth0"));
@@ -537,7 +544,7 @@ mod tests {
     async fn docker_down_keeps_asserting_the_last_known_state() {
         let r = rig(CFG, Ok(net("10.1.0.0/24")), Some("eth0"));
         run_pass(&r.cfg, &r.deps, &r.state, "start").await;
-        *r.docker.0.lock().unwrap() = Err(DockerError::Unavailable {
+        *r.docker.0.lock().unwrap_or_else(|p| p.into_inner()) = Err(DockerError::Unavailable {
             socket: "/var/run/docker.sock".into(),
             message: "connection refused".into(),
         });
@@ -555,7 +562,7 @@ mod tests {
             (State::Failed, Reason::Unavailable)
         );
         assert_eq!(cond(&r, Concern::Firewall).0, State::Ready);
-        let st = r.state.lock().unwrap();
+        let st = r.state.lock().unwrap_or_else(|p| p.into_inner());
         assert_eq!(st.metrics.errors["docker_unavailable"], 1);
     }
 
@@ -589,7 +596,7 @@ mod tests {
         assert_eq!(r.sysctl.read("net/ipv4/conf/eth0/forwarding").unwrap(), "0");
 
         // Docker answers with a subnet inside the range: now forwarding and the rules are applied.
-        *r.docker.0.lock().unwrap() = Ok(net("10.1.0.0/24"));
+        *r.docker.0.lock().unwrap_or_else(|p| p.into_inner()) = Ok(net("10.1.0.0/24"));
         let o = run_pass(&r.cfg, &r.deps, &r.state, "docker_reconnect").await;
         assert!(o.ok, "{o:?}");
         assert_eq!(r.sysctl.read("net/ipv4/ip_forward").unwrap(), "1");
@@ -605,7 +612,7 @@ mod tests {
     async fn a_new_subnet_replaces_the_old_rules() {
         let r = rig(CFG, Ok(net("10.1.0.0/24")), Some("eth0"));
         run_pass(&r.cfg, &r.deps, &r.state, "start").await;
-        *r.docker.0.lock().unwrap() = Ok(net("10.2.0.0/24"));
+        *r.docker.0.lock().unwrap_or_else(|p| p.into_inner()) = Ok(net("10.2.0.0/24"));
         let o = run_pass(&r.cfg, &r.deps, &r.state, "docker_reconnect").await;
         assert_eq!(o.changes, 6);
         let text = format!("{:?}", r.fw.dump(Table::Filter));

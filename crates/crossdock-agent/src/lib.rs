@@ -6,6 +6,14 @@
 //! ([`routes::RouteSync`]) which keeps the VPC route; everything found lands in [`state::AgentState`],
 //! served by [`health`] on a unix socket (and by [`scrape`] over TCP for Prometheus, when configured)
 //! and shown by `crossdock status`. [`daemon`] drives it all.
+// Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
+// truncate are written as checked conversions. Exceptions carry their reason where they stand.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 pub mod cli;
 pub mod daemon;
 pub mod health;

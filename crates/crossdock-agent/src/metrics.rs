@@ -74,7 +74,7 @@ impl Metrics {
             "reconciles": self.reconcile_total(),
             "reconcile_errors": self.reconcile_errors(),
             "last_reconcile_changes": self.last_changes,
-            "last_reconcile_duration_ms": self.last_duration.as_millis() as u64,
+            "last_reconcile_duration_ms": u64::try_from(self.last_duration.as_millis()).unwrap_or(u64::MAX),
             "last_reconcile_at": self.last_reconcile_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
             "rules_added": self.rules_added,
             "rules_removed": self.rules_removed,

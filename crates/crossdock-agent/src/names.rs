@@ -153,6 +153,8 @@ impl std::fmt::Debug for NamesDeps {
 }
 
 /// This host's label: the configured one, else the hostname sanitised, else one from the IP.
+// `host-<ip>` is lower-case letters, digits and dashes: `sanitize` always keeps it.
+#[allow(clippy::expect_used)]
 pub fn host_label(configured: Option<&Label>, id: &NamesIdentity) -> Label {
     configured
         .cloned()
@@ -433,12 +435,13 @@ impl Running {
                     .update(|s| s.set(NamesState::Failed, e.to_string()))
             }
         };
-        let loopback = Ipv4Net::new(Ipv4Addr::LOCALHOST, 8).expect("a valid prefix");
+        // 127.0.0.0/8 with a valid prefix: `new` cannot refuse it, and `ok()` adds nothing if it did.
+        let loopback = Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).ok();
         let allowed: Vec<IpNet> = self
             .site
             .clients
             .iter()
-            .chain([&loopback])
+            .chain(loopback.as_ref())
             .map(|n| IpNet::V4(*n))
             .collect();
         let config = DnsConfig::new(vec![listen], allowed, upstreams.clone());

@@ -38,7 +38,7 @@ impl DockerSource for FakeDocker {
         Ok(self.net.clone())
     }
     fn watch(&self, tx: mpsc::Sender<DockerEvent>) -> JoinHandle<()> {
-        let feed = self.feed.lock().unwrap().take();
+        let feed = self.feed.lock().unwrap_or_else(|p| p.into_inner()).take();
         tokio::spawn(async move {
             let Some(mut feed) = feed else { return };
             while let Some(ev) = feed.recv().await {
@@ -53,7 +53,11 @@ impl DockerSource for FakeDocker {
 #[async_trait]
 impl ContainerLister for FakeDocker {
     async fn running_containers(&self) -> Result<Vec<ContainerSummary>, DockerError> {
-        Ok(self.containers.lock().unwrap().clone())
+        Ok(self
+            .containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
     }
     async fn bridge_subnets(&self) -> Result<Vec<ipnet::Ipv4Net>, DockerError> {
         Ok(self.bridges.clone())
@@ -164,7 +168,7 @@ fn host(
 
 impl Host {
     fn dns(&self) -> Option<SocketAddr> {
-        let st = self.state.lock().unwrap();
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let n = st.names.as_ref()?;
         (n.state == NamesState::Ready).then(|| n.dns_listen.as_ref()?.parse().ok())?
     }
@@ -260,7 +264,10 @@ async fn a_container_on_one_host_is_answered_on_the_other_and_follows_a_new_addr
     .await;
 
     // web is recreated with a new address; Docker says so; h2 answers the new one.
-    *h1.docker.containers.lock().unwrap() = vec![container("web", &[], [10, 1, 11, 9])];
+    *h1.docker
+        .containers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = vec![container("web", &[], [10, 1, 11, 9])];
     h1.events
         .send(DockerEvent::NetworkConnect {
             network: "bridge".into(),
@@ -278,7 +285,7 @@ async fn a_container_on_one_host_is_answered_on_the_other_and_follows_a_new_addr
         a(dns2, "api.crossdock.internal.").await,
         [Ipv4Addr::new(10, 1, 12, 3)]
     );
-    let st = h2.state.lock().unwrap();
+    let st = h2.state.lock().unwrap_or_else(|p| p.into_inner());
     let n = st.names.as_ref().unwrap();
     assert_eq!(n.host.as_deref(), Some("h2-example"));
     assert_eq!(n.peer_count(), 1);
@@ -289,7 +296,7 @@ async fn a_container_on_one_host_is_answered_on_the_other_and_follows_a_new_addr
     assert_eq!(doc["names"]["state"], "ready", "{doc}");
     assert_eq!(doc["names"]["local_records"], 1, "{doc}");
     drop(st);
-    let st = h1.state.lock().unwrap();
+    let st = h1.state.lock().unwrap_or_else(|p| p.into_inner());
     assert_eq!(st.names.as_ref().unwrap().counters.publish_count, 1);
 }
 
@@ -435,7 +442,8 @@ async fn the_host_pass_guards_the_resolver_and_admits_the_members_to_the_catalog
             .map(|r| r.args.join(" "))
             .collect()
     };
-    state.lock().unwrap().members = members(&[[192, 168, 1, 11], [192, 168, 1, 12]]);
+    state.lock().unwrap_or_else(|p| p.into_inner()).members =
+        members(&[[192, 168, 1, 11], [192, 168, 1, 12]]);
     assert!(run_pass(&cfg, &deps, &state, "start").await.ok);
     let rules = input(&fw);
     let has = |rules: &[String], needle: &str| rules.iter().any(|r| r.contains(needle));
@@ -452,7 +460,8 @@ async fn the_host_pass_guards_the_resolver_and_admits_the_members_to_the_catalog
         "{rules:?}"
     );
     // A new sweep: h3 joined, h2 left.
-    state.lock().unwrap().members = members(&[[192, 168, 1, 11], [192, 168, 1, 13]]);
+    state.lock().unwrap_or_else(|p| p.into_inner()).members =
+        members(&[[192, 168, 1, 11], [192, 168, 1, 13]]);
     assert!(run_pass(&cfg, &deps, &state, "members").await.ok);
     let rules = input(&fw);
     assert!(has(&rules, "-s 192.168.1.13/32"), "{rules:?}");

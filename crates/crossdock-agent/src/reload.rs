@@ -98,7 +98,8 @@ mod tests {
         // Nothing served yet: any valid file is accepted.
         let narrower = cfg("cluster_cidrs = [\"10.9.0.0/16\"]");
         assert!(check_reload(&narrower, &state, &old).is_ok());
-        state.lock().unwrap().subnet = Some("10.1.0.0/24".parse().unwrap());
+        state.lock().unwrap_or_else(|p| p.into_inner()).subnet =
+            Some("10.1.0.0/24".parse().unwrap());
         let e = check_reload(&narrower, &state, &old).unwrap_err();
         assert_eq!(e.field, "cluster_cidrs");
         assert!(e.message.contains("10.1.0.0/24"), "{e}");

@@ -109,23 +109,29 @@ impl RouteSync for AlibabaRoutes {
     async fn sync(&self, subnet: Option<Ipv4Net>) -> RouteSyncReport {
         let rec = {
             let mut guard = self.inner.lock().await;
-            if guard.is_none() {
-                match crossdock_routes::connect(&self.cloud).await {
+            match guard.clone() {
+                Some(r) => r,
+                None => match crossdock_routes::connect(&self.cloud).await {
                     Ok(r) => {
                         let r = std::sync::Arc::new(r.with_fleet(self.fleet.clone()));
-                        *self.ready.lock().unwrap() = Some(r.clone());
-                        *guard = Some(r);
+                        *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
+                        *guard = Some(r.clone());
+                        r
                     }
                     Err(e) => return RouteReport::connect_failed(&e),
-                }
+                },
             }
-            guard.clone().expect("connected above")
         };
         rec.sync(subnet).await
     }
 
     fn write_prometheus(&self, out: &mut String) {
-        if let Some(r) = self.ready.lock().unwrap().as_ref() {
+        if let Some(r) = self
+            .ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             r.write_prometheus(out);
         }
     }

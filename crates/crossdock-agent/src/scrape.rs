@@ -117,7 +117,11 @@ async fn admit(
     request: Request,
     next: Next,
 ) -> Response {
-    if admission.read().unwrap().admits(peer.ip()) {
+    if admission
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .admits(peer.ip())
+    {
         return next.run(request).await;
     }
     tracing::debug!(peer = %peer, "scrape refused: not in [metrics] scrapers");
@@ -169,7 +173,7 @@ impl ScrapeEndpoint {
             Some(addr) => Some(Some(self.bind(addr).await?)),
             None => Some(None),
         };
-        *self.admission.write().unwrap() = Admission::for_config(m);
+        *self.admission.write().unwrap_or_else(|p| p.into_inner()) = Admission::for_config(m);
         if let Some(new) = replacement {
             if let Some(old) = std::mem::replace(&mut self.serving, new) {
                 // Stops accepting at once; open connections finish their request and close.
@@ -309,11 +313,13 @@ mod tests {
         assert_eq!(get(addr, "/status").await.unwrap().0, 404);
 
         // The peer check, as an exposed listener applies it (the peer here is 127.0.0.1).
-        *ep.admission.write().unwrap() = Admission::Only(vec!["10.9.0.0/16".parse().unwrap()]);
+        *ep.admission.write().unwrap_or_else(|p| p.into_inner()) =
+            Admission::Only(vec!["10.9.0.0/16".parse().unwrap()]);
         let (code, body) = get(addr, "/metrics").await.unwrap();
         assert_eq!(code, 403);
         assert!(body.contains("127.0.0.1 may not scrape"), "{body}");
-        *ep.admission.write().unwrap() = Admission::Only(vec!["127.0.0.1/32".parse().unwrap()]);
+        *ep.admission.write().unwrap_or_else(|p| p.into_inner()) =
+            Admission::Only(vec!["127.0.0.1/32".parse().unwrap()]);
         assert_eq!(get(addr, "/metrics").await.unwrap().0, 200);
 
         // A new address: bound first, the old one closed.

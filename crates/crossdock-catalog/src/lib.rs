@@ -13,6 +13,14 @@
 //! - [`encode`]: a record set as chitchat key-values;
 //! - [`transport`]: the UDP transport with the peer-address check and the optional HMAC key.
 
+// Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
+// truncate are written as checked conversions. Exceptions carry their reason where they stand.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 pub mod encode;
 pub mod exchange;
 pub mod transport;

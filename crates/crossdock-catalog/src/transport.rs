@@ -56,6 +56,8 @@ impl ClusterKey {
         Ok(Self(bytes.into()))
     }
 
+    // HMAC takes keys of any length: `new_from_slice` cannot fail here.
+    #[allow(clippy::expect_used)]
     fn mac(&self) -> Hmac<Sha256> {
         let mut m = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         m.update(DOMAIN);

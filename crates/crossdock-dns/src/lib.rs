@@ -12,6 +12,14 @@
 //! - [`handler`]: the zone's answers as DNS messages, forwarding the rest;
 //! - [`upstream`]: the upstream resolvers from resolv.conf.
 
+// Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
+// truncate are written as checked conversions. Exceptions carry their reason where they stand.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 pub mod handler;
 pub mod server;
 pub mod upstream;

@@ -46,6 +46,14 @@
 //! all at once. [`Firewall::cleanup`] removes all of it and nothing else. Kernel state is
 //! deliberately left in place when the agent stops, so a restart does not cut traffic.
 
+// Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
+// truncate are written as checked conversions. Exceptions carry their reason where they stand.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 pub mod command;
 pub mod firewall;
 pub mod iptables;

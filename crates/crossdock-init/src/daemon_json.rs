@@ -89,6 +89,8 @@ impl DaemonJson {
 
     /// This file with `key` set to `value`: in place if present (later duplicates dropped), else
     /// last; every other entry as it was written.
+    // A `serde_json::Value` prints as valid JSON: `RawValue::from_string` cannot refuse it.
+    #[allow(clippy::expect_used)]
     pub fn with_value(&self, key: &str, value: &serde_json::Value) -> Self {
         let value = RawValue::from_string(value.to_string()).expect("a JSON value is valid JSON");
         let mut entries = Vec::with_capacity(self.entries.len() + 1);

@@ -15,6 +15,14 @@
 //! Exit codes: 0 written or unchanged; 1 a runtime failure (metadata service or Docker not
 //! answering, a write failed); 2 bad input (configuration, mapping, daemon.json) or a refusal.
 
+// Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
+// truncate are written as checked conversions. Exceptions carry their reason where they stand.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 pub mod cli;
 pub mod daemon_json;
 pub mod decide;
