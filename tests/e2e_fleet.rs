@@ -299,7 +299,7 @@ const GRACE_SECS: u64 = 30;
 const SWEEP_SECS: u64 = 5;
 /// After the grace period: the pass that first sees the release (route passes run every
 /// [`CLOUD_RESYNC_SECS`], sweeping when [`SWEEP_SECS`] have passed), the deletion, room for a loaded CI.
-const GC_MARGIN: Duration = Duration::from_secs(SWEEP_SECS + 25);
+const GC_MARGIN: Duration = Duration::from_secs(SWEEP_SECS + 55);
 /// From a new host's agent started to its route replacing a released host's stale route and being
 /// `Available`: one delete and one create, each settling (a first route takes about a second).
 const REPLACE_BOUND: Duration = Duration::from_secs(15);

@@ -379,6 +379,11 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The fixed MAC of vSwitch `k`'s bridge in the vRouter (locally administered).
+pub fn bridge_mac(k: usize) -> String {
+    format!("02:cd:00:00:00:{:02x}", k % 256)
+}
+
 /// The private IP of host `index`.
 pub fn host_ip(index: usize) -> String {
     format!("192.168.1.{}", 10 + index)
@@ -643,7 +648,18 @@ impl Lab {
     /// The vRouter: the vSwitch bridges (`vswitches` of them), forwarding, the cloud-service addresses.
     fn build_vrouter(&mut self, vswitches: usize) -> Result<()> {
         let vr = Netns::create(&self.state.vr_netns)?.keep();
-        vr.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+        // A bridge takes the lowest MAC of its ports unless given one: removing a host's port (a
+        // release) would change the gateway's MAC under every host's ARP cache and black-hole their
+        // traffic for ~15 s. A fixed, locally administered MAC per vSwitch, like a real gateway's.
+        vr.ip(&[
+            "link",
+            "add",
+            BRIDGE,
+            "address",
+            &bridge_mac(1),
+            "type",
+            "bridge",
+        ])?;
         vr.addr_add(BRIDGE, &format!("{GATEWAY}/24"))?;
         vr.link_up(BRIDGE)?;
         vr.addr_add("lo", &format!("{METADATA_IP}/32"))?;

@@ -307,8 +307,10 @@ impl Lab {
     /// The bridges of vSwitches 2..=n in the vRouter (the first one is made with the vRouter).
     pub(super) fn build_vswitch_bridges(&mut self, vr: &Netns, n: usize) -> Result<()> {
         self.state.vswitches = (1..=n).map(planned_vswitch).collect();
-        for v in &self.state.vswitches[1..] {
-            vr.ip(&["link", "add", &v.bridge, "type", "bridge"])?;
+        for (k, v) in self.state.vswitches.iter().enumerate().skip(1) {
+            // A fixed MAC, as for the first vSwitch (see `build_vrouter`).
+            let mac = super::bridge_mac(k + 1);
+            vr.ip(&["link", "add", &v.bridge, "address", &mac, "type", "bridge"])?;
             vr.addr_add(&v.bridge, &format!("{}/24", v.gateway))?;
             vr.link_up(&v.bridge)?;
             vr.sysctl(&format!("net.ipv4.conf.{}.send_redirects", v.bridge), "0")?;
