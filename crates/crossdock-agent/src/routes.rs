@@ -104,6 +104,22 @@ impl AlibabaRoutes {
     }
 }
 
+impl AlibabaRoutes {
+    /// Fleet mode opens the client's throttle gate wider at the first throttled answer: the hosts
+    /// of a fleet boot together against one account's rate limit (see
+    /// [`crossdock_routes::fleet::FLEET_THROTTLE_WINDOW`]).
+    fn connect_options(&self) -> crossdock_alibaba::ConnectOptions {
+        let defaults = crossdock_alibaba::ConnectOptions::default();
+        match self.fleet {
+            Some(_) => crossdock_alibaba::ConnectOptions {
+                throttle_window: crossdock_routes::fleet::FLEET_THROTTLE_WINDOW,
+                ..defaults
+            },
+            None => defaults,
+        }
+    }
+}
+
 #[async_trait]
 impl RouteSync for AlibabaRoutes {
     async fn sync(&self, subnet: Option<Ipv4Net>) -> RouteSyncReport {
@@ -111,7 +127,9 @@ impl RouteSync for AlibabaRoutes {
             let mut guard = self.inner.lock().await;
             match guard.clone() {
                 Some(r) => r,
-                None => match crossdock_routes::connect(&self.cloud).await {
+                None => match crossdock_routes::connect_with(&self.cloud, self.connect_options())
+                    .await
+                {
                     Ok(r) => {
                         let r = std::sync::Arc::new(r.with_fleet(self.fleet.clone()));
                         *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());

@@ -122,6 +122,8 @@ pub struct Client {
     retry: RetryPolicy,
     budget: RetryBudget,
     gate: ThrottleGate,
+    /// When the account last throttled a call of this client.
+    throttled_at: std::sync::Mutex<Option<tokio::time::Instant>>,
     counters: Arc<CallCounters>,
     sleeper: Sleeper,
     clock: Clock,
@@ -192,6 +194,7 @@ impl Client {
             retry: opts.retry,
             budget: RetryBudget::new(opts.retry_budget),
             gate: ThrottleGate::new(opts.throttle_window, opts.throttle_window_max),
+            throttled_at: std::sync::Mutex::new(None),
             counters,
             sleeper: tokio_sleeper(),
             clock: system_clock(),
@@ -228,6 +231,14 @@ impl Client {
     /// The throttle gate's current window (zero: no account-wide throttling seen lately).
     pub fn throttle_window(&self) -> Duration {
         self.gate.window()
+    }
+
+    /// Whether the account throttled a call of this client in the last `period`.
+    pub fn throttled_within(&self, period: Duration) -> bool {
+        self.throttled_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < period)
     }
 
     /// Tokens left in the retry budget.
@@ -291,6 +302,8 @@ impl Client {
             };
             if err.is_throttling() {
                 self.gate.throttled();
+                *self.throttled_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(tokio::time::Instant::now());
             } else {
                 self.gate.passed();
             }

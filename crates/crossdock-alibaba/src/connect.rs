@@ -37,6 +37,8 @@ pub struct ConnectOptions {
     pub retry: RetryPolicy,
     /// Whole-request timeout of API calls.
     pub timeout: std::time::Duration,
+    /// First window of the client's throttle gate ([`crate::ThrottleGate`]).
+    pub throttle_window: std::time::Duration,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -57,6 +59,7 @@ impl Default for ConnectOptions {
             sleeper: tokio_sleeper(),
             retry: RetryPolicy::default(),
             timeout: std::time::Duration::from_secs(10),
+            throttle_window: ClientOptions::new(String::new()).throttle_window,
         }
     }
 }
@@ -94,6 +97,7 @@ pub async fn connect_with(cfg: &Settings, opts: ConnectOptions) -> Result<Connec
         ecs_endpoint: cfg.ecs_endpoint.clone(),
         timeout: opts.timeout,
         retry: opts.retry.clone(),
+        throttle_window: opts.throttle_window,
         ..ClientOptions::new(identity.region_id.clone())
     };
     let client = Client::new(client_opts, credentials, counters)?

@@ -190,10 +190,14 @@ impl Default for RetryBudget {
 pub struct ThrottleGate(AdaptiveWindow);
 
 impl ThrottleGate {
-    /// A closed gate.
+    /// A closed gate. It closes again once it would fall below 1 s (or `initial`, if smaller): a gate
+    /// that opens wider (fleet mode) narrows step by step rather than closing at the first success.
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Self(AdaptiveWindow::new(initial, max))
+        Self(AdaptiveWindow::new(initial, max).with_floor(Self::FLOOR.min(initial)))
     }
+
+    /// The smallest open window.
+    pub const FLOOR: Duration = Duration::from_secs(1);
 
     /// A throttled answer: the window doubles (opening at `initial`), up to `max`.
     pub fn throttled(&self) {
@@ -229,6 +233,21 @@ mod tests {
 
     #[test]
     fn throttle_gate_opens_doubles_caps_and_closes() {
+        // A gate that opens wide (fleet mode) narrows to 1 s before it closes.
+        let wide = ThrottleGate::new(Duration::from_secs(8), Duration::from_secs(30));
+        wide.throttled();
+        wide.passed();
+        assert_eq!(
+            wide.window(),
+            Duration::from_secs(4),
+            "one success does not close it"
+        );
+        wide.passed();
+        wide.passed();
+        assert_eq!(wide.window(), ThrottleGate::FLOOR);
+        wide.passed();
+        assert_eq!(wide.window(), Duration::ZERO);
+
         let g = ThrottleGate::new(Duration::from_millis(100), Duration::from_millis(500));
         assert_eq!(g.delay(), Duration::ZERO, "closed until throttled");
         g.passed();

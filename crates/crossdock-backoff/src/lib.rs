@@ -120,11 +120,14 @@ pub fn equal_jitter(ceiling: Duration) -> Duration {
 ///
 /// Each refusal ([`AdaptiveWindow::widen`]) doubles the window, opening it at `initial` and capping it
 /// at `max`; each success ([`AdaptiveWindow::narrow`]) halves it, closing it once it would fall below
-/// `initial`. While open, [`AdaptiveWindow::delay`] is uniform in `[0, window]`; closed, it is zero, so
-/// a caller that is never refused never waits.
+/// the floor (`initial`, unless [`AdaptiveWindow::with_floor`] set a lower one: a window that opens
+/// wide then closes step by step, so one success does not end the spreading at once). While open,
+/// [`AdaptiveWindow::delay`] is uniform in `[0, window]`; closed, it is zero, so a caller that is
+/// never refused never waits.
 #[derive(Debug)]
 pub struct AdaptiveWindow {
     initial_ms: u64,
+    floor_ms: u64,
     max_ms: u64,
     window_ms: AtomicU64,
 }
@@ -135,9 +138,16 @@ impl AdaptiveWindow {
         let initial_ms = millis(initial).max(1);
         Self {
             initial_ms,
+            floor_ms: initial_ms,
             max_ms: millis(max).max(initial_ms),
             window_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Closes the window only once it would fall below `floor` (at least 1 ms, at most `initial`).
+    pub fn with_floor(mut self, floor: Duration) -> Self {
+        self.floor_ms = millis(floor).clamp(1, self.initial_ms);
+        self
     }
 
     /// A refusal: the window doubles (opening at `initial`), up to `max`.
@@ -154,7 +164,7 @@ impl AdaptiveWindow {
         let _ = self
             .window_ms
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
-                (w > 0).then_some(if w / 2 < self.initial_ms { 0 } else { w / 2 })
+                (w > 0).then_some(if w / 2 < self.floor_ms { 0 } else { w / 2 })
             });
     }
 
@@ -175,6 +185,25 @@ mod tests {
     use std::collections::BTreeSet;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_window_with_a_floor_closes_step_by_step() {
+        let w = AdaptiveWindow::new(8000 * MS, 30_000 * MS).with_floor(1000 * MS);
+        w.widen();
+        assert_eq!(w.window(), 8000 * MS, "opens at initial");
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            w.narrow();
+            seen.push(w.window().as_millis());
+        }
+        assert_eq!(seen, [4000, 2000, 1000, 0, 0]);
+        w.widen();
+        assert_eq!(
+            w.window(),
+            8000 * MS,
+            "reopens at initial, not at the floor"
+        );
+    }
 
     #[test]
     fn exponential_doubles_from_initial_and_stays_at_the_cap() {

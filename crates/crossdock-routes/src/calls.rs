@@ -10,7 +10,6 @@ use crossdock_alibaba::{CreateRouteEntry, Error as CloudError, RouteEntry, Route
 use crate::cloud::RouteCloud;
 
 /// Counts the calls of one pass. Shared (`&self`) so that independent reads can run concurrently.
-/// Counts the calls of one pass. Shared (`&self`) so that independent reads can run concurrently.
 pub(crate) struct Calls<'a> {
     cloud: &'a dyn RouteCloud,
     reads: AtomicU32,

@@ -53,6 +53,11 @@ pub trait RouteCloud: Send + Sync {
     fn call_counts(&self) -> Option<CallCounts> {
         None
     }
+    /// Whether the account throttled one of this client's calls lately (many hosts are calling at
+    /// once: spend calls carefully rather than fast).
+    fn recently_throttled(&self) -> bool {
+        false
+    }
 }
 
 fn parse_cidrs<'a>(raw: impl IntoIterator<Item = &'a String>) -> Vec<Ipv4Net> {
@@ -124,4 +129,11 @@ impl RouteCloud for Client {
     fn call_counts(&self) -> Option<CallCounts> {
         Some(self.counters())
     }
+
+    fn recently_throttled(&self) -> bool {
+        self.throttled_within(THROTTLE_MEMORY)
+    }
 }
+
+/// How long a throttled answer makes the reconciler spend calls carefully.
+const THROTTLE_MEMORY: std::time::Duration = std::time::Duration::from_secs(30);

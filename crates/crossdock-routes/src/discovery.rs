@@ -23,9 +23,27 @@ pub(crate) struct Discovery {
 }
 
 impl RouteReconciler {
-    pub(crate) async fn discover(&self, calls: &Calls<'_>) -> Result<Discovery, Problem> {
+    /// Reads the layout. `first`: the first discovery of this reconciler; in fleet mode it takes the
+    /// VPC's primary CIDR from the metadata service ([`crate::RoutesConfig::known_vpc_cidr`]) instead
+    /// of `DescribeVpcAttribute`, since a whole fleet boots at once against one account's rate limit;
+    /// later discoveries read the attribute (secondary CIDRs included).
+    pub(crate) async fn discover(
+        &self,
+        calls: &Calls<'_>,
+        first: bool,
+    ) -> Result<Discovery, Problem> {
         let vpc = &self.identity.vpc_id;
-        let (vswitches, vpc_cidrs) = tokio::join!(calls.vswitches(vpc), calls.vpc_cidrs(vpc));
+        let known = self
+            .cfg
+            .known_vpc_cidr
+            .filter(|_| first && self.cfg.fleet.is_some());
+        let read_cidrs = async {
+            match known {
+                Some(cidr) => Ok(vec![cidr]),
+                None => calls.vpc_cidrs(vpc).await,
+            }
+        };
+        let (vswitches, vpc_cidrs) = tokio::join!(calls.vswitches(vpc), read_cidrs);
         let vswitches = vswitches
             .map_err(|e| Problem::from_error(&format!("list the vSwitches of {vpc}"), &e))?;
         let vpc_cidrs =
@@ -128,6 +146,7 @@ impl RouteReconciler {
             Ok(()) => {
                 tracing::info!(eni = %eni, "switched off the ENI's source/destination check");
                 st.sdc = SourceDestCheck::Disabled;
+                st.sdc_checked = true;
                 out.sdc_disabled += 1;
             }
             Err(e) => {

@@ -83,6 +83,8 @@ pub struct FakeState {
     pub log: Vec<(Op, String)>,
     /// Simulates a race: this entry appears just before the next create is processed.
     pub appears_before_create: Option<RouteEntry>,
+    /// What `recently_throttled` answers (a storm on the account).
+    pub throttled: bool,
 }
 
 #[derive(Debug)]
@@ -133,6 +135,7 @@ impl FakeCloud {
                 inject: Vec::new(),
                 log: Vec::new(),
                 appears_before_create: None,
+                throttled: false,
             }),
         }
     }
@@ -394,6 +397,10 @@ impl FakeState {
 
 #[async_trait]
 impl RouteCloud for FakeCloud {
+    fn recently_throttled(&self) -> bool {
+        self.with(|s| s.throttled)
+    }
+
     async fn route_tables(&self, _vpc: &str) -> Result<Vec<RouteTable>, CloudError> {
         Ok(self.enter(Op::Tables, String::new())?.tables.clone())
     }

@@ -46,6 +46,14 @@ use crate::tables::Senders;
 /// Most entries one batch call takes.
 pub const BATCH_MAX: usize = 50;
 
+/// The throttle gate's first window in fleet mode (per-host mode: 1 s). A throttled answer in fleet
+/// mode almost always means the fleet is booting together: at 20 calls/s for the account, 50 hosts'
+/// three boot calls take 7.5 s and 200 hosts' 30 s, so a gate that opens at 1 s and doubles per
+/// throttled answer costs every host several refused calls before it spreads them enough; opening at
+/// 8 s costs about one (measured with `scripts/bench --only fleet`, docs/performance.md). A host that
+/// is never throttled never waits.
+pub const FLEET_THROTTLE_WINDOW: Duration = Duration::from_secs(8);
+
 /// Fleet mode's settings (`[fleet]`, `[subnet]`, `cluster_cidrs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetSettings {
@@ -218,6 +226,10 @@ pub struct FleetState {
     /// Listings this pass already made and nothing has written since, by table: the check of this
     /// host's own route uses them instead of reading again.
     pub(crate) fresh: std::collections::HashMap<String, Vec<crossdock_alibaba::RouteEntry>>,
+    /// This host's own route per table as the last pass found it in place: between sweeps the
+    /// check of this host's route uses it, so an idle pass makes no call (the next sweep reads the
+    /// whole table again, this host's route included).
+    pub(crate) own_listed: std::collections::HashMap<String, Vec<crossdock_alibaba::RouteEntry>>,
 }
 
 /// Sizes of what one read found, for `/status`.
@@ -294,22 +306,14 @@ impl RouteReconciler {
             out.problems.push(p);
             return false;
         }
-        let own_in_place = d
-            .tables
-            .iter()
-            .all(|t| st.in_place.contains(&(t.clone(), subnet)));
-        let now = self.clock_offset();
-        let gc_due = st
-            .fleet
-            .tracker
-            .next_due(fleet.grace)
-            .is_some_and(|t| t <= now);
-        let sweep_due = st
-            .fleet
-            .last_sweep
-            .is_none_or(|t| t.elapsed() >= fleet.sweep_interval);
-        if !(own_in_place && !gc_due && !sweep_due) {
+        if self.sweep_due(st, &d.tables, subnet, &fleet) {
+            if self.deferred_first_sweep(st, calls, out, d, subnet).await {
+                return true;
+            }
             self.sweep(st, calls, out, d, &fleet, &mapping).await;
+        } else {
+            // Between sweeps this host's route is taken as the last pass found it: no call.
+            st.fleet.fresh = st.fleet.own_listed.clone();
         }
         // The route loop wakes at `[cloud] resync_interval_secs`; the next sweep may be due sooner.
         let next_sweep = st.fleet.last_sweep.map_or(Duration::ZERO, |t| {
@@ -318,6 +322,40 @@ impl RouteReconciler {
         let next_sweep = next_sweep.max(Duration::from_secs(1));
         out.next_pass = Some(out.next_pass.map_or(next_sweep, |n| n.min(next_sweep)));
         true
+    }
+
+    /// Fleet mode: whether this pass sweeps (`None`: per-host mode). A sweep runs when this host's
+    /// own route is not known to be in place, when a released instance's grace period has ended,
+    /// and every `sweep_interval`; in between a pass makes no call at all.
+    pub(crate) fn fleet_sweep_due(&self, st: &SyncState, subnet: Ipv4Net) -> Option<bool> {
+        let fleet = self.cfg.fleet.as_ref()?;
+        let tables = st.discovery.as_ref().map(|d| d.tables.as_slice())?;
+        Some(self.sweep_due(st, tables, subnet, fleet))
+    }
+
+    fn sweep_due(
+        &self,
+        st: &SyncState,
+        tables: &[String],
+        subnet: Ipv4Net,
+        fleet: &FleetSettings,
+    ) -> bool {
+        // The tables on the members' paths once a sweep has found them (this host's route goes
+        // there), every table on a sender's path before.
+        let path = st.fleet.path.as_deref().unwrap_or(tables);
+        let own_in_place = path
+            .iter()
+            .all(|t| st.in_place.contains(&(t.clone(), subnet)));
+        let gc_due = st
+            .fleet
+            .tracker
+            .next_due(fleet.grace)
+            .is_some_and(|t| t <= self.clock_offset());
+        let sweep_due = st
+            .fleet
+            .last_sweep
+            .is_none_or(|t| t.elapsed() >= fleet.sweep_interval);
+        !own_in_place || gc_due || sweep_due
     }
 
     /// This host's served subnet must be the one the mapping gives its private IP: every other
@@ -361,6 +399,8 @@ impl RouteReconciler {
         let mut first_round = true;
         // Whether the view in the status is still true: false once anything was written after it.
         let mut verified = false;
+        // This host's route was written by another member's batch while it waited for its turn.
+        let mut covered = false;
         loop {
             let (plan, counts) = match self.read_and_plan(st, calls, d, fleet, mapping).await {
                 Ok(p) => p,
@@ -386,6 +426,7 @@ impl RouteReconciler {
                     (self.sleeper)(wait).await;
                     if let Some(fresh) = self.own_route_listed(calls, &plan).await {
                         st.fleet.fresh = fresh;
+                        covered = true;
                         break;
                     }
                     continue;
@@ -428,6 +469,13 @@ impl RouteReconciler {
         }
         if verified {
             st.fleet.last_sweep = Some(Instant::now());
+        } else if covered {
+            // The view predates the batch that covered this host; the next sweep, an interval
+            // later, shows it (sweeping again now would cost every waiting host two more calls).
+            st.fleet.last_sweep = Some(Instant::now());
+            if let Some(status) = st.fleet.status.as_mut() {
+                status.written_since = true;
+            }
         } else {
             // Routes were written after the view in the status (by this host or the one whose
             // batch covered it): the next pass sweeps again and shows what is there.
@@ -467,6 +515,65 @@ impl RouteReconciler {
             }
         }
         Some(listed)
+    }
+
+    /// A booting host of a throttled account (a fleet booting together) first looks only for its
+    /// own route, one filtered read per table (one page, however large the table): when another
+    /// member's batch already wrote it, the member listing and the whole table wait for the next
+    /// sweep, an interval later. True when the sweep was deferred.
+    async fn deferred_first_sweep(
+        &self,
+        st: &mut SyncState,
+        calls: &Calls<'_>,
+        out: &mut Outcome,
+        d: &Discovery,
+        subnet: Ipv4Net,
+    ) -> bool {
+        if st.fleet.status.is_some() || !self.cloud.recently_throttled() {
+            return false;
+        }
+        let cidr = subnet.to_string();
+        let own = RouteEntryFilter {
+            destination_cidr_block: Some(cidr.clone()),
+            ..Default::default()
+        };
+        let listed =
+            futures_util::future::join_all(d.tables.iter().map(|t| calls.route_entries(t, &own)))
+                .await;
+        let mut observed = Vec::new();
+        for (table_id, entries) in d.tables.iter().zip(listed) {
+            match entries {
+                Ok(entries) => observed.push(Observed {
+                    table_id: table_id.clone(),
+                    entries,
+                }),
+                Err(e) => {
+                    out.problems.push(Problem::from_error(
+                        &format!("look for this host's route in {table_id}"),
+                        &e,
+                    ));
+                    return true;
+                }
+            }
+        }
+        let in_place = observed.iter().all(|o| {
+            o.entries
+                .iter()
+                .any(|e| e.destination_cidr_block == cidr && self.marker.points_here(e))
+        });
+        if !in_place {
+            return false;
+        }
+        tracing::info!(
+            "the account is throttled and this host's route is in place: the first full sweep of the \
+             fleet waits for the sweep interval"
+        );
+        st.fleet.fresh = observed
+            .into_iter()
+            .map(|o| (o.table_id, o.entries))
+            .collect();
+        st.fleet.last_sweep = Some(Instant::now());
+        true
     }
 
     async fn read_and_plan(
@@ -545,35 +652,20 @@ impl RouteReconciler {
             .collect()
     }
 
-    async fn read_fleet(
+    /// Every custom entry of each table on a sender's path.
+    async fn read_tables(
         &self,
         calls: &Calls<'_>,
         d: &Discovery,
-        fleet: &FleetSettings,
-        mapping: &SubnetMapping,
-    ) -> Result<FleetView, Problem> {
-        let query = InstanceQuery {
-            vpc_id: Some(self.identity.vpc_id.clone()),
-            tag: Some(fleet.tag.clone()),
-            instance_ids: Vec::new(),
-        };
+    ) -> Result<Vec<Observed>, Problem> {
         let custom = RouteEntryFilter {
             route_entry_type: Some("Custom".into()),
             ..Default::default()
         };
         let tables = futures_util::future::join_all(
             d.tables.iter().map(|t| calls.route_entries(t, &custom)),
-        );
-        let (instances, tables) = tokio::join!(calls.instances(&query), tables);
-        let instances = instances.map_err(|e| {
-            Problem::from_error(
-                &format!(
-                    "list the members tagged {}={}",
-                    fleet.tag.key, fleet.tag.value
-                ),
-                &e,
-            )
-        })?;
+        )
+        .await;
         let mut observed = Vec::new();
         for (table_id, listed) in d.tables.iter().zip(tables) {
             let mut entries = listed
@@ -586,6 +678,34 @@ impl RouteReconciler {
                 entries,
             });
         }
+        Ok(observed)
+    }
+
+    /// The members and the tables, read together.
+    async fn read_fleet(
+        &self,
+        calls: &Calls<'_>,
+        d: &Discovery,
+        fleet: &FleetSettings,
+        mapping: &SubnetMapping,
+    ) -> Result<FleetView, Problem> {
+        let query = InstanceQuery {
+            vpc_id: Some(self.identity.vpc_id.clone()),
+            tag: Some(fleet.tag.clone()),
+            instance_ids: Vec::new(),
+        };
+        let (instances, observed) =
+            tokio::join!(calls.instances(&query), self.read_tables(calls, d));
+        let instances = instances.map_err(|e| {
+            Problem::from_error(
+                &format!(
+                    "list the members tagged {}={}",
+                    fleet.tag.key, fleet.tag.value
+                ),
+                &e,
+            )
+        })?;
+        let observed = observed?;
         let members = instances
             .iter()
             .filter(|i| i.vpc_id.is_empty() || i.vpc_id == self.identity.vpc_id)

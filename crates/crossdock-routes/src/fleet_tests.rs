@@ -42,16 +42,23 @@ fn settings(grace: Duration) -> FleetSettings {
 type Sleeps = Arc<Mutex<Vec<Duration>>>;
 
 fn agent(fake: &Arc<FakeCloud>, id: &str, ip: &str, grace: Duration) -> (RouteReconciler, Sleeps) {
+    agent_with(fake, id, ip, |c| c.fleet = Some(settings(grace)))
+}
+
+fn agent_with(
+    fake: &Arc<FakeCloud>,
+    id: &str,
+    ip: &str,
+    edit: impl FnOnce(&mut RoutesConfig),
+) -> (RouteReconciler, Sleeps) {
     let log: Sleeps = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
     let sleeper: Sleeper = Arc::new(move |d| {
         l.lock().unwrap().push(d);
         Box::pin(async {})
     });
-    let cfg = RoutesConfig {
-        fleet: Some(settings(grace)),
-        ..RoutesConfig::default()
-    };
+    let mut cfg = RoutesConfig::default();
+    edit(&mut cfg);
     let cloud: Arc<dyn RouteCloud> = fake.clone();
     (
         RouteReconciler::new(cloud, cfg, identity(id, ip)).with_sleeper(sleeper),
@@ -88,6 +95,14 @@ fn destinations(fake: &FakeCloud) -> Vec<(String, String)> {
 
 const MY_SUBNET: &str = "10.1.11.0/24";
 
+/// Route writes of every kind the fake saw (the ENI's check is not a route).
+fn route_writes(fake: &FakeCloud) -> usize {
+    [Op::Create, Op::Delete, Op::CreateBatch, Op::DeleteBatch]
+        .into_iter()
+        .map(|op| fake.count(op))
+        .sum()
+}
+
 #[tokio::test]
 async fn one_batch_routes_the_whole_fleet_and_the_next_host_writes_nothing() {
     let fake = three_members();
@@ -117,7 +132,11 @@ async fn one_batch_routes_the_whole_fleet_and_the_next_host_writes_nothing() {
     let (b, _) = agent(&fake, "i-b", "192.168.1.12", Duration::from_secs(300));
     let report = b.sync(Some("10.1.12.0/24".parse().unwrap())).await;
     assert!(report.is_ready(), "{report:?}");
-    assert_eq!(report.writes, 0, "a host whose route exists makes no write");
+    assert_eq!(
+        route_writes(&fake),
+        1,
+        "a host whose route exists makes no route write (the one is the first host's batch)"
+    );
     let fleet = report.fleet.expect("fleet status");
     assert_eq!((fleet.members, fleet.running), (3, 3));
     assert!(fleet.routes_missing.is_empty());
@@ -137,8 +156,8 @@ async fn a_host_waits_its_turn_and_skips_the_write_when_an_earlier_batch_covered
     // This host, later in the same batch, would have waited one slot; its route is there now.
     let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::from_secs(300));
     let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
-    assert_eq!(report.writes, 0, "{report:?}");
-    assert_eq!(fake.count(Op::CreateBatch), 1);
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(route_writes(&fake), 1, "only i-b's batch: {report:?}");
 }
 
 #[tokio::test]
@@ -293,7 +312,7 @@ async fn a_subnet_other_than_the_mapped_one_is_refused_before_any_write() {
     let report = me.sync(Some("10.200.0.0/24".parse().unwrap())).await;
     assert_eq!(report.route.reason, Reason::SubnetMismatch, "{report:?}");
     assert!(report.route.message.contains("10.1.11.0/24"));
-    assert_eq!(report.writes, 0);
+    assert_eq!(route_writes(&fake), 0);
 }
 
 #[test]
@@ -333,4 +352,138 @@ async fn a_steady_state_sweep_reads_the_members_the_table_and_the_bindings_once(
     assert!(report.is_ready(), "{report:?}");
     // Members, the table (which also answers for this host's own route) and the vSwitches' bindings.
     assert_eq!((report.reads, report.writes), (3, 0), "{report:?}");
+}
+
+/// The agent's own timing: a sweep a minute, so passes in between are idle.
+fn minute_sweeps(c: &mut RoutesConfig) {
+    c.fleet = Some(FleetSettings {
+        sweep_interval: Duration::from_secs(60),
+        ..settings(Duration::from_secs(300))
+    });
+}
+
+#[tokio::test]
+async fn between_sweeps_a_pass_makes_no_call() {
+    let fake = three_members();
+    let (me, _) = agent_with(&fake, ME, "192.168.1.11", minute_sweeps);
+    let subnet = Some(MY_SUBNET.parse().unwrap());
+    me.sync(subnet).await; // writes the batch
+    me.sync(subnet).await; // sweeps again: the batch is in place
+    let before = fake.with(|s| s.log.len());
+    let report = me.sync(subnet).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!((report.reads, report.writes), (0, 0), "{report:?}");
+    assert_eq!(fake.with(|s| s.log.len()), before);
+    assert!(
+        report.fleet.is_some(),
+        "the last sweep's view is still shown"
+    );
+}
+
+#[tokio::test]
+async fn a_booting_fleet_host_switches_the_eni_check_off_without_reading_it_first() {
+    let fake = three_members();
+    fake.with(|s| s.sdc.insert("eni-1".into(), Some(true)));
+    let (me, _) = agent(&fake, ME, "192.168.1.11", Duration::from_secs(300));
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!((fake.count(Op::GetSdc), fake.count(Op::SetSdc)), (0, 1));
+    assert_eq!(fake.with(|s| s.sdc["eni-1"]), Some(false));
+    assert_eq!(report.source_dest_check, crate::SourceDestCheck::Disabled);
+    // Later passes read it (every rediscovery), and write only when it is back on.
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(fake.count(Op::SetSdc), 1);
+}
+
+#[tokio::test]
+async fn a_booting_fleet_host_takes_the_vpc_cidr_from_metadata() {
+    let fake = three_members();
+    let (me, _) = agent_with(&fake, ME, "192.168.1.11", |c| {
+        c.fleet = Some(settings(Duration::from_secs(300)));
+        c.known_vpc_cidr = Some("192.168.0.0/16".parse().unwrap());
+    });
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(fake.count(Op::VpcCidrs), 0);
+    // Per-host mode reads it as before.
+    let fake = three_members();
+    let (me, _) = agent_with(&fake, ME, "192.168.1.11", |c| {
+        c.known_vpc_cidr = Some("192.168.0.0/16".parse().unwrap());
+    });
+    me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert_eq!(fake.count(Op::VpcCidrs), 1);
+}
+
+#[tokio::test]
+async fn in_a_throttled_boot_a_host_whose_route_is_in_place_reads_only_the_table() {
+    let fake = three_members();
+    let (b, _) = agent(&fake, "i-b", "192.168.1.12", Duration::from_secs(300));
+    assert!(b
+        .sync(Some("10.1.12.0/24".parse().unwrap()))
+        .await
+        .is_ready());
+    fake.with(|s| s.throttled = true);
+    let instances_before = fake.count(Op::Instances);
+    let (me, _) = agent_with(&fake, ME, "192.168.1.11", minute_sweeps);
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(
+        fake.count(Op::Instances),
+        instances_before,
+        "no member listing"
+    );
+    // The vSwitches, the VPC's CIDRs (no metadata here) and its own route, nothing else; no route
+    // write.
+    assert_eq!(report.reads, 3, "{report:?}");
+    assert_eq!(
+        fake.with(|s| s.log.last().cloned())
+            .map(|(op, d)| (op, d.contains("10.1.11.0/24"))),
+        Some((Op::Entries, true)),
+        "the one table read is filtered to this host's destination"
+    );
+    assert_eq!(route_writes(&fake), 1);
+    // Its own route missing (and first in turn), the same host lists the members and the table
+    // once and writes.
+    let fake = Arc::new(FakeCloud::standard());
+    fake.add_member(ME, ip("192.168.1.11"));
+    fake.add_member("i-x", ip("192.168.1.12"));
+    fake.with(|s| s.throttled = true);
+    let (me, _) = agent_with(&fake, ME, "192.168.1.11", minute_sweeps);
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(fake.count(Op::Instances), 1);
+    assert_eq!(fake.count(Op::CreateBatch), 1);
+    let custom_listings = fake.with(|s| {
+        s.log
+            .iter()
+            .filter(|(op, d)| {
+                *op == Op::Entries && d.contains("destination_cidr_block: None, next_hop_id: None")
+            })
+            .count()
+    });
+    assert_eq!(custom_listings, 1, "{:?}", fake.with(|s| s.log.clone()));
+}
+
+#[tokio::test]
+async fn a_host_covered_by_another_batch_does_not_sweep_again_at_once() {
+    let fake = three_members();
+    let (me, sleeps) = agent_with(&fake, ME, "192.168.1.11", minute_sweeps);
+    // i-b heads the batch; this host waits one slot, in which i-b writes for everyone.
+    let (b, _) = agent(&fake, "i-b", "192.168.1.12", Duration::from_secs(300));
+    let writer = Arc::new(b);
+    drop(sleeps);
+    let me = me.with_sleeper(Arc::new(move |_| {
+        let writer = writer.clone();
+        Box::pin(async move {
+            writer.sync(Some("10.1.12.0/24".parse().unwrap())).await;
+        })
+    }));
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(fake.count(Op::CreateBatch), 1, "only i-b wrote");
+    let fleet = report.fleet.expect("fleet view");
+    assert!(fleet.written_since, "the view predates i-b's batch");
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert_eq!((report.reads, report.writes), (0, 0), "{report:?}");
 }

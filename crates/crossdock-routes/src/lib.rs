@@ -101,12 +101,18 @@ pub async fn connect_with(
 ) -> Result<RouteReconciler, crossdock_alibaba::Error> {
     let sleeper = opts.sleeper.clone();
     let conn = crossdock_alibaba::connect_with(&cloud_settings(cfg), opts).await?;
-    Ok(RouteReconciler::new(
-        conn.client.clone(),
-        RoutesConfig::from_cloud_config(cfg),
-        conn.identity,
-    )
-    .with_sleeper(sleeper))
+    let routes_cfg = RoutesConfig {
+        known_vpc_cidr: known_vpc_cidr(conn.metadata.as_deref()).await,
+        ..RoutesConfig::from_cloud_config(cfg)
+    };
+    Ok(RouteReconciler::new(conn.client.clone(), routes_cfg, conn.identity).with_sleeper(sleeper))
+}
+
+/// The VPC's primary CIDR from the metadata service (`vpc-cidr-block`), best effort: a metadata
+/// read costs no API call and no share of the account's rate limit.
+async fn known_vpc_cidr(md: Option<&crossdock_alibaba::MetadataClient>) -> Option<ipnet::Ipv4Net> {
+    let raw = md?.get("vpc-cidr-block", "identity").await.ok()?;
+    raw.trim().parse().ok()
 }
 
 #[cfg(test)]

@@ -70,6 +70,8 @@ pub struct RoutesConfig {
     pub write_patience: Duration,
     /// Fleet mode: keep every member's route, clean up released ones (`None`: per-host mode).
     pub fleet: Option<crate::fleet::FleetSettings>,
+    /// The VPC's primary CIDR as the metadata service gave it at connect time, if it did.
+    pub known_vpc_cidr: Option<Ipv4Net>,
 }
 
 impl RoutesConfig {
@@ -101,6 +103,7 @@ impl Default for RoutesConfig {
             write_backoff_max: Duration::from_secs(8),
             write_patience: Duration::from_secs(120),
             fleet: None,
+            known_vpc_cidr: None,
         }
     }
 }
@@ -260,7 +263,13 @@ impl RouteReconciler {
         // Re-read the ENI while its check is on (report mode): the operator's fix shows up at the
         // next pass. The reads of one round are independent, so they go out together: at boot they
         // are the whole wait before this host's first route write.
-        let sdc_due = due || !st.sdc_checked || st.sdc == SourceDestCheck::Enabled;
+        // Fleet mode's first pass with "disable": the check is switched off without reading it first
+        // (the write is idempotent): one ECS call per booting host instead of two.
+        let blind_sdc = self.cfg.fleet.is_some()
+            && st.discovery.is_none()
+            && !st.sdc_checked
+            && self.cfg.source_dest_check == SdcMode::Disable;
+        let sdc_due = !blind_sdc && (due || !st.sdc_checked || st.sdc == SourceDestCheck::Enabled);
         let eni = self.identity.eni_id.clone();
         let read_sdc = async {
             if sdc_due {
@@ -270,13 +279,16 @@ impl RouteReconciler {
             }
         };
         let (discovered, sdc_read) = if due {
-            let (d, r) = tokio::join!(self.discover(calls), read_sdc);
+            let (d, r) = tokio::join!(self.discover(calls, st.discovery.is_none()), read_sdc);
             (Some(d), r)
         } else {
             // Between full discoveries, only the vSwitches' table bindings are re-read, so a table
             // bound (or unbound) later is followed within one pass.
-            let layout_due =
-                (st.passes_since_discovery + 1) % self.cfg.layout_check_every.max(1) == 0;
+            // Fleet mode reads the layout with each sweep and makes no call between sweeps.
+            let layout_due = match self.fleet_sweep_due(st, subnet) {
+                Some(sweep_due) => sweep_due,
+                None => (st.passes_since_discovery + 1) % self.cfg.layout_check_every.max(1) == 0,
+            };
             let read_layout = async {
                 if layout_due {
                     self.read_layout(calls).await
@@ -295,7 +307,7 @@ impl RouteReconciler {
         };
         let sdc_write_needed = match sdc_read {
             Some(r) => self.note_source_dest(st, out, r),
-            None => false,
+            None => blind_sdc,
         };
         if let Some(discovered) = discovered {
             match discovered {
@@ -625,6 +637,13 @@ impl RouteReconciler {
             if desired_ok {
                 out.ready_tables.push(table.to_string());
                 st.in_place.insert(key.clone());
+                if self.cfg.fleet.is_some() {
+                    st.fleet
+                        .own_listed
+                        .insert(table.to_string(), observed.entries);
+                }
+            } else {
+                st.fleet.own_listed.remove(table);
             }
             break;
         }
