@@ -18,9 +18,12 @@
 //! - an outsider namespace on the vSwitch (no instance, no agent, no member) can neither query a
 //!   host's resolver (UDP and TCP refused by the firewall) nor reach the catalog port (its
 //!   datagrams are dropped before the agent, which never counts them);
+//! - `crossdock status --fleet --json` on h2 shows every member's agent at this binary's version,
+//!   heard within seconds (the versions and heartbeats travel with the catalog);
 //! - h1 released: once the fleet view shows it gone, its records go within seconds (it is no
 //!   member any more); then h3's agent killed: h3 is still a member, its records stay for the grace
-//!   period (`withdraw_after_secs`, shortened here) and go after it.
+//!   period (`withdraw_after_secs`, shortened here) and go after it; meanwhile h2's fleet view marks
+//!   h3's agent silent.
 
 mod common;
 
@@ -46,6 +49,11 @@ const RELEASED_BOUND: Duration = Duration::from_secs(20);
 /// From a release to the route side's fleet view without it: a sweep every 5 s here (the route
 /// side's passes can take longer on a loaded machine).
 const RELEASE_SEEN_BOUND: Duration = Duration::from_secs(60);
+/// "Heard recently" in the fleet view: a gossip round is 0.5 s; room for a loaded machine.
+const RECENT_SECS: u64 = 5;
+/// From an agent killed to the others' fleet view calling it silent: the silent timeout (the
+/// non-member withdrawal, 10 s here) plus a status poll; well inside the grace period.
+const SILENT_BOUND: Duration = Duration::from_secs(GRACE_SECS - 5);
 /// The compose label.
 const SERVICE: &str = "com.docker.compose.service=api";
 
@@ -192,6 +200,19 @@ fn e2e_names_resolve_follow_forward_stay_private_and_withdraw() {
         NAMES_BOUND,
     );
     eprintln!("web.crossdock.internal resolved from h2 {took:?} after web started");
+    let ids: Vec<String> = (1..=3).map(|i| lab.host(i).instance_id.clone()).collect();
+    let took = wait_fleet_agents(&lab, 2, "every member's agent heard at this version", |v| {
+        ids.iter().all(|id| {
+            member(v, id).is_some_and(|h| {
+                h["agent_version"] == env!("CARGO_PKG_VERSION")
+                    && h["last_seen"]["secs_ago"]
+                        .as_u64()
+                        .is_some_and(|s| s <= RECENT_SECS)
+                    && h["agent_silent"] == false
+            })
+        })
+    });
+    eprintln!("h2's fleet view showed every member's agent version and last-seen after {took:?}");
     wait_tcp_from(
         &lab,
         (2, "client"),
@@ -369,6 +390,41 @@ print(s.recv(65535))\n";
     );
 }
 
+/// Member `id` in a fleet view.
+fn member<'a>(view: &'a serde_json::Value, id: &str) -> Option<&'a serde_json::Value> {
+    view["hosts"]
+        .as_array()?
+        .iter()
+        .find(|h| h["instance_id"] == id)
+}
+
+/// Polls `crossdock status --fleet --json` on host `index` until `ok` holds (bound `SILENT_BOUND`
+/// or `NAMES_BOUND`, the larger); how long it took. Panics with the last view.
+fn wait_fleet_agents(
+    lab: &Lab,
+    index: usize,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> Duration {
+    let bound = NAMES_BOUND.max(SILENT_BOUND);
+    let started = Instant::now();
+    let mut last = serde_json::Value::Null;
+    let found = crossdock_lab::lab::wait_for(bound, || {
+        let out = lab
+            .exec_unchecked(index, &[CROSSDOCK, "status", "--fleet", "--json"])
+            .ok()?;
+        last = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        ok(&last).then_some(())
+    });
+    if found.is_none() {
+        panic!(
+            "h{index}'s fleet view: {what}: not within {bound:?}; last view:\n{last:#}\n{}",
+            diagnosis(lab)
+        );
+    }
+    started.elapsed()
+}
+
 /// Waits until host `index`'s fleet view no longer lists `ip` (the route side's sweep saw the
 /// instance released); how long it took.
 fn wait_not_member(lab: &Lab, index: usize, ip: &str) -> Duration {
@@ -405,6 +461,25 @@ fn assert_released_withdrawn_killed_kept(lab: &mut Lab, api3: &str) {
 
     let killed = Instant::now();
     lab.agent_kill("h3").expect("killing h3's agent");
+    // Still a member, its agent gone: h2's fleet view calls it silent (within the grace period,
+    // so this costs the test no time).
+    let h3 = lab.host(3).instance_id.clone();
+    wait_fleet_agents(lab, 2, "h3's killed agent marked silent", |v| {
+        member(v, &h3).is_some_and(|h| h["agent_silent"] == true)
+    });
+    let human = lab
+        .exec_unchecked(2, &[CROSSDOCK, "status", "--fleet"])
+        .expect("h2's human fleet view");
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(h3.as_str()) && l.contains("SILENT")),
+        "h3's silent agent does not stand out:\n{text}"
+    );
+    eprintln!(
+        "h2 called h3's killed agent silent after {:?}",
+        killed.elapsed()
+    );
     let bound = Duration::from_secs(GRACE_SECS) + RELEASED_BOUND;
     wait_lookup(lab, (2, "client"), "api.crossdock.internal", &gone, bound);
     let after = killed.elapsed();

@@ -38,8 +38,9 @@ pub struct StatusArgs {
     /// Print the raw JSON of the agent's /status (with --fleet: of its `fleet` part).
     #[arg(long)]
     pub json: bool,
-    /// Fleet mode: every member host with its subnet and its route per table, members without a
-    /// route and routes whose host is gone first.
+    /// Fleet mode: every member host with its subnet, its route per table and its agent's version
+    /// and last-seen time (names on), members without a route, then silent agents, first; routes
+    /// whose host is gone last.
     #[arg(long)]
     pub fleet: bool,
     /// The agent's health socket.
@@ -353,23 +354,48 @@ fn print_fleet(f: &serde_json::Value, json: bool) -> u8 {
     u8::from(!clean)
 }
 
-/// The fleet view: one line per member (subnet, route per table), then the routes whose host is gone.
+/// `12s ago`, `4m ago`, `3h ago`, `2d ago`.
+fn ago_text(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs}s ago"),
+        120..7200 => format!("{}m ago", secs / 60),
+        7200..172_800 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
+/// The LAST SEEN column: `12s ago`, `SILENT 45s ago` / `NOT HEARD` for a silent agent, `-` when
+/// nothing is known (names off).
+fn last_seen_text(h: &serde_json::Value) -> String {
+    let ago = h["last_seen"]["secs_ago"].as_u64();
+    match (ago, h["agent_silent"] == true) {
+        (Some(secs), false) => ago_text(secs),
+        (Some(secs), true) => format!("SILENT {}", ago_text(secs)),
+        (None, true) => "NOT HEARD".into(),
+        (None, false) => "-".into(),
+    }
+}
+
+fn route_missing(h: &serde_json::Value) -> bool {
+    h["routes"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|x| x["status"] == "Missing"))
+}
+
+/// The fleet view: one line per member (subnet, agent version and last seen, route per table), then
+/// the routes whose host is gone.
 pub fn render_fleet_hosts(f: &serde_json::Value) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let hosts = f["hosts"].as_array().cloned().unwrap_or_default();
     let _ = writeln!(
         out,
-        "{:<24} {:<9} {:<16} {:<18} {:<7} ROUTES",
-        "MEMBER", "STATUS", "PRIVATE IP", "SUBNET", "ROUTED"
+        "{:<24} {:<9} {:<16} {:<18} {:<7} {:<10} {:<15} ROUTES",
+        "MEMBER", "STATUS", "PRIVATE IP", "SUBNET", "ROUTED", "VERSION", "LAST SEEN"
     );
     let mut sorted = hosts.clone();
-    // Members lacking a route first: they stand out.
-    sorted.sort_by_key(|h| {
-        !h["routes"]
-            .as_array()
-            .is_some_and(|r| r.iter().any(|x| x["status"] == "Missing"))
-    });
+    // Members lacking a route first, then those whose agent is silent: they stand out.
+    sorted.sort_by_key(|h| (!route_missing(h), h["agent_silent"] != true));
     for h in &sorted {
         let routes = h["routes"].as_array().cloned().unwrap_or_default();
         let routed = if routes.is_empty() {
@@ -387,35 +413,45 @@ pub fn render_fleet_hosts(f: &serde_json::Value) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{:<24} {:<9} {:<16} {:<18} {:<7} {}",
+            "{:<24} {:<9} {:<16} {:<18} {:<7} {:<10} {:<15} {}",
             s(&h["instance_id"]),
             s(&h["status"]),
             s(&h["private_ip"]),
             s(&h["subnet"]),
             routed,
+            s(&h["agent_version"]),
+            last_seen_text(h),
             per_table.join(" ")
         );
     }
     for r in f["stale_routes"].as_array().cloned().unwrap_or_default() {
         let _ = writeln!(
             out,
-            "{:<24} {:<9} {:<16} {:<18} {:<7} {}={} (host gone; {}, due in {} s)",
+            "{:<24} {:<9} {:<16} {:<18} {:<7} {:<10} {:<15} {}={} (host gone; {}, due in {} s)",
             s(&r["instance_id"]),
             "RELEASED",
             "-",
             s(&r["cidr"]),
             "STALE",
+            "-",
+            "-",
             s(&r["table_id"]),
             s(&r["entry_id"]),
             s(&r["waiting_for"]),
             s(&r["due_in_secs"])
         );
     }
+    let silent = hosts.iter().filter(|h| h["agent_silent"] == true).count();
     let _ = writeln!(
         out,
-        "{} members ({} running){}",
+        "{} members ({} running){}{}",
         hosts.len(),
         s(&f["running"]),
+        if silent > 0 {
+            format!("; {silent} agents not heard lately")
+        } else {
+            String::new()
+        },
         if f["written_since"] == true {
             "; routes were written after this view, the agent's next pass reads them again"
         } else {
@@ -464,6 +500,18 @@ fn render_fleet(out: &mut String, f: &serde_json::Value) {
             s(&r["entry_id"]),
             s(&r["waiting_for"]),
             s(&r["due_in_secs"])
+        );
+    }
+    for h in list("hosts").iter().filter(|h| h["agent_silent"] == true) {
+        let _ = writeln!(
+            out,
+            "  silent   {:<18} {:<22} agent last heard {} (version {})",
+            s(&h["private_ip"]),
+            s(&h["instance_id"]),
+            h["last_seen"]["secs_ago"]
+                .as_u64()
+                .map_or_else(|| "never".to_string(), ago_text),
+            s(&h["agent_version"])
         );
     }
     for c in &conflicts {
@@ -687,6 +735,74 @@ mod tests {
             "{text}"
         );
         assert_eq!(print_fleet(&serde_json::Value::Null, false), 2);
+    }
+
+    #[test]
+    fn fleet_view_shows_each_agents_version_and_last_seen_and_silent_ones_stand_out() {
+        let routed =
+            serde_json::json!([{"table_id": "vtb-1", "entry_id": "rte-1", "status": "Available"}]);
+        let member = |id: &str,
+                      ip: &str,
+                      version: serde_json::Value,
+                      seen: serde_json::Value,
+                      silent: bool| {
+            serde_json::json!({"instance_id": id, "status": "Running", "private_ip": ip,
+                "vswitch_id": "vsw-1", "subnet": "10.1.11.0/24", "routes": routed,
+                "agent_version": version, "last_seen": seen, "agent_silent": silent})
+        };
+        let f = serde_json::json!({
+            "tag": "crossdock-cluster=prod", "members": 4, "running": 4,
+            "routes_missing": [], "stale_routes": [], "conflicts": [],
+            "hosts": [
+                member("i-a", "192.168.1.11", "0.1.0".into(),
+                    serde_json::json!({"secs_ago": 12, "at": "2025-06-01T11:59:48Z"}), false),
+                member("i-b", "192.168.1.12", "0.1.0".into(),
+                    serde_json::json!({"secs_ago": 300, "at": "2025-06-01T11:55:00Z"}), true),
+                member("i-c", "192.168.1.13", serde_json::Value::Null, serde_json::Value::Null, true),
+                member("i-d", "192.168.1.14", serde_json::Value::Null, serde_json::Value::Null, false),
+            ]
+        });
+        let text = render_fleet_hosts(&f);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains("VERSION") && lines[0].contains("LAST SEEN"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("i-b") && lines[1].contains("SILENT 5m ago"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("i-c") && lines[2].contains("NOT HEARD"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("i-a")
+                && lines[3].contains("0.1.0")
+                && lines[3].contains("12s ago"),
+            "{text}"
+        );
+        // Names off: nothing known, nothing marked.
+        let cols: Vec<&str> = lines[4].split_whitespace().collect();
+        assert_eq!(cols[0], "i-d", "{text}");
+        assert_eq!(&cols[5..8], ["-", "-", "vtb-1=Available"], "{text}");
+        assert!(
+            text.ends_with("4 members (4 running); 2 agents not heard lately\n"),
+            "{text}"
+        );
+        // The summary of `crossdock status` names them too.
+        let mut out = String::new();
+        render_fleet(&mut out, &f);
+        assert!(
+            out.contains("silent   192.168.1.12")
+                && out.contains("agent last heard 5m ago (version 0.1.0)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("i-c") && out.contains("last heard never"),
+            "{out}"
+        );
+        assert_eq!(print_fleet(&f, false), 0);
     }
 
     #[test]

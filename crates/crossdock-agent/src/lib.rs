@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod fleet_agents;
 pub mod health;
 pub mod host;
 pub mod logging;

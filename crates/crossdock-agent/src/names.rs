@@ -372,6 +372,10 @@ async fn start(
             Some(SocketAddr::new(id.private_ip.into(), settings.catalog_port).to_string());
         s.members = initial.len();
         s.counters.exchange = Some(exchange.stats());
+        s.agents = Some(crate::fleet_agents::AgentWatch {
+            directory: exchange.agents(),
+            silent_after: settings.expiry.silent_timeout,
+        });
     });
     let mut r = Running {
         settings,
@@ -416,6 +420,7 @@ async fn start_exchange(
     config.key = settings.key.clone();
     config.expiry = settings.expiry;
     config.limits = CatalogLimits::default();
+    config.agent_version = crate::fleet_agents::this_version();
     Exchange::start(config).await.map_err(|e| e.to_string())
 }
 

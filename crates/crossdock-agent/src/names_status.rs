@@ -140,6 +140,9 @@ pub struct NamesStatus {
     /// Live counters, for `/metrics`.
     #[serde(skip)]
     pub counters: NamesCounters,
+    /// The exchange's agents (once it runs), for the fleet view's versions and last-seen times.
+    #[serde(skip)]
+    pub agents: Option<crate::fleet_agents::AgentWatch>,
 }
 
 impl NamesStatus {
@@ -164,6 +167,7 @@ impl NamesStatus {
             last_update: None,
             last_publish: None,
             counters: NamesCounters::default(),
+            agents: None,
         }
     }
 

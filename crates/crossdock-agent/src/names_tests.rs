@@ -285,19 +285,62 @@ async fn a_container_on_one_host_is_answered_on_the_other_and_follows_a_new_addr
         a(dns2, "api.crossdock.internal.").await,
         [Ipv4Addr::new(10, 1, 12, 3)]
     );
-    let st = h2.state.lock().unwrap_or_else(|p| p.into_inner());
-    let n = st.names.as_ref().unwrap();
-    assert_eq!(n.host.as_deref(), Some("h2-example"));
-    assert_eq!(n.peer_count(), 1);
-    assert_eq!(n.members, 2);
-    let clients: Vec<String> = n.dns_clients.iter().map(ToString::to_string).collect();
-    assert_eq!(clients, ["127.0.2.0/24", "127.2.0.0/16"]);
-    let doc = st.status_json();
-    assert_eq!(doc["names"]["state"], "ready", "{doc}");
-    assert_eq!(doc["names"]["local_records"], 1, "{doc}");
-    drop(st);
-    let st = h1.state.lock().unwrap_or_else(|p| p.into_inner());
-    assert_eq!(st.names.as_ref().unwrap().counters.publish_count, 1);
+    {
+        let st = h2.state.lock().unwrap_or_else(|p| p.into_inner());
+        let n = st.names.as_ref().unwrap();
+        assert_eq!(n.host.as_deref(), Some("h2-example"));
+        assert_eq!(n.peer_count(), 1);
+        assert_eq!(n.members, 2);
+        let clients: Vec<String> = n.dns_clients.iter().map(ToString::to_string).collect();
+        assert_eq!(clients, ["127.0.2.0/24", "127.2.0.0/16"]);
+        let doc = st.status_json();
+        assert_eq!(doc["names"]["state"], "ready", "{doc}");
+        assert_eq!(doc["names"]["local_records"], 1, "{doc}");
+        drop(st);
+        let st = h1.state.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(st.names.as_ref().unwrap().counters.publish_count, 1);
+    }
+    assert_fleet_view_has_h1s_agent(&h2).await;
+}
+
+/// h2's fleet view (a sweep that lists both hosts) shows h1's agent, heard through the exchange,
+/// at this version, matched by instance id; and h2 itself.
+async fn assert_fleet_view_has_h1s_agent(h2: &Host) {
+    let member = |id: &str, ip: [u8; 4]| crossdock_routes::FleetHost {
+        instance_id: id.into(),
+        status: "Running".into(),
+        private_ip: Some(ip.into()),
+        vswitch_id: "vsw-1".into(),
+        subnet: None,
+        routes: Vec::new(),
+    };
+    {
+        let mut st = h2.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.instance_id = Some("i-2".into());
+        st.fleet = Some(crossdock_routes::FleetStatus {
+            hosts: vec![
+                member("i-1", [127, 0, 0, 11]),
+                member("i-2", [127, 0, 0, 12]),
+            ],
+            ..Default::default()
+        });
+    }
+    let fleet = || {
+        let st = h2.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.status_json()["fleet"]["hosts"].clone()
+    };
+    within(Duration::from_secs(5), "h1's agent heard by h2", || async {
+        fleet()[0]["last_seen"]["secs_ago"]
+            .as_u64()
+            .is_some_and(|s| s <= 2)
+    })
+    .await;
+    let hosts = fleet();
+    for h in hosts.as_array().unwrap() {
+        assert_eq!(h["agent_version"], env!("CARGO_PKG_VERSION"), "{hosts}");
+        assert_eq!(h["agent_silent"], false, "{hosts}");
+    }
+    assert_eq!(hosts[1]["last_seen"]["secs_ago"], 0, "{hosts}");
 }
 
 #[test]

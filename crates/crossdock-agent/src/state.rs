@@ -346,7 +346,9 @@ impl AgentState {
             "counters": self.metrics.counters_json(),
         });
         if let Some(fleet) = &self.fleet {
-            doc["fleet"] = serde_json::to_value(fleet).unwrap_or_default();
+            let watch = self.names.as_ref().and_then(|n| n.agents.as_ref());
+            doc["fleet"] =
+                crate::fleet_agents::render(fleet, self.instance_id.as_deref(), watch, Utc::now());
         }
         if let Some(names) = &self.names {
             doc["names"] = serde_json::to_value(names).unwrap_or_default();

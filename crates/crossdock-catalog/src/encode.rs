@@ -1,6 +1,7 @@
 //! A host's record set as chitchat key-values, and back.
 //!
-//! One key per container (`r:<container>` → `<name> <ip>`) plus `host` → the host label, so a
+//! One key per container (`r:<container>` → `<name> <ip>`) plus `host` → the host label (and
+//! `agent` → the agent's version, read by [`crate::agents`], not part of the set), so a
 //! change to one container sends one key-value, not the whole set: chitchat ships only the keys
 //! newer than what a peer has (and tombstones for removed ones). Reading a peer's state back
 //! gives the whole set; its version is the chitchat generation (the agent's start time: a new
@@ -17,6 +18,8 @@ use crossdock_names::{ContainerRecord, HostRecords, Label, RecordVersion};
 
 /// The key holding the host label.
 pub const HOST_KEY: &str = "host";
+/// The key holding the agent's version ([`crate::agents::AgentVersion`]).
+pub const AGENT_KEY: &str = "agent";
 /// The prefix of container keys.
 pub const RECORD_PREFIX: &str = "r:";
 

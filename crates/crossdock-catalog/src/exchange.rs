@@ -15,6 +15,10 @@
 //! ([`crate::transport`]). A local change is pushed at once: this host starts a gossip round
 //! with every live member instead of waiting for its next random round.
 //!
+//! Beside the records each agent publishes its version (`agent`, [`crate::agents`]); the sync task
+//! also notes every host's version and heartbeat, so [`Exchange::agents`] tells when each peer's
+//! agent was last heard and what it runs (the fleet view).
+//!
 //! Memory: the catalog's bounds ([`crossdock_names::CatalogLimits`]) hold for the catalog;
 //! chitchat keeps the raw key-values of the same hosts, plus tombstones of removed records for
 //! `tombstone_grace` and dead hosts' states until `member_grace` has passed, so it is bounded by
@@ -41,7 +45,8 @@ use crossdock_names::{
     RecordVersion,
 };
 
-use crate::encode::{from_key_values, to_key_values, HOST_KEY, RECORD_PREFIX};
+use crate::agents::{AgentBook, AgentDirectory, AgentVersion, Sighting};
+use crate::encode::{from_key_values, to_key_values, AGENT_KEY, HOST_KEY, RECORD_PREFIX};
 use crate::transport::{ClusterKey, GuardedTransport, PeerSet, WireStats};
 use crate::CatalogError;
 
@@ -72,6 +77,9 @@ pub struct ExchangeConfig {
     pub limits: CatalogLimits,
     /// When silent hosts are withdrawn.
     pub expiry: Expiry,
+    /// The version this host's agent publishes (the only fact besides the records that leaves the
+    /// host); `None` publishes none.
+    pub agent_version: Option<AgentVersion>,
 }
 
 impl ExchangeConfig {
@@ -96,6 +104,7 @@ impl ExchangeConfig {
             tombstone_grace: Duration::from_secs(600),
             limits: CatalogLimits::default(),
             expiry: Expiry::default(),
+            agent_version: None,
         }
     }
 }
@@ -124,6 +133,7 @@ struct Shared {
     stats: Arc<ExchangeStats>,
     tx: watch::Sender<Arc<Catalog>>,
     wake: Arc<Notify>,
+    agents: Arc<std::sync::Mutex<AgentBook>>,
 }
 
 struct SyncState {
@@ -171,7 +181,10 @@ impl Exchange {
         let chitchat_id =
             ChitchatId::new(config.host_id.0.clone(), generation_now(), config.advertise);
         let cc_config = chitchat_config(&config, chitchat_id);
-        let initial = vec![(HOST_KEY.to_string(), config.host_label.to_string())];
+        let mut initial = vec![(HOST_KEY.to_string(), config.host_label.to_string())];
+        if let Some(v) = &config.agent_version {
+            initial.push((AGENT_KEY.to_string(), v.to_string()));
+        }
         let handle = spawn_chitchat(cc_config, initial, &transport)
             .await
             .map_err(|e| CatalogError::Start {
@@ -186,6 +199,7 @@ impl Exchange {
             stats,
             tx,
             wake: Arc::new(Notify::new()),
+            agents: Arc::default(),
             catalog: Mutex::new(SyncState {
                 catalog,
                 seen: HashMap::new(),
@@ -299,6 +313,14 @@ impl Exchange {
         self.shared.tx.borrow().clone()
     }
 
+    /// Every host's agent (this one included): its version and when it was last heard, read live.
+    pub fn agents(&self) -> AgentDirectory {
+        AgentDirectory {
+            origin: self.shared.origin,
+            book: self.shared.agents.clone(),
+        }
+    }
+
     /// The exchange's clock: the origin of the catalog's `last_heard` offsets.
     pub fn now(&self) -> Duration {
         self.shared.origin.elapsed()
@@ -370,6 +392,8 @@ struct PeerState {
     version: RecordVersion,
     live: bool,
     kvs: Vec<(String, String)>,
+    /// Its heartbeat and agent version, for the agent book.
+    sighting: Sighting,
 }
 
 /// Reads chitchat's state: the newest generation of every host, whether any of its generations
@@ -405,11 +429,19 @@ async fn read_states(
                     .collect()
             };
             let is_live = live.iter().any(|l| l.node_id == id.node_id);
+            let sighting = Sighting {
+                ip: id.gossip_advertise_addr.ip(),
+                generation: id.generation_id,
+                heartbeat: u64::from(state.heartbeat()),
+                live: is_live,
+                version: state.get(AGENT_KEY).map(str::to_string),
+            };
             let peer = PeerState {
                 addr: id.gossip_advertise_addr,
                 version,
                 live: is_live,
                 kvs,
+                sighting,
             };
             Some((host, peer))
         })
@@ -421,6 +453,7 @@ async fn sync_once(shared: &Shared, cc: &Mutex<chitchat::Chitchat>) {
     let states = read_states(cc, &st.seen).await;
     let now = shared.origin.elapsed();
     let before = st.catalog.changes();
+    note_agents(shared, &states, now);
     for (host, peer) in states {
         st.addrs.insert(host.clone(), peer.addr);
         if peer.live {
@@ -457,6 +490,20 @@ async fn sync_once(shared: &Shared, cc: &Mutex<chitchat::Chitchat>) {
     if st.catalog.changes() != before {
         shared.tx.send_replace(Arc::new(st.catalog.clone()));
     }
+}
+
+/// Notes every host's heartbeat and version in the agent book; forgets hosts chitchat forgot.
+fn note_agents(shared: &Shared, states: &BTreeMap<HostId, PeerState>, now: Duration) {
+    let mut book = shared.agents.lock().unwrap_or_else(|p| p.into_inner());
+    let mut malformed = 0u64;
+    for (host, peer) in states {
+        malformed += u64::from(book.observe(host, peer.sighting.clone(), now));
+    }
+    book.retain(|h| states.contains_key(h));
+    shared
+        .stats
+        .malformed_entries
+        .fetch_add(malformed, Ordering::Relaxed);
 }
 
 fn take_set(shared: &Shared, st: &mut SyncState, host: HostId, peer: PeerState, now: Duration) {

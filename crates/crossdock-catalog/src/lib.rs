@@ -11,6 +11,7 @@
 //!
 //! - [`exchange`]: [`Exchange`], one host's side (publish, learn, expire, snapshots);
 //! - [`encode`]: a record set as chitchat key-values;
+//! - [`agents`]: each peer's agent version and when it was last heard (the fleet view);
 //! - [`transport`]: the UDP transport with the peer-address check and the optional HMAC key.
 
 // Runtime code reports errors instead of panicking (tests may unwrap: clippy.toml); casts that could
@@ -21,12 +22,14 @@
     clippy::cast_possible_truncation
 )]
 
+pub mod agents;
 pub mod encode;
 pub mod exchange;
 pub mod transport;
 
 use std::net::SocketAddr;
 
+pub use agents::{AgentDirectory, AgentVersion, BadVersion, PeerAgent};
 pub use exchange::{Exchange, ExchangeConfig, ExchangeStats};
 pub use transport::{ClusterKey, PeerSet, WireStats};
 

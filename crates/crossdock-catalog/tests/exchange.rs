@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossdock_catalog::{ClusterKey, Exchange, ExchangeConfig};
+use crossdock_catalog::{AgentVersion, ClusterKey, Exchange, ExchangeConfig, PeerAgent};
 use crossdock_names::{Catalog, ContainerRecord, Expiry, HostId, Label};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -31,6 +31,7 @@ fn config(n: u8, listen: SocketAddr, members: &[SocketAddr]) -> ExchangeConfig {
         silent_timeout: Duration::from_secs(1),
         member_grace: GRACE,
     };
+    c.agent_version = AgentVersion::new(&format!("0.{n}.0")).ok();
     c
 }
 
@@ -61,6 +62,26 @@ async fn until(ex: &Exchange, what: &str, cond: impl Fn(&Catalog) -> bool) {
         assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
         let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
     }
+}
+
+/// Polls `ex`'s agent directory until `cond` holds or the deadline passes.
+async fn until_agents(ex: &Exchange, what: &str, cond: impl Fn(&[PeerAgent]) -> bool) {
+    let start = Instant::now();
+    loop {
+        let peers = ex.agents().peers();
+        if cond(&peers) {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for: {what}: {peers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn agent(peers: &[PeerAgent], n: u8) -> Option<&PeerAgent> {
+    peers.iter().find(|p| p.id == id(n))
 }
 
 async fn three() -> (Vec<Exchange>, Vec<SocketAddr>) {
@@ -163,9 +184,27 @@ async fn a_killed_nodes_records_are_withdrawn_after_the_grace_period() {
     for n in &nodes {
         until(n, "h3's set", |c| records_of(c, 3).is_some()).await;
     }
+    // Every agent's version, and a heartbeat heard just now.
+    let fresh = Duration::from_millis(800);
+    until_agents(&nodes[0], "every agent heard at its version", |p| {
+        (1..=3).all(|n| {
+            agent(p, n).is_some_and(|a| {
+                a.version.as_ref().map(AgentVersion::as_str) == Some(&format!("0.{n}.0"))
+                    && a.heard_ago.is_some_and(|t| t < fresh)
+                    && a.ip == IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
+            })
+        })
+    })
+    .await;
     let n3 = nodes.pop().unwrap();
     let killed = Instant::now();
     n3.shutdown().await.unwrap();
+    // Its heartbeat stops: last heard ages while the others stay fresh (before the grace period).
+    until_agents(&nodes[0], "h3 heard no more", |p| {
+        agent(p, 3).is_some_and(|a| a.heard_ago.is_some_and(|t| t >= Duration::from_secs(1)))
+            && agent(p, 2).is_some_and(|a| a.heard_ago.is_some_and(|t| t < fresh))
+    })
+    .await;
     // Still a member (its instance runs): kept for the grace period after it falls silent.
     for n in &nodes {
         until(n, "h3 withdrawn", |c| c.get(&id(3)).is_none()).await;

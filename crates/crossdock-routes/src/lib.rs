@@ -52,7 +52,7 @@ mod fleet_tests;
 mod tests;
 
 pub use cloud::RouteCloud;
-pub use fleet::{FleetSettings, FleetStatus};
+pub use fleet::{FleetHost, FleetSettings, FleetStatus};
 pub use metrics::RouteMetrics;
 pub use plan::{plan, Action, Desired, Marker, NetworkCidrs, Observed};
 pub use reconciler::{RouteReconciler, RoutesConfig};
