@@ -8,9 +8,11 @@
 pub mod calls;
 pub mod control;
 pub mod datapath;
+pub mod dnsq;
 pub mod fleet;
 pub mod footprint;
 pub mod iperf;
+pub mod names;
 pub mod plot;
 pub mod proc;
 pub mod procstat;

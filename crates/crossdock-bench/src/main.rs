@@ -3,8 +3,8 @@
 //! start-up probe.
 
 use clap::{Parser, Subcommand};
-use crossdock_bench::rr;
 use crossdock_bench::run::{self, Options};
+use crossdock_bench::{dnsq, rr};
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -62,6 +62,27 @@ enum Tool {
         #[arg(long)]
         expect_source: Option<std::net::IpAddr>,
     },
+    /// DNS questions from inside a container (prints one JSON result): with --wait, waits until
+    /// the name resolves (to --expect if given); else asks --count times and reports each latency.
+    #[command(hide = true)]
+    DnsQuery {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        expect: Option<std::net::Ipv4Addr>,
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+        #[arg(long, default_value_t = 20)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -92,6 +113,27 @@ fn main() -> ExitCode {
             |t| println!("{{\"probing_since_unix_ms\":{t}}}"),
         )
         .map(|r| println!("{}", serde_json::to_string(&r).unwrap_or_default())),
+        Some(Tool::DnsQuery {
+            server,
+            name,
+            wait,
+            expect,
+            timeout_ms,
+            interval_ms,
+            count,
+            warmup,
+        }) => match wait {
+            true => dnsq::wait(
+                server,
+                &name,
+                expect,
+                Duration::from_millis(timeout_ms),
+                Duration::from_millis(interval_ms),
+            )
+            .map(|r| println!("{}", serde_json::to_string(&r).unwrap_or_default())),
+            false => dnsq::latencies(server, &name, count, warmup)
+                .map(|r| println!("{}", serde_json::to_string(&r).unwrap_or_default())),
+        },
         None => return ExitCode::from(run::main(cli.opts)),
     };
     match result {

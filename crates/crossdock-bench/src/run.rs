@@ -17,7 +17,7 @@ use crate::footprint::{self, Phase, Sampler};
 use crate::plot::{self, Bar};
 use crate::report::{self, num, Figure};
 use crate::stats::summarize;
-use crate::{check_interrupted, procstat};
+use crate::{check_interrupted, names, procstat};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use crossdock_lab::{DockerVersion, Lab, LabOptions};
@@ -42,10 +42,19 @@ macro_rules! section {
 }
 
 /// The labs this benchmark makes (removed first if a previous run left them).
-pub const LAB_NAMES: [&str; 4] = ["bench-dp", "bench-c1", "bench-c2", fleet::LAB_NAME];
+pub const LAB_NAMES: [&str; 5] = [
+    "bench-dp",
+    "bench-c1",
+    "bench-c2",
+    fleet::LAB_NAME,
+    names::LAB_NAME,
+];
 
-/// The parts of a run.
+/// The parts of the full run.
 pub const PARTS: [&str; 6] = ["datapath", "c1", "c2", "c3", "f1", "fleet"];
+/// Parts run only when named in `--only`: container names (N1–N3; about 1.5 minutes, which the
+/// full run's 20-minute budget has no room for).
+pub const EXTRA_PARTS: [&str; 1] = ["names"];
 
 /// The scale-in after the fleet storm of 200 hosts: 50 of them released.
 pub const FLEET_SCALE_IN_DEFAULT: &str = "200:50";
@@ -61,7 +70,8 @@ pub struct Options {
     #[arg(long)]
     pub quick: bool,
     /// Run only these parts (comma-separated): datapath, c1, c2, c3, f1, fleet (fleet mode: C1 with
-    /// fleet agents, fleet storms, the scale-in).
+    /// fleet agents, fleet storms, the scale-in), names (container names N1–N3: only when named here,
+    /// the full run leaves it out).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Where results.md, results.json and the plots go.
@@ -191,8 +201,13 @@ impl Options {
                 .map(|s| s.trim().to_ascii_lowercase())
                 .collect()
         };
-        if let Some(bad) = parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
-            bail!("--only: unknown part {bad:?} (parts: {})", PARTS.join(", "));
+        let known = |p: &str| PARTS.contains(&p) || EXTRA_PARTS.contains(&p);
+        if let Some(bad) = parts.iter().find(|p| !known(p)) {
+            bail!(
+                "--only: unknown part {bad:?} (parts: {}, {})",
+                PARTS.join(", "),
+                EXTRA_PARTS.join(", ")
+            );
         }
         let settings = Settings {
             quick: q,
@@ -309,6 +324,9 @@ pub struct Report {
     #[serde(default)]
     pub fleet_scale_in: Option<ScaleIn>,
     pub c3: Option<C3Result>,
+    /// Container names (N1–N3).
+    #[serde(default)]
+    pub names: Option<names::NamesResult>,
     pub f1_idle: Option<Phase>,
     pub f1_churn: Option<Phase>,
     pub notes: Vec<String>,
@@ -501,6 +519,7 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
         fleet: Vec::new(),
         fleet_scale_in: None,
         c3: None,
+        names: None,
         f1_idle: None,
         f1_churn: None,
         notes: Vec::new(),
@@ -649,6 +668,22 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
             report.fleet_scale_in = scale_in;
             check()?;
         }
+        if wants(s, "names") {
+            let cfg = names::Config::new(s.quick);
+            section!(
+                "== container names: N1 ({} trials each, crossdock and swarm), N2 ({} rounds of {} questions), N3",
+                cfg.trials,
+                cfg.rounds,
+                cfg.queries
+            );
+            match names::run(cfg, bins, &check) {
+                Ok(r) => report.names = Some(r),
+                Err(e) => {
+                    check()?;
+                    report.notes.push(format!("names: {e:#}"));
+                }
+            }
+        }
         Ok(())
     })();
 
@@ -707,6 +742,9 @@ pub fn figures(r: &Report) -> Vec<Figure> {
         f.extend(control::c3_figures(c3));
     }
     f.extend(footprint::figures(r.f1_idle.as_ref(), r.f1_churn.as_ref()));
+    if let Some(n) = &r.names {
+        f.extend(names::figures(n));
+    }
     f
 }
 
@@ -1445,6 +1483,7 @@ mod tests {
             c1_fleet: vec![],
             fleet: vec![],
             fleet_scale_in: None,
+            names: None,
             c3: None,
             f1_idle: None,
             f1_churn: None,

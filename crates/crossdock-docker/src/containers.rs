@@ -124,6 +124,51 @@ impl ContainerLister for BollardDocker {
     }
 }
 
+impl BollardDocker {
+    /// Where Docker keeps the resolv.conf of each running container attached to `network` (its
+    /// name with the file's path; `None` when Docker does not say): what `crossdock doctor` reads
+    /// to see which resolvers the containers really ask. One inspect per container, at most
+    /// `limit` of them.
+    pub async fn resolv_conf_paths(
+        &self,
+        network: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<String>)>, DockerError> {
+        let attached: Vec<ContainerSummary> = self
+            .running_containers()
+            .await?
+            .into_iter()
+            .filter(|c| c.networks.contains_key(network))
+            .take(limit)
+            .collect();
+        let (docker, _) = self.client().await?;
+        let mut out = Vec::with_capacity(attached.len());
+        for c in attached {
+            match docker
+                .inspect_container(
+                    &c.id,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+            {
+                Ok(i) => out.push((c.name, i.resolv_conf_path)),
+                // Removed between the listing and the inspect: not a problem of the resolvers.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => {
+                    self.forget_client();
+                    return Err(DockerError::Api {
+                        call: format!("GET /containers/{}/json", c.id),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

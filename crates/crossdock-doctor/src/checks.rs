@@ -250,6 +250,7 @@ pub fn all() -> Vec<CheckDef<Facts>> {
     ]);
     defs.extend(crate::fleet_checks::defs());
     defs.extend(crate::table_checks::defs());
+    defs.extend(crate::names_checks::defs());
     defs
 }
 

@@ -264,6 +264,7 @@ pub(crate) fn healthy() -> Facts {
                 entries: Ok(vec![]),
             }),
         }),
+        names: None,
     }
 }
 
@@ -370,10 +371,12 @@ fn definitions_are_wired_dependencies_first() {
 #[test]
 fn healthy_host_is_all_ok() {
     let checks = run(&healthy());
-    // Per-host mode: the fleet checks follow `fleet.mode`, skipped once with its reason.
+    // Per-host mode: the fleet checks follow `fleet.mode`, skipped once with its reason; `[names]`
+    // is off (names_checks_tests.rs has it on).
     let not_ok: Vec<String> = checks
         .iter()
         .filter(|c| c.status != Status::Ok && c.skipped_by.as_deref() != Some("fleet.mode"))
+        .filter(|c| !c.id.starts_with("names."))
         .map(|c| format!("{} {:?}: {}", c.id, c.status, c.evidence))
         .collect();
     // DeleteRouteEntry has no dry run: reported as not probed, by design.
@@ -1022,7 +1025,11 @@ fn without_a_cloud_provider_the_cloud_checks_are_skipped_without_blame() {
     // The table: one skipped line per group, naming the root cause once, no nested reasons.
     let report = crate::render::Report::new(checks, None);
     let text = crate::render::table(&report, false, 0);
-    let skip_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("skip")).collect();
+    let (names_lines, skip_lines): (Vec<&str>, Vec<&str>) = text
+        .lines()
+        .filter(|l| l.starts_with("skip"))
+        .partition(|l| l.contains("names."));
+    assert_eq!(names_lines.len(), 1, "[names] off: one line: {text}");
     assert_eq!(skip_lines.len(), 1, "{text}");
     assert!(
         skip_lines[0].contains("cloud.metadata") && skip_lines[0].contains("provider = \"none\""),

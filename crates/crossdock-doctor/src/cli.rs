@@ -43,6 +43,13 @@ pub struct DoctorArgs {
     /// Skip the cloud checks (no call to the metadata service or the cloud API).
     #[arg(long)]
     pub no_cloud: bool,
+    /// With `[names]` on: the name outside the zone asked through the resolver, to see that it
+    /// forwards (it must exist upstream, or at least get an answer from there).
+    #[arg(long, default_value = crate::names::EXTERNAL_NAME, value_name = "NAME")]
+    pub names_external: String,
+    /// With `[names]` on: the Docker daemon.json whose "dns" should name the resolver.
+    #[arg(long, default_value = crate::names::DAEMON_JSON, value_name = "PATH")]
+    pub daemon_json: PathBuf,
 }
 
 /// Runs doctor and returns the exit status: 0 all ok, 1 warnings, 2 failures.
@@ -86,11 +93,16 @@ pub async fn diagnose(args: &DoctorArgs) -> Report {
         route_quota: args.route_quota,
         enabled: !args.no_cloud,
     };
+    let names = crate::names::RealNames {
+        daemon_json: args.daemon_json.clone(),
+        external_name: args.names_external.clone(),
+    };
     let sources = Sources {
         host: &host,
         docker: &docker,
         agent: &agent,
         cloud: &cloud,
+        names: &names,
     };
     let facts = gather::gather(
         gather::load_config(&args.config),

@@ -233,6 +233,8 @@ pub struct Facts {
     pub agent: AgentState,
     /// `None` when `cloud.provider = "none"`.
     pub cloud: Option<CloudFacts>,
+    /// Container names' facts; `None` with `[names]` off (see [`crate::names`]).
+    pub names: Option<crate::names::NamesFacts>,
 }
 
 impl Facts {

@@ -68,6 +68,8 @@ pub struct Sources<'a> {
     pub docker: &'a dyn DockerProbe,
     pub agent: &'a dyn AgentProbe,
     pub cloud: &'a dyn CloudProbe,
+    /// Container names' resolver, catalog port and Docker's resolvers (asked with `[names]` on).
+    pub names: &'a dyn crate::names::NamesProbe,
 }
 
 impl std::fmt::Debug for Sources<'_> {
@@ -214,6 +216,15 @@ pub async fn gather(
         _ => None,
     };
 
+    let names = match &cfg {
+        Some(c) if c.names.enabled => {
+            let net = docker.as_ref().ok().and_then(|d| d.network.as_ref().ok());
+            let served = net.map(|n| (n.name.as_str(), n.gateway));
+            Some(crate::names::gather(c, served, src.names).await)
+        }
+        _ => None,
+    };
+
     Facts {
         now,
         config,
@@ -227,6 +238,7 @@ pub async fn gather(
         },
         agent,
         cloud,
+        names,
     }
 }
 

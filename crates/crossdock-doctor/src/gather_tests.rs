@@ -130,6 +130,65 @@ impl CloudProbe for FakeCloud {
     }
 }
 
+/// The names side as data, recording every question.
+#[derive(Default)]
+struct FakeNames {
+    asked: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl crate::names::NamesProbe for FakeNames {
+    async fn query(
+        &self,
+        server: std::net::SocketAddrV4,
+        name: &str,
+        kind: crate::names::QueryKind,
+        t: crate::names::Transport,
+    ) -> Fact<crate::names::DnsReply> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push(format!("{kind:?} {name} @{server} {}", t.as_str()));
+        Ok(crate::names::DnsReply {
+            rcode: crate::names::Rcode::NoError,
+            answers: 1,
+            authoritative: true,
+            millis: 1,
+        })
+    }
+    fn proc_net_udp(&self) -> Fact<String> {
+        Ok("header\n 1: 0B01A8C0:1F0A 00000000:0000 07\n".into())
+    }
+    fn read_file(&self, path: &Path) -> Fact<Option<String>> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push(format!("read {}", path.display()));
+        Ok(match path.to_str() {
+            Some("/etc/docker/daemon.json") => Some(r#"{"dns":["10.1.0.1"]}"#.into()),
+            Some("/rc/web") => Some("nameserver 10.1.0.1\n".into()),
+            _ => None,
+        })
+    }
+    async fn resolv_conf_paths(
+        &self,
+        _cfg: &Config,
+        network: &str,
+    ) -> Fact<Vec<(String, Option<String>)>> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push(format!("containers on {network}"));
+        Ok(vec![("web".into(), Some("/rc/web".into()))])
+    }
+    fn daemon_json(&self) -> &Path {
+        Path::new("/etc/docker/daemon.json")
+    }
+    fn external_name(&self) -> &str {
+        "www.example.test"
+    }
+}
+
 fn config(text: &str) -> ConfigFacts {
     ConfigFacts {
         path: "/etc/crossdock/agent.toml".into(),
@@ -145,27 +204,32 @@ struct Run {
     docker_asked: usize,
     agent_sockets: Vec<PathBuf>,
     cloud_asked: Vec<Option<Ipv4Net>>,
+    names_asked: Vec<String>,
 }
 
 async fn run_with(text: &str, host: FakeHost, docker: FakeDocker, env: Option<&str>) -> Run {
     let agent = FakeAgent::default();
     let cloud = FakeCloud::default();
+    let names = FakeNames::default();
     let src = Sources {
         host: &host,
         docker: &docker,
         agent: &agent,
         cloud: &cloud,
+        names: &names,
     };
     let facts = gather(config(text), src, env.map(PathBuf::from), Utc::now()).await;
     let docker_asked = *docker.1.lock().unwrap();
     let agent_sockets = agent.0.lock().unwrap().clone();
     let cloud_asked = cloud.0.lock().unwrap().clone();
+    let names_asked = names.asked.lock().unwrap().clone();
     Run {
         facts,
         host,
         docker_asked,
         agent_sockets,
         cloud_asked,
+        names_asked,
     }
 }
 
@@ -384,4 +448,43 @@ fn docker_errors_become_facts_with_crossdock_dockers_own_fix() {
         message: "500".into(),
     });
     assert!(api.fix.contains("docker network inspect"), "{api:?}");
+}
+
+#[tokio::test]
+async fn names_are_asked_at_the_gateway_only_with_names_on() {
+    let off = run_with(CLUSTER, FakeHost::new(), docker_answering(), None).await;
+    assert!(off.names_asked.is_empty(), "{:?}", off.names_asked);
+    assert!(off.facts.names.is_none());
+
+    let on = run_with(
+        &format!("{CLUSTER}[cloud]\nprivate_ip = \"192.168.1.11\"\n[names]\nenabled = true\n"),
+        FakeHost::new(),
+        docker_answering(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        on.names_asked,
+        [
+            "Soa crossdock.internal @10.1.0.1:53 UDP",
+            "Soa crossdock.internal @10.1.0.1:53 TCP",
+            "A www.example.test @10.1.0.1:53 UDP",
+            "read /etc/docker/daemon.json",
+            "containers on bridge",
+            "read /rc/web",
+        ]
+    );
+    let n = on.facts.names.unwrap();
+    assert_eq!(
+        n.udp_sockets.unwrap(),
+        ["192.168.1.11:7946".parse().unwrap()]
+    );
+    assert_eq!(
+        n.daemon_dns.unwrap(),
+        Some(vec!["10.1.0.1".parse().unwrap()])
+    );
+    assert_eq!(
+        n.containers.unwrap()[0].nameservers,
+        Ok(vec!["10.1.0.1".parse().unwrap()])
+    );
 }

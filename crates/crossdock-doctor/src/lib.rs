@@ -22,6 +22,8 @@ pub mod fleet_checks;
 pub mod gather;
 pub mod iptables;
 pub mod model;
+pub mod names;
+pub mod names_checks;
 pub mod probe;
 pub mod render;
 pub mod table_checks;

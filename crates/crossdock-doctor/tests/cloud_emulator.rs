@@ -199,6 +199,7 @@ fn facts(cfg: crossdock_config::Config, subnet: &str, cloud: CloudFacts) -> Fact
             message: "not started in this test".into(),
         },
         cloud: Some(cloud),
+        names: None,
     }
 }
 

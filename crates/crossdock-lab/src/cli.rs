@@ -197,6 +197,9 @@ pub struct DemoArgs {
     /// How long to wait for the agents to make the routes Available, in seconds.
     #[arg(long, default_value_t = 90)]
     pub route_timeout: u64,
+    /// Leave out container names: a per-host lab (no fleet mode, no `[names]`) and no names step.
+    #[arg(long)]
+    pub no_names: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -745,6 +748,8 @@ fn cmd_demo(name: &str, demo: DemoArgs) -> Result<u8> {
         hosts: demo.hosts,
         docker: demo.docker,
         crossdock_bin: crossdock_bin()?,
+        fleet: !demo.no_names,
+        names: !demo.no_names,
         ..LabOptions::default()
     };
     let mut out = std::io::stdout();

@@ -2,13 +2,21 @@
 //! their own IPs, through the VPC route table the agents maintain, and the receiver sees the sender's
 //! container IP (no NAT on the way).
 //!
+//! With names on (the default: a `--names` lab, fleet mode with `[names]` in every agent) a last
+//! step shows container names across hosts: a service `web` on the first host is reached by
+//! `web.crossdock.internal` from a container on the second, then recreated with a new IP and
+//! reached by the same name again ([`names_step`]); each wait polls with a deadline.
+//!
 //! Every probe runs inside the lab's namespaces (`docker exec` in the hosts' containers); nothing touches
-//! the root namespace's network. The checks are also exported ([`ping`], [`tcp_exchange`]) for tests.
+//! the root namespace's network. The checks are also exported ([`ping`], [`tcp_exchange`],
+//! [`lookup`]) for tests.
 
 use crate::dockerd::{ContainerInfo, BUSYBOX_IMAGE};
 use crate::lab::{Lab, LabOptions, LabStatus};
 use anyhow::{bail, Context, Result};
+use std::collections::BTreeSet;
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 /// The TCP port the demo's receivers listen on.
@@ -25,6 +33,43 @@ echo "$peer $line" > /tmp/seen
 echo "seen-from $peer"
 "#;
 
+/// The service the names step reaches by name.
+pub const NAMES_SERVICE: &str = "web";
+/// ... under this name (the lab's zone is the default).
+pub const NAMES_FQDN: &str = "web.crossdock.internal";
+/// How long the names step waits for a name to resolve to the service's address: the agents
+/// may still be exchanging their first records when the routes are ready.
+pub const NAMES_DEADLINE: Duration = Duration::from_secs(20);
+
+/// One service address reached by name: when it answered, and what the receiver saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameReach {
+    /// The service container's IP.
+    pub ip: String,
+    /// From the service listening to the name resolving to `ip` (`None`: not within the deadline).
+    pub resolved_after: Option<Duration>,
+    /// The source address the service saw for a TCP connection to the name (`None`: failed).
+    pub seen: Option<String>,
+}
+
+/// What the names step found: the service before and after it was recreated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamesReport {
+    /// The client container's IP (the source the service must see).
+    pub client_ip: String,
+    pub first: NameReach,
+    pub recreated: NameReach,
+}
+
+impl NamesReport {
+    pub fn passed(&self) -> bool {
+        self.first.ip != self.recreated.ip
+            && [&self.first, &self.recreated].iter().all(|r| {
+                r.resolved_after.is_some() && r.seen.as_deref() == Some(self.client_ip.as_str())
+            })
+    }
+}
+
 /// What the demo found.
 #[derive(Debug, Clone)]
 pub struct DemoReport {
@@ -33,12 +78,15 @@ pub struct DemoReport {
     pub pings: Vec<(String, String, bool)>,
     /// (from host, to host, the source IP the receiver saw)
     pub exchanges: Vec<(String, String, Option<String>)>,
+    /// The names step (a lab with names on).
+    pub names: Option<NamesReport>,
     pub status: LabStatus,
 }
 
 impl DemoReport {
     pub fn passed(&self) -> bool {
-        self.pings.iter().all(|p| p.2)
+        self.names.as_ref().is_none_or(NamesReport::passed)
+            && self.pings.iter().all(|p| p.2)
             && self
                 .exchanges
                 .iter()
@@ -159,6 +207,132 @@ pub fn tcp_exchange(
             .filter(|s| !s.is_empty())
     });
     Ok(seen.and_then(|s| s.split_whitespace().next().map(str::to_string)))
+}
+
+/// The A records busybox's `nslookup` prints for `name` from `container` on host `index` (empty
+/// when it finds none or fails).
+pub fn lookup(lab: &Lab, index: usize, container: &str, name: &str) -> BTreeSet<Ipv4Addr> {
+    match lab.docker(index, &["exec", container, "nslookup", name]) {
+        Ok(out) => nslookup_addresses(&String::from_utf8_lossy(&out.stdout)),
+        Err(_) => BTreeSet::new(),
+    }
+}
+
+/// The addresses busybox's `nslookup` prints after the `Name:` line (the server's own address,
+/// printed before it, is not an answer).
+pub fn nslookup_addresses(text: &str) -> BTreeSet<Ipv4Addr> {
+    text.split_once("Name:")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Address:"))
+        .filter_map(|a| a.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Waits (polling, up to `deadline`) until `name` resolves to exactly `ip` from `container` on
+/// host `index`; how long it took.
+fn wait_resolves(
+    lab: &Lab,
+    (index, container): (usize, &str),
+    name: &str,
+    ip: &str,
+    deadline: Duration,
+) -> Option<Duration> {
+    let want: BTreeSet<Ipv4Addr> = ip.parse().ok().into_iter().collect();
+    let started = Instant::now();
+    crate::lab::wait_for(deadline, || {
+        (lookup(lab, index, container, name) == want).then(|| started.elapsed())
+    })
+}
+
+/// Starts the service container [`NAMES_SERVICE`] on host `index` with a receiver; its info.
+fn start_service(lab: &Lab, index: usize) -> Result<ContainerInfo> {
+    let c = lab.run_container(index, NAMES_SERVICE, &[BUSYBOX_IMAGE, "sleep", "86400"])?;
+    start_receiver(lab, index, NAMES_SERVICE)?;
+    Ok(c)
+}
+
+/// Resolves [`NAMES_FQDN`] to `service` from the client, then connects by name.
+fn reach_by_name(
+    lab: &Lab,
+    (server, service): (usize, &ContainerInfo),
+    (client, client_container): (usize, &str),
+    out: &mut dyn Write,
+) -> Result<NameReach> {
+    let resolved_after = wait_resolves(
+        lab,
+        (client, client_container),
+        NAMES_FQDN,
+        &service.ip,
+        NAMES_DEADLINE,
+    );
+    let seen = match resolved_after {
+        None => {
+            let got = lookup(lab, client, client_container, NAMES_FQDN);
+            writeln!(
+                out,
+                "name {NAMES_FQDN} from {client_container} on h{client}: FAILED, not {} within {NAMES_DEADLINE:?} (last answer {got:?})",
+                service.ip
+            )?;
+            None
+        }
+        Some(after) => {
+            let seen = tcp_exchange(
+                lab,
+                client,
+                client_container,
+                server,
+                NAMES_SERVICE,
+                NAMES_FQDN,
+            )?;
+            writeln!(
+                out,
+                "name {NAMES_FQDN} from {client_container} on h{client} -> {} after {:.1} s; tcp by name: {}",
+                service.ip,
+                after.as_secs_f64(),
+                match &seen {
+                    Some(ip) => format!("ok, the receiver saw {ip}"),
+                    None => "FAILED".to_string(),
+                }
+            )?;
+            seen
+        }
+    };
+    Ok(NameReach {
+        ip: service.ip.clone(),
+        resolved_after,
+        seen,
+    })
+}
+
+/// The names step: [`NAMES_SERVICE`] on host `server` reached by name from `client_container` on
+/// host `client`, then recreated with a new IP (a placeholder takes the old one, as another
+/// container would) and reached by the same name again.
+pub fn names_step(
+    lab: &Lab,
+    server: usize,
+    (client, client_container, client_ip): (usize, &str, &str),
+    out: &mut dyn Write,
+) -> Result<NamesReport> {
+    writeln!(out, "\ncontainer names across hosts:")?;
+    let first = start_service(lab, server)?;
+    writeln!(out, "container {NAMES_SERVICE} on h{server}: {}", first.ip)?;
+    let first = reach_by_name(lab, (server, &first), (client, client_container), out)?;
+    lab.docker(server, &["rm", "-f", NAMES_SERVICE])?;
+    lab.run_container(server, "web-old-ip", &[BUSYBOX_IMAGE, "sleep", "86400"])?;
+    let recreated = start_service(lab, server)?;
+    writeln!(
+        out,
+        "container {NAMES_SERVICE} recreated on h{server}: {} (was {})",
+        recreated.ip, first.ip
+    )?;
+    let recreated = reach_by_name(lab, (server, &recreated), (client, client_container), out)?;
+    Ok(NamesReport {
+        client_ip: client_ip.to_string(),
+        first,
+        recreated,
+    })
 }
 
 /// Waits until every Docker host's subnet has an `Available` route to that host and the vRouter applied
@@ -372,18 +546,35 @@ pub fn run_on(lab: &Lab, route_timeout: Duration, out: &mut dyn Write) -> Result
         }
         exchanges.push((from_name.clone(), to_name.clone(), seen));
     }
+    let names = if lab.state().names {
+        let (_, client) = &containers[1];
+        Some(names_step(
+            lab,
+            hosts[0],
+            (hosts[1], &format!("demo{}", hosts[1]), &client.ip),
+            out,
+        )?)
+    } else {
+        None
+    };
     let status = lab.status();
     writeln!(out, "\n{}", table(&status))?;
     let report = DemoReport {
         containers,
         pings,
         exchanges,
+        names,
         status,
     };
     if report.passed() {
         writeln!(
             out,
-            "demo passed: containers on different hosts talk by their own IPs"
+            "demo passed: containers on different hosts talk by their own IPs{}",
+            if report.names.is_some() {
+                ", and by name"
+            } else {
+                ""
+            }
         )?;
         Ok(report)
     } else {
@@ -397,6 +588,51 @@ pub fn run_on(lab: &Lab, route_timeout: Duration, out: &mut dyn Write) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nslookup_answers_are_the_addresses_after_the_name() {
+        let out = "Server:\t\t10.1.12.1\nAddress:\t10.1.12.1:53\n\nName:\tweb.crossdock.internal\nAddress: 10.1.11.3\nAddress: 10.1.13.2\n\n";
+        let want: BTreeSet<Ipv4Addr> =
+            ["10.1.11.3".parse().unwrap(), "10.1.13.2".parse().unwrap()].into();
+        assert_eq!(nslookup_addresses(out), want);
+        assert!(nslookup_addresses("Server: 10.1.12.1\nAddress: 10.1.12.1:53\n** server can't find web.crossdock.internal: NXDOMAIN\n").is_empty());
+    }
+
+    fn reach(ip: &str, seen: Option<&str>) -> NameReach {
+        NameReach {
+            ip: ip.into(),
+            resolved_after: Some(Duration::from_millis(300)),
+            seen: seen.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_names_step_passes_only_with_a_new_ip_both_times_reached_from_the_client() {
+        let ok = NamesReport {
+            client_ip: "10.1.12.2".into(),
+            first: reach("10.1.11.3", Some("10.1.12.2")),
+            recreated: reach("10.1.11.5", Some("10.1.12.2")),
+        };
+        assert!(ok.passed());
+        let same_ip = NamesReport {
+            recreated: reach("10.1.11.3", Some("10.1.12.2")),
+            ..ok.clone()
+        };
+        assert!(!same_ip.passed());
+        let natted = NamesReport {
+            recreated: reach("10.1.11.5", Some("192.168.1.12")),
+            ..ok.clone()
+        };
+        assert!(!natted.passed());
+        let unresolved = NamesReport {
+            first: NameReach {
+                resolved_after: None,
+                ..reach("10.1.11.3", None)
+            },
+            ..ok
+        };
+        assert!(!unresolved.passed());
+    }
     use crate::lab::{HostStatus, RouteStatus};
 
     fn host(name: &str, subnet: &str, agent: &str) -> HostStatus {
