@@ -520,7 +520,9 @@ impl RouteReconciler {
     /// A booting host of a throttled account (a fleet booting together) first looks only for its
     /// own route, one filtered read per table (one page, however large the table): when another
     /// member's batch already wrote it, the member listing and the whole table wait for the next
-    /// sweep, an interval later. True when the sweep was deferred.
+    /// sweep, an interval later. If it is missing, the host looks once more after a random wait in
+    /// the fleet's throttle window (the members that got through first are writing the batches
+    /// meanwhile) and sweeps only if it is still missing. True when the sweep was deferred.
     async fn deferred_first_sweep(
         &self,
         st: &mut SyncState,
@@ -532,6 +534,41 @@ impl RouteReconciler {
         if st.fleet.status.is_some() || !self.cloud.recently_throttled() {
             return false;
         }
+        for look in 0..2 {
+            if look > 0 {
+                (self.sleeper)(crossdock_alibaba::full_jitter(FLEET_THROTTLE_WINDOW)).await;
+            }
+            match self.own_route_everywhere(calls, d, subnet).await {
+                Ok(Some(observed)) => {
+                    tracing::info!(
+                        "the account is throttled and this host's route is in place: the first full \
+                         sweep of the fleet waits for the sweep interval"
+                    );
+                    st.fleet.fresh = observed
+                        .into_iter()
+                        .map(|o| (o.table_id, o.entries))
+                        .collect();
+                    st.fleet.last_sweep = Some(Instant::now());
+                    return true;
+                }
+                Ok(None) => {}
+                Err(p) => {
+                    out.problems.push(p);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// This host's route, one read per table filtered to its destination: the listings when every
+    /// table has it (pointing here), `None` when one lacks it.
+    async fn own_route_everywhere(
+        &self,
+        calls: &Calls<'_>,
+        d: &Discovery,
+        subnet: Ipv4Net,
+    ) -> Result<Option<Vec<Observed>>, Problem> {
         let cidr = subnet.to_string();
         let own = RouteEntryFilter {
             destination_cidr_block: Some(cidr.clone()),
@@ -542,38 +579,21 @@ impl RouteReconciler {
                 .await;
         let mut observed = Vec::new();
         for (table_id, entries) in d.tables.iter().zip(listed) {
-            match entries {
-                Ok(entries) => observed.push(Observed {
-                    table_id: table_id.clone(),
-                    entries,
-                }),
-                Err(e) => {
-                    out.problems.push(Problem::from_error(
-                        &format!("look for this host's route in {table_id}"),
-                        &e,
-                    ));
-                    return true;
-                }
-            }
-        }
-        let in_place = observed.iter().all(|o| {
-            o.entries
+            let entries = entries.map_err(|e| {
+                Problem::from_error(&format!("look for this host's route in {table_id}"), &e)
+            })?;
+            let here = entries
                 .iter()
-                .any(|e| e.destination_cidr_block == cidr && self.marker.points_here(e))
-        });
-        if !in_place {
-            return false;
+                .any(|e| e.destination_cidr_block == cidr && self.marker.points_here(e));
+            if !here {
+                return Ok(None);
+            }
+            observed.push(Observed {
+                table_id: table_id.clone(),
+                entries,
+            });
         }
-        tracing::info!(
-            "the account is throttled and this host's route is in place: the first full sweep of the \
-             fleet waits for the sweep interval"
-        );
-        st.fleet.fresh = observed
-            .into_iter()
-            .map(|o| (o.table_id, o.entries))
-            .collect();
-        st.fleet.last_sweep = Some(Instant::now());
-        true
+        Ok(Some(observed))
     }
 
     async fn read_and_plan(

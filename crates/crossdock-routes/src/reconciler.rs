@@ -369,7 +369,15 @@ impl RouteReconciler {
                     .await;
             }
         };
-        let (sdc_written, ()) = tokio::join!(write_sdc, sync_tables);
+        // Unless the account is throttling us (a fleet booting at once): then the routes go first,
+        // since every host's route waits for the few members writing batches, and the ENI writes of
+        // all the others would only take the account's calls from them.
+        let sdc_written = if self.cfg.fleet.is_some() && self.cloud.recently_throttled() {
+            sync_tables.await;
+            write_sdc.await
+        } else {
+            tokio::join!(write_sdc, sync_tables).0
+        };
         out.merge(table_out);
         if let Some(r) = sdc_written {
             self.note_source_dest_write(st, out, r);
