@@ -444,7 +444,9 @@ async fn in_a_throttled_boot_a_host_whose_route_is_in_place_reads_only_the_table
             .collect()
     });
     assert!(
-        table_reads.last().is_some_and(|d| d.contains("Some(\"10.1.11.0/24\")")),
+        table_reads
+            .last()
+            .is_some_and(|d| d.contains("Some(\"10.1.11.0/24\")")),
         "the one table read is filtered to this host's destination: {table_reads:?}"
     );
     assert_eq!(route_writes(&fake), 1);
@@ -476,7 +478,10 @@ async fn in_a_throttled_boot_a_host_whose_route_is_in_place_reads_only_the_table
             .filter(|(op, d)| *op == Op::Entries && d.contains("Some(\"10.1.11.0/24\")"))
             .count()
     });
-    assert_eq!(own_looks, 2, "looked twice before listing the members: {log:?}");
+    assert_eq!(
+        own_looks, 2,
+        "looked twice before listing the members: {log:?}"
+    );
     let position = |op: Op| log.iter().position(|o| *o == op).unwrap();
     assert!(
         position(Op::CreateBatch) < position(Op::SetSdc),
