@@ -111,7 +111,7 @@ fn host_ranges_text(cfg: &Config, vpc: Option<Ipv4Net>) -> String {
 }
 
 /// `a, b, c and N more`.
-fn listed(items: &[String]) -> String {
+pub(crate) fn listed(items: &[String]) -> String {
     let mut s = items
         .iter()
         .take(SHOWN)

@@ -9,15 +9,13 @@
 
 use crate::checks::RESTART_AGENT;
 use crate::facts::Facts;
+use crate::fleet_checks::listed;
 use crate::model::{CheckDef, Outcome};
 use crate::names::{ContainerDns, DnsReply, NamesFacts, Rcode, EMBEDDED_DNS};
 use crossdock_hostnet::names_guard::{names_rules, NamesGuard};
 use crossdock_hostnet::rules::{Rule, Table};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
-
-/// How many names a list in the evidence shows before "and N more".
-const SHOWN: usize = 5;
 
 /// The names checks, dependencies before dependents (they follow the other host checks).
 pub fn defs() -> Vec<CheckDef<Facts>> {
@@ -232,18 +230,6 @@ fn catalog_member(args: &[String]) -> Option<Ipv4Addr> {
     src.trim_end_matches("/32").parse().ok()
 }
 
-fn listed(items: &[String]) -> String {
-    let mut s = items
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if items.len() > SHOWN {
-        s.push_str(&format!(" and {} more", items.len() - SHOWN));
-    }
-    s
-}
 
 fn firewall(f: &Facts) -> Outcome {
     let n = match names(f) {
