@@ -477,7 +477,7 @@ async fn names_are_asked_at_the_gateway_only_with_names_on() {
     let n = on.facts.names.unwrap();
     assert_eq!(
         n.udp_sockets.unwrap(),
-        ["192.168.1.11:7946".parse().unwrap()]
+        ["192.168.1.11:7953".parse().unwrap()]
     );
     assert_eq!(
         n.daemon_dns.unwrap(),

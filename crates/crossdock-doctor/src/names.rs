@@ -473,7 +473,7 @@ mod tests {
         assert_eq!(
             parse_proc_net_udp(text).unwrap(),
             vec![
-                "192.168.1.11:7946".parse::<SocketAddrV4>().unwrap(),
+                "192.168.1.11:7953".parse::<SocketAddrV4>().unwrap(),
                 "10.1.11.1:53".parse().unwrap(),
                 "0.0.0.0:68".parse().unwrap(),
             ]
