@@ -157,7 +157,7 @@ impl crate::names::NamesProbe for FakeNames {
         })
     }
     fn proc_net_udp(&self) -> Fact<String> {
-        Ok("header\n 1: 0B01A8C0:1F0A 00000000:0000 07\n".into())
+        Ok("header\n 1: 0B01A8C0:1F11 00000000:0000 07\n".into())
     }
     fn read_file(&self, path: &Path) -> Fact<Option<String>> {
         self.asked
