@@ -42,12 +42,13 @@ macro_rules! section {
 }
 
 /// The labs this benchmark makes (removed first if a previous run left them).
-pub const LAB_NAMES: [&str; 5] = [
+pub const LAB_NAMES: [&str; 6] = [
     "bench-dp",
     "bench-c1",
     "bench-c2",
     fleet::LAB_NAME,
     names::LAB_NAME,
+    names::RSS_LAB_NAME,
 ];
 
 /// The parts of the full run.

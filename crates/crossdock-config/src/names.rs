@@ -197,7 +197,10 @@ mod tests {
         let d = NamesConfig::default();
         assert_ne!(d.catalog_port, 7946);
         assert!(![2377, 4789, 7946, 8472, 51820].contains(&d.catalog_port));
-        assert!(d.catalog_port < 32768, "inside Linux's ephemeral port range");
+        assert!(
+            d.catalog_port < 32768,
+            "inside Linux's ephemeral port range"
+        );
     }
 
     #[test]
