@@ -401,7 +401,7 @@ fn members_come_from_the_fleet_sweep_and_the_guard_from_config() {
     let g = names::firewall_guard(&on, subnet, &st).unwrap();
     assert_eq!(g.dns, "10.1.11.1:5353".parse().unwrap());
     assert_eq!(g.dns_clients, vec![subnet]);
-    assert_eq!((g.catalog_port, g.members), (7946, ips));
+    assert_eq!((g.catalog_port, g.members), (7953, ips));
     // The names task found a user-defined network too: its containers may ask.
     let user: ipnet::Ipv4Net = "172.18.0.0/16".parse().unwrap();
     let mut n = crate::names_status::NamesStatus::starting("crossdock.internal");
@@ -499,7 +499,7 @@ async fn the_host_pass_guards_the_resolver_and_admits_the_members_to_the_catalog
         "-d 10.1.11.1/32 -p tcp -m tcp --dport 53 -m comment --comment crossdock:dns-others"
     ));
     assert!(
-        has(&rules, "-s 192.168.1.12/32 -p udp -m udp --dport 7946"),
+        has(&rules, "-s 192.168.1.12/32 -p udp -m udp --dport 7953"),
         "{rules:?}"
     );
     // A new sweep: h3 joined, h2 left.

@@ -6,6 +6,7 @@
 //! targets are ratios measured in the same run, and every figure is printed with its target.
 
 pub mod calls;
+pub mod catalog_peer;
 pub mod control;
 pub mod datapath;
 pub mod dnsq;

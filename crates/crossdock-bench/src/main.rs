@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 use crossdock_bench::run::{self, Options};
-use crossdock_bench::{dnsq, rr};
+use crossdock_bench::{catalog_peer, dnsq, rr};
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -83,6 +83,27 @@ enum Tool {
         #[arg(long, default_value_t = 20)]
         warmup: usize,
     },
+    /// A synthetic catalog member (N3): publishes --records records until standard input closes.
+    #[command(hide = true)]
+    CatalogPeer {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        host_id: String,
+        #[arg(long)]
+        label: String,
+        /// Every member's gossip address, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<SocketAddr>,
+        #[arg(long)]
+        cluster_id: String,
+        #[arg(long)]
+        key_file: Option<std::path::PathBuf>,
+        #[arg(long)]
+        subnet: ipnet::Ipv4Net,
+        #[arg(long, default_value_t = 100)]
+        records: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -134,6 +155,25 @@ fn main() -> ExitCode {
             false => dnsq::latencies(server, &name, count, warmup)
                 .map(|r| println!("{}", serde_json::to_string(&r).unwrap_or_default())),
         },
+        Some(Tool::CatalogPeer {
+            listen,
+            host_id,
+            label,
+            members,
+            cluster_id,
+            key_file,
+            subnet,
+            records,
+        }) => catalog_peer::run(catalog_peer::PeerArgs {
+            listen,
+            host_id,
+            label,
+            members,
+            cluster_id,
+            key_file,
+            subnet,
+            records,
+        }),
         None => return ExitCode::from(run::main(cli.opts)),
     };
     match result {

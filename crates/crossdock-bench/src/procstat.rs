@@ -28,11 +28,23 @@ impl CpuTicks {
 
 /// `VmRSS` in KiB.
 pub fn parse_rss_kib(status: &str) -> Option<u64> {
+    parse_status_kib(status, "VmRSS")
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, ...) in KiB.
+pub fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
+}
+
+/// `VmHWM` (the peak resident set size) of a live process, KiB.
+pub fn read_hwm_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    parse_status_kib(&status, "VmHWM").ok_or_else(|| anyhow!("/proc/{pid}/status has no VmHWM"))
 }
 
 /// Fields 14–17 of `/proc/<pid>/stat` (the command name, field 2, may hold spaces and parentheses:
@@ -99,6 +111,14 @@ mod tests {
         let s = "Name:\tcrossdock\nVmPeak:\t  20000 kB\nVmRSS:\t    7424 kB\nRssAnon:\t 3000 kB\n";
         assert_eq!(parse_rss_kib(s), Some(7424));
         assert_eq!(parse_rss_kib("Name:\tkthreadd\n"), None);
+    }
+
+    #[test]
+    fn other_kib_fields_are_read_by_their_whole_name() {
+        let s = "VmHWMx:\t1 kB\nVmHWM:\t   9100 kB\nVmRSS:\t7424 kB\n";
+        assert_eq!(parse_status_kib(s, "VmHWM"), Some(9100));
+        assert_eq!(parse_status_kib(s, "VmRSS"), Some(7424));
+        assert_eq!(parse_status_kib(s, "VmPeak"), None);
     }
 
     #[test]

@@ -41,14 +41,31 @@ macro_rules! section {
     };
 }
 
-/// The labs this benchmark makes (removed first if a previous run left them).
-pub const LAB_NAMES: [&str; 5] = [
-    "bench-dp",
-    "bench-c1",
-    "bench-c2",
-    fleet::LAB_NAME,
-    names::LAB_NAME,
+/// The labs this benchmark makes, by the parts that make them.
+pub const LABS_BY_PART: [(&str, &[&str]); 7] = [
+    ("datapath", &["bench-dp"]),
+    ("c3", &["bench-dp"]),
+    ("f1", &["bench-dp"]),
+    ("c1", &["bench-c1"]),
+    ("c2", &["bench-c2"]),
+    // C1 in fleet mode reuses C1's lab name.
+    ("fleet", &[fleet::LAB_NAME, "bench-c1"]),
+    ("names", &[names::LAB_NAME, names::RSS_LAB_NAME]),
 ];
+
+/// The labs the selected parts make: a run removes these first (a stopped run may have left
+/// them) and no other, so that `--only names` never removes the lab of a run of another part
+/// going on beside it.
+pub fn labs_of(parts: &[String]) -> Vec<&'static str> {
+    let mut labs: Vec<&'static str> = LABS_BY_PART
+        .iter()
+        .filter(|(part, _)| parts.iter().any(|p| p == part))
+        .flat_map(|(_, labs)| labs.iter().copied())
+        .collect();
+    labs.sort_unstable();
+    labs.dedup();
+    labs
+}
 
 /// The parts of the full run.
 pub const PARTS: [&str; 6] = ["datapath", "c1", "c2", "c3", "f1", "fleet"];
@@ -500,7 +517,7 @@ pub fn run(s: &Settings, bins: &Bins, out: &Path) -> Result<Report> {
     let started = *START.get_or_init(Instant::now);
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    for name in LAB_NAMES {
+    for name in labs_of(&s.parts) {
         crossdock_lab::down(name).with_context(|| format!("removing the leftover lab {name}"))?;
     }
     let mut report = Report {
@@ -1264,6 +1281,37 @@ fn write(r: &Report, out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_removes_only_the_labs_of_its_parts() {
+        let parts = |v: &[&str]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            labs_of(&parts(&["names"])),
+            vec!["bench-names", "bench-names-rss"]
+        );
+        assert_eq!(labs_of(&parts(&["fleet"])), vec!["bench-c1", "bench-fleet"]);
+        assert_eq!(labs_of(&parts(&["c3", "f1"])), vec!["bench-dp"]);
+        let all: Vec<String> = PARTS
+            .iter()
+            .chain(&EXTRA_PARTS)
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(
+            labs_of(&all),
+            vec![
+                "bench-c1",
+                "bench-c2",
+                "bench-dp",
+                "bench-fleet",
+                "bench-names",
+                "bench-names-rss"
+            ]
+        );
+        // Every part has its labs listed.
+        for p in PARTS.iter().chain(&EXTRA_PARTS) {
+            assert!(LABS_BY_PART.iter().any(|(q, _)| q == p), "{p}");
+        }
+    }
     use clap::Parser;
 
     #[derive(Debug, Parser)]

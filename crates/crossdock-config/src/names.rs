@@ -30,7 +30,16 @@ pub struct NamesConfig {
     pub host_name: Option<Label>,
     /// The resolver's port on the bridge gateway address (UDP and TCP). Default 53.
     pub dns_port: u16,
-    /// The catalog exchange's UDP port on the private IP. Default 7946.
+    /// The catalog exchange's UDP port on the private IP. Default 7953.
+    ///
+    /// Not 7946: that is memberlist's port, which Docker swarm's gossip binds on the same private
+    /// IP (`docker swarm init`/`join` with `--advertise-addr`; also Serf and the memberlist of
+    /// Loki, Mimir, Cortex), so whichever starts second cannot bind it (dockerd logs "failed to
+    /// create memberlist ... bind: address already in use" and swarm's overlay DNS never learns
+    /// other hosts' containers). 7953 is outside the ports of common container-network software
+    /// (swarm 2377/7946/4789, flannel 8285/8472, Calico 179/5473, Cilium 4240/4244/8472, Weave
+    /// 6783/6784, Consul 8300-8302, Nomad 4646-4648, etcd 2379/2380, WireGuard 51820) and below
+    /// Linux's ephemeral range (32768-60999).
     pub catalog_port: u16,
     /// A file holding the fleet's shared key (at least 16 bytes) authenticating every catalog
     /// datagram. Default `""` = no key (the firewall rule and the member check still apply).
@@ -52,7 +61,7 @@ impl Default for NamesConfig {
             zone: ZoneName::default(),
             host_name: None,
             dns_port: 53,
-            catalog_port: 7946,
+            catalog_port: 7953,
             cluster_key_file: None,
             withdraw_after_secs: 300,
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
@@ -94,7 +103,7 @@ impl Config {
                 return Err(ConfigError::new(
                     field,
                     "0 is not a port",
-                    "use a port from 1 to 65535 (defaults: dns_port 53, catalog_port 7946)",
+                    "use a port from 1 to 65535 (defaults: dns_port 53, catalog_port 7953)",
                 ));
             }
         }
@@ -182,12 +191,25 @@ mod tests {
     }
 
     #[test]
+    fn the_default_catalog_port_is_not_swarms_gossip_port() {
+        // Docker swarm (memberlist) binds TCP/UDP 7946 on the address the agent's catalog uses:
+        // the default must leave it to swarm (an operator may still choose it).
+        let d = NamesConfig::default();
+        assert_ne!(d.catalog_port, 7946);
+        assert!(![2377, 4789, 7946, 8472, 51820].contains(&d.catalog_port));
+        assert!(
+            d.catalog_port < 32768,
+            "inside Linux's ephemeral port range"
+        );
+    }
+
+    #[test]
     fn off_by_default_with_the_documented_defaults_and_round_trips() {
         let c = crate::parse(MIN).unwrap();
         assert_eq!(c.names, NamesConfig::default());
         assert!(!c.names.enabled);
         assert_eq!(c.names.zone.as_str(), "crossdock.internal");
-        assert_eq!((c.names.dns_port, c.names.catalog_port), (53, 7946));
+        assert_eq!((c.names.dns_port, c.names.catalog_port), (53, 7953));
         assert_eq!(c.names.withdraw_after_secs, 300);
         assert_eq!(c.names.resolv_conf, PathBuf::from("/etc/resolv.conf"));
         let on = parse("enabled = true\nzone = \"Fleet.Example.\"\nhost_name = \"web-1\"\ncluster_key_file = \"/etc/crossdock/cluster.key\"\nwithdraw_after_secs = 20").unwrap();

@@ -157,7 +157,7 @@ impl crate::names::NamesProbe for FakeNames {
         })
     }
     fn proc_net_udp(&self) -> Fact<String> {
-        Ok("header\n 1: 0B01A8C0:1F0A 00000000:0000 07\n".into())
+        Ok("header\n 1: 0B01A8C0:1F11 00000000:0000 07\n".into())
     }
     fn read_file(&self, path: &Path) -> Fact<Option<String>> {
         self.asked
@@ -477,7 +477,7 @@ async fn names_are_asked_at_the_gateway_only_with_names_on() {
     let n = on.facts.names.unwrap();
     assert_eq!(
         n.udp_sockets.unwrap(),
-        ["192.168.1.11:7946".parse().unwrap()]
+        ["192.168.1.11:7953".parse().unwrap()]
     );
     assert_eq!(
         n.daemon_dns.unwrap(),

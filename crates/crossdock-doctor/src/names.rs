@@ -466,14 +466,14 @@ mod tests {
     #[test]
     fn proc_net_udp_local_addresses() {
         let text = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
-  123: 0B01A8C0:1F0A 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0
+  123: 0B01A8C0:1F11 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0
   124: 010B010A:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0
   125: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0
 ";
         assert_eq!(
             parse_proc_net_udp(text).unwrap(),
             vec![
-                "192.168.1.11:7946".parse::<SocketAddrV4>().unwrap(),
+                "192.168.1.11:7953".parse::<SocketAddrV4>().unwrap(),
                 "10.1.11.1:53".parse().unwrap(),
                 "0.0.0.0:68".parse().unwrap(),
             ]

@@ -85,7 +85,7 @@ fn guard(members: &[&str]) -> NamesGuard {
     NamesGuard {
         dns: "10.1.0.1:53".parse().unwrap(),
         dns_clients: vec!["10.1.0.0/24".parse().unwrap()],
-        catalog_port: 7946,
+        catalog_port: 7953,
         members: members.iter().map(|m| m.parse().unwrap()).collect(),
     }
 }
@@ -106,9 +106,9 @@ fn names_healthy() -> Facts {
         zone_tcp: reply(Rcode::NoError, 1),
         external_name: "aliyun.com".into(),
         external: reply(Rcode::NoError, 2),
-        catalog_port: 7946,
+        catalog_port: 7953,
         udp_sockets: Ok(vec![
-            "192.168.1.11:7946".parse().unwrap(),
+            "192.168.1.11:7953".parse().unwrap(),
             "10.1.0.1:53".parse().unwrap(),
         ]),
         daemon_json: PathBuf::from("/etc/docker/daemon.json"),
@@ -215,7 +215,7 @@ fn an_unbound_catalog_port_fails() {
     let mut f = names_healthy();
     names_of(&mut f).udp_sockets = Ok(vec!["10.1.0.1:53".parse().unwrap()]);
     let (ev, fix) = only(&f, "names.catalog-port", Status::Fail);
-    assert!(ev.contains("UDP port 7946"), "{ev}");
+    assert!(ev.contains("UDP port 7953"), "{ev}");
     assert!(fix.contains("systemctl restart crossdock-agent"), "{fix}");
 }
 

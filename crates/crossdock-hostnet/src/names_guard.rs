@@ -186,7 +186,7 @@ mod tests {
         NamesGuard {
             dns: "10.1.11.1:53".parse().unwrap(),
             dns_clients: vec!["10.1.11.0/24".parse().unwrap()],
-            catalog_port: 7946,
+            catalog_port: 7953,
             members: vec![
                 "192.168.1.12".parse().unwrap(),
                 "192.168.1.11".parse().unwrap(),
@@ -204,12 +204,12 @@ mod tests {
         let want = [
             "-t filter -A CROSSDOCK-INPUT -s 10.1.11.0/24 -d 10.1.11.1/32 -p udp -m udp --dport 53 -m comment --comment crossdock:dns-clients -j ACCEPT",
             "-t filter -A CROSSDOCK-INPUT -s 10.1.11.0/24 -d 10.1.11.1/32 -p tcp -m tcp --dport 53 -m comment --comment crossdock:dns-clients -j ACCEPT",
-            "-t filter -A CROSSDOCK-INPUT -s 192.168.1.11/32 -p udp -m udp --dport 7946 -m comment --comment crossdock:catalog-members -j ACCEPT",
-            "-t filter -A CROSSDOCK-INPUT -s 192.168.1.12/32 -p udp -m udp --dport 7946 -m comment --comment crossdock:catalog-members -j ACCEPT",
+            "-t filter -A CROSSDOCK-INPUT -s 192.168.1.11/32 -p udp -m udp --dport 7953 -m comment --comment crossdock:catalog-members -j ACCEPT",
+            "-t filter -A CROSSDOCK-INPUT -s 192.168.1.12/32 -p udp -m udp --dport 7953 -m comment --comment crossdock:catalog-members -j ACCEPT",
             "-t filter -I INPUT -m comment --comment crossdock:jump -j CROSSDOCK-INPUT",
             "-t filter -I INPUT -d 10.1.11.1/32 -p udp -m udp --dport 53 -m comment --comment crossdock:dns-others -j REJECT --reject-with icmp-port-unreachable",
             "-t filter -I INPUT -d 10.1.11.1/32 -p tcp -m tcp --dport 53 -m comment --comment crossdock:dns-others -j REJECT --reject-with tcp-reset",
-            "-t filter -I INPUT -p udp -m udp --dport 7946 -m comment --comment crossdock:catalog-others -j DROP",
+            "-t filter -I INPUT -p udp -m udp --dport 7953 -m comment --comment crossdock:catalog-others -j DROP",
         ];
         assert_eq!(got, want);
         for r in names_rules(&guard()) {
