@@ -230,7 +230,6 @@ fn catalog_member(args: &[String]) -> Option<Ipv4Addr> {
     src.trim_end_matches("/32").parse().ok()
 }
 
-
 fn firewall(f: &Facts) -> Outcome {
     let n = match names(f) {
         Ok(n) => n,
