@@ -157,9 +157,14 @@ async fn route_loop(
         let report = routes.sync(current).await;
         apply_route_report(&state, &report);
         // A pass without a fleet view (cloud not reachable) keeps the last known members: names
-        // must not be withdrawn, nor the catalog port closed, because an API call failed.
-        if let Some(fleet) = &report.fleet {
-            let ips = names::member_ips(Some(fleet));
+        // must not be withdrawn, nor the catalog port closed, because an API call failed. In
+        // per-host mode the members are the hosts behind crossdock's routes.
+        let members_now = match (&report.fleet, &report.peers) {
+            (Some(fleet), _) => Some(names::member_ips(Some(fleet))),
+            (None, Some(peers)) => Some(peers.clone()),
+            (None, None) => None,
+        };
+        if let Some(ips) = members_now {
             state.lock().unwrap_or_else(|p| p.into_inner()).members = ips.clone();
             let changed = members.send_if_modified(|m| {
                 let changed = *m != ips;

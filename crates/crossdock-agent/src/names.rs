@@ -11,8 +11,8 @@
 //! 1. who this host is ([`IdentitySource`]: instance id, hostname, private IP; metadata service on
 //!    Alibaba) and where its containers live (the served network's subnet and gateway);
 //! 2. the exchange on `<private IP>:<catalog_port>`, its allowed peers the fleet's members (the
-//!    route side's last sweep, [`member_ips`]); in per-host mode there are none and the catalog
-//!    holds this host's records only;
+//!    route side's last sweep, [`member_ips`]); in per-host mode the hosts behind crossdock's
+//!    routes (`crossdock_routes::peers`, reported by every route pass);
 //! 3. the resolver on `<gateway>:<dns_port>`, UDP and TCP, answering the container subnet and
 //!    loopback only, forwarding other names to the resolvers of `resolv_conf`;
 //! 4. then: every Docker event (and a resync timer) lists the running containers and publishes the
@@ -164,7 +164,8 @@ pub fn host_label(configured: Option<&Label>, id: &NamesIdentity) -> Label {
 }
 
 /// The member hosts' private IPs from the route side's last fleet sweep (any status: a stopped
-/// member keeps its records for the grace period); empty in per-host mode.
+/// member keeps its records for the grace period). Per-host mode's members come from the route
+/// report's `peers` instead.
 pub fn member_ips(fleet: Option<&crossdock_routes::FleetStatus>) -> Vec<Ipv4Addr> {
     let mut ips: Vec<Ipv4Addr> = fleet
         .map(|f| f.hosts.iter().filter_map(|h| h.private_ip).collect())

@@ -61,6 +61,7 @@ impl RouteSync for NoRoutes {
             retry_after: None,
             instance_id: None,
             fleet: None,
+            peers: None,
         }
     }
 }
@@ -72,7 +73,8 @@ pub fn for_config(cfg: &crossdock_config::Config) -> std::sync::Arc<dyn RouteSyn
         crossdock_config::Provider::None => std::sync::Arc::new(NoRoutes),
         crossdock_config::Provider::Alibaba => std::sync::Arc::new(
             AlibabaRoutes::new(cfg.cloud.clone())
-                .with_fleet(crossdock_routes::FleetSettings::from_config(cfg)),
+                .with_fleet(crossdock_routes::FleetSettings::from_config(cfg))
+                .with_route_peers(cfg.names.enabled),
         ),
     }
 }
@@ -83,6 +85,8 @@ pub fn for_config(cfg: &crossdock_config::Config) -> std::sync::Arc<dyn RouteSyn
 pub struct AlibabaRoutes {
     cloud: crossdock_config::CloudConfig,
     fleet: Option<crossdock_routes::FleetSettings>,
+    /// Names on: report the hosts behind crossdock's routes (per-host mode's catalog peers).
+    route_peers: bool,
     inner: tokio::sync::Mutex<Option<std::sync::Arc<crossdock_routes::RouteReconciler>>>,
     ready: std::sync::Mutex<Option<std::sync::Arc<crossdock_routes::RouteReconciler>>>,
 }
@@ -94,10 +98,17 @@ impl AlibabaRoutes {
         self
     }
 
+    /// `[names]` on: in per-host mode the catalog's peers are the hosts behind crossdock's routes.
+    pub fn with_route_peers(mut self, on: bool) -> Self {
+        self.route_peers = on;
+        self
+    }
+
     pub fn new(cloud: crossdock_config::CloudConfig) -> Self {
         Self {
             cloud,
             fleet: None,
+            route_peers: false,
             inner: tokio::sync::Mutex::new(None),
             ready: std::sync::Mutex::new(None),
         }
@@ -131,7 +142,10 @@ impl RouteSync for AlibabaRoutes {
                     .await
                 {
                     Ok(r) => {
-                        let r = std::sync::Arc::new(r.with_fleet(self.fleet.clone()));
+                        let r = std::sync::Arc::new(
+                            r.with_fleet(self.fleet.clone())
+                                .with_route_peers(self.route_peers),
+                        );
                         *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
                         *guard = Some(r.clone());
                         r

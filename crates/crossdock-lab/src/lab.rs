@@ -496,7 +496,7 @@ impl Lab {
         }
         if opts.names && !opts.fleet {
             return Err(InputError(
-                "container names need fleet mode (the members exchange the catalog): add --fleet"
+                "the lab runs container names in fleet mode (its hosts' catalogs meet as members): add --fleet"
                     .into(),
             )
             .into());

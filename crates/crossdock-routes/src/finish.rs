@@ -43,6 +43,7 @@ impl RouteReport {
             retry_after: Some(p.retry_after.unwrap_or(RETRY_BUSY).min(RETRY_BUSY)),
             instance_id: None,
             fleet: None,
+            peers: None,
         }
     }
 }
@@ -141,6 +142,7 @@ impl RouteReconciler {
             retry_after,
             instance_id: Some(self.identity.instance_id.clone()),
             fleet: st.fleet.status.clone(),
+            peers: out.peers.clone(),
         }
     }
 

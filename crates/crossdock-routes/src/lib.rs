@@ -35,6 +35,7 @@ pub mod fleet;
 pub mod fleet_plan;
 pub mod gc;
 pub mod metrics;
+pub mod peers;
 pub mod plan;
 mod problem;
 pub mod reconciler;

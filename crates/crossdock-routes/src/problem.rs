@@ -121,6 +121,8 @@ pub(crate) struct Outcome {
     pub(crate) fleet_deleted: u64,
     /// Batch write calls (fleet mode).
     pub(crate) batch_calls: u64,
+    /// Per-host mode with names: the hosts behind crossdock's routes, if this pass read them.
+    pub(crate) peers: Option<Vec<std::net::Ipv4Addr>>,
 }
 
 impl Outcome {

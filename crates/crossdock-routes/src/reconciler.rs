@@ -72,6 +72,8 @@ pub struct RoutesConfig {
     pub fleet: Option<crate::fleet::FleetSettings>,
     /// The VPC's primary CIDR as the metadata service gave it at connect time, if it did.
     pub known_vpc_cidr: Option<Ipv4Net>,
+    /// Per-host mode with names: report the hosts behind crossdock's routes ([`crate::peers`]).
+    pub route_peers: bool,
 }
 
 impl RoutesConfig {
@@ -104,6 +106,7 @@ impl Default for RoutesConfig {
             write_patience: Duration::from_secs(120),
             fleet: None,
             known_vpc_cidr: None,
+            route_peers: false,
         }
     }
 }
@@ -122,6 +125,8 @@ pub(crate) struct SyncState {
     pub(crate) in_place: HashSet<(String, Ipv4Net)>,
     /// Fleet mode's memory (release evidence, last sweep).
     pub(crate) fleet: crate::fleet::FleetState,
+    /// Per-host mode's names peers met so far.
+    pub(crate) peers: crate::peers::PeerBook,
 }
 
 enum CreateError {
@@ -186,6 +191,7 @@ impl RouteReconciler {
                 last_subnet: None,
                 in_place: HashSet::new(),
                 fleet: crate::fleet::FleetState::default(),
+                peers: crate::peers::PeerBook::default(),
             }),
             started: Instant::now(),
             metrics: Mutex::new(RouteMetrics::default()),
@@ -202,6 +208,12 @@ impl RouteReconciler {
     /// Switches fleet mode on (`Some`) or off.
     pub fn with_fleet(mut self, fleet: Option<crate::fleet::FleetSettings>) -> Self {
         self.cfg.fleet = fleet;
+        self
+    }
+
+    /// Per-host mode with names: report the hosts behind crossdock's routes with every pass.
+    pub fn with_route_peers(mut self, on: bool) -> Self {
+        self.cfg.route_peers = on;
         self
     }
 
@@ -381,6 +393,9 @@ impl RouteReconciler {
         out.merge(table_out);
         if let Some(r) = sdc_written {
             self.note_source_dest_write(st, out, r);
+        }
+        if self.cfg.route_peers && self.cfg.fleet.is_none() {
+            out.peers = self.route_peers(&mut st.peers, calls, &d.tables).await;
         }
     }
 

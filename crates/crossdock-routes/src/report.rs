@@ -85,6 +85,11 @@ pub struct RouteReport {
     /// Fleet mode: the cluster as the last sweep saw it (`None` in per-host mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<crate::fleet::FleetStatus>,
+    /// Per-host mode with names: the private IPs of the hosts behind crossdock's routes, when this
+    /// pass read them (`None`: not asked, or a read failed; keep the last ones). Not in the JSON:
+    /// `/status` shows the names catalog's peers.
+    #[serde(skip)]
+    pub peers: Option<Vec<std::net::Ipv4Addr>>,
 }
 
 impl RouteReport {
