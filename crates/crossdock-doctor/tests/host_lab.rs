@@ -135,6 +135,7 @@ fn host_side_cases(version: DockerVersion, tag: &str) {
             "warn"
         } else if id.starts_with("cloud.")
             || id.starts_with("fleet.")
+            || id.starts_with("names.")
             || id == "subnet.vpc-overlap"
             || id == "route.tables"
         {

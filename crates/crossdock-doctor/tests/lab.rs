@@ -36,11 +36,13 @@ fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) 
 
 /// `expected` plus fleet mode's checks, skipped in this per-host lab (they follow `fleet.mode`).
 fn per_host(expected: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    // Per-host mode without `[names]`: the fleet and names checks are skipped.
     let fleet = crossdock_doctor::fleet_checks::defs();
+    let names = crossdock_doctor::names_checks::defs();
     expected
         .iter()
         .copied()
-        .chain(fleet.iter().map(|d| (d.id, "skip")))
+        .chain(fleet.iter().chain(names.iter()).map(|d| (d.id, "skip")))
         .collect()
 }
 
