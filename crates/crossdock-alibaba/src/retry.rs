@@ -181,8 +181,8 @@ impl Default for RetryBudget {
 /// the account, and hosts booting together each see only their own calls. Per-call backoff resets with
 /// every call and every pass, so a fleet keeps hammering the limit and most of its calls are refused.
 /// The gate remembers: each throttled answer doubles a window (from `initial`, up to `max`), each
-/// answer that was not throttled halves it (closing below `initial`); while it is open, every
-/// attempt of this client (first attempts too) waits a random time in [0, window]. The hosts of a
+/// answer that was not throttled halves it (closing below 1 s, or below `initial` if smaller); while
+/// it is open, every attempt of this client (first attempts too) waits a random time in [0, window]. The hosts of a
 /// storm slow down until the account's limit holds them, and speed up again as the storm ends. A
 /// client that is never throttled never waits. Calls whose caller paces its own retries (route
 /// writes, see `Client::create_route_entry_once`) are not held back, only counted.
