@@ -760,10 +760,26 @@ impl Client {
 
     /// `DescribeVSwitches` of a VPC, every page.
     pub async fn describe_vswitches(&self, vpc_id: &str) -> Result<Vec<VSwitch>, Error> {
+        self.describe_vswitches_with_attempts(vpc_id, self.retry.max_attempts)
+            .await
+    }
+
+    /// `DescribeVSwitches` with one attempt per page and without the throttle gate's wait: for a
+    /// caller that decides itself when to try again after a refusal (a fleet member at boot, see
+    /// `crossdock-routes`' boot pacing).
+    pub async fn describe_vswitches_once(&self, vpc_id: &str) -> Result<Vec<VSwitch>, Error> {
+        self.describe_vswitches_with_attempts(vpc_id, 1).await
+    }
+
+    async fn describe_vswitches_with_attempts(
+        &self,
+        vpc_id: &str,
+        max_attempts: u32,
+    ) -> Result<Vec<VSwitch>, Error> {
         let mut out = Vec::new();
         for page in 1..=MAX_PAGES as u64 {
             let raw: RawVSwitchList = self
-                .call_typed(
+                .call_typed_with_attempts(
                     Product::Vpc,
                     "DescribeVSwitches",
                     &[
@@ -771,6 +787,7 @@ impl Client {
                         ("PageNumber", page.to_string()),
                         ("PageSize", VSWITCH_PAGE.to_string()),
                     ],
+                    max_attempts,
                 )
                 .await?;
             let items = raw.vswitches.unwrap_or_default().items;

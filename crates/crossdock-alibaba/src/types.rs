@@ -88,6 +88,8 @@ pub struct VSwitch {
     pub cidr_block: String,
     /// The route table it is associated with, if the API says.
     pub route_table_id: Option<String>,
+    /// `AvailableIpAddressCount`: addresses still free in it, if the API says.
+    pub available_ip_count: Option<u64>,
 }
 
 /// The CIDRs of a VPC.
@@ -550,6 +552,8 @@ pub(crate) struct RawVSwitch {
     pub cidr_block: String,
     #[serde(default)]
     pub route_table: Option<RawVSwitchRouteTable>,
+    #[serde(default)]
+    pub available_ip_address_count: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -569,6 +573,7 @@ impl From<RawVSwitch> for VSwitch {
                 .route_table
                 .map(|t| t.route_table_id)
                 .filter(|t| !t.is_empty()),
+            available_ip_count: r.available_ip_address_count,
         }
     }
 }

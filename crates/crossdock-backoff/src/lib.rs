@@ -103,6 +103,11 @@ pub fn full_jitter(ceiling: Duration) -> Duration {
     Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
 }
 
+/// A uniform draw in `[0, 1)`: for randomised decisions (which hosts of a fleet act first).
+pub fn unit_draw() -> f64 {
+    rand::thread_rng().gen_range(0.0..1.0)
+}
+
 /// A random wait uniformly in `[ceiling/2, ceiling]` (millisecond steps above the half): "equal
 /// jitter", so waits still grow while hosts that failed together spread out.
 pub fn equal_jitter(ceiling: Duration) -> Duration {

@@ -772,7 +772,30 @@ pub fn run_storm(
     r.calls_to_converge =
         converged.map(|t| CallStats::of(&collector.records, &instances, t0, t + 1));
     r.eni_off_s = eni_off_s(&collector.records, &instances, t0);
+    dump_calls(&collector.records, expected.len(), t0)?;
     Ok(())
+}
+
+/// With `CROSSDOCK_BENCH_CALL_LOG=<dir>`, a storm's call log is written there as
+/// `storm-<hosts>-<start ms>.jsonl` (one emulator call record per line, `t_ms` since the storm's
+/// start added), for looking at a storm call by call.
+fn dump_calls(
+    records: &[crossdock_vpcsim::admin::CallRecord],
+    hosts: usize,
+    t0: i64,
+) -> Result<()> {
+    let Some(dir) = std::env::var_os("CROSSDOCK_BENCH_CALL_LOG") else {
+        return Ok(());
+    };
+    let path = PathBuf::from(dir).join(format!("storm-{hosts}-{t0}.jsonl"));
+    let mut out = String::new();
+    for c in records.iter().filter(|c| c.time_ms >= t0) {
+        let mut v = serde_json::to_value(c)?;
+        v["t_ms"] = serde_json::json!(c.time_ms - t0);
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
+    std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Polls the table until every expected route is `Available` or `deadline` passes; returns when the

@@ -70,6 +70,13 @@ impl<'a> Calls<'a> {
         self.read();
         self.cloud.vswitches(vpc).await
     }
+    pub(crate) async fn vswitches_once(
+        &self,
+        vpc: &str,
+    ) -> Result<Vec<crossdock_alibaba::VSwitch>, CloudError> {
+        self.read();
+        self.cloud.vswitches_once(vpc).await
+    }
     pub(crate) async fn source_dest_check(&self, eni: &str) -> Result<Option<bool>, CloudError> {
         self.read();
         self.cloud.source_dest_check(eni).await

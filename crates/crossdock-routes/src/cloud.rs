@@ -34,6 +34,11 @@ pub trait RouteCloud: Send + Sync {
     async fn vpc_cidrs(&self, vpc_id: &str) -> Result<Vec<Ipv4Net>, CloudError>;
     /// The VPC's vSwitches (CIDR and associated route table).
     async fn vswitches(&self, vpc_id: &str) -> Result<Vec<VSwitch>, CloudError>;
+    /// [`RouteCloud::vswitches`] with one attempt: a refusal (throttling) comes back at once, for
+    /// the caller to decide when to try again.
+    async fn vswitches_once(&self, vpc_id: &str) -> Result<Vec<VSwitch>, CloudError> {
+        self.vswitches(vpc_id).await
+    }
     /// Whether the ENI's source/destination check is on (`None`: the API does not say).
     async fn source_dest_check(&self, eni_id: &str) -> Result<Option<bool>, CloudError>;
     /// Switches the ENI's source/destination check.
@@ -97,6 +102,10 @@ impl RouteCloud for Client {
 
     async fn vswitches(&self, vpc_id: &str) -> Result<Vec<VSwitch>, CloudError> {
         self.describe_vswitches(vpc_id).await
+    }
+
+    async fn vswitches_once(&self, vpc_id: &str) -> Result<Vec<VSwitch>, CloudError> {
+        self.describe_vswitches_once(vpc_id).await
     }
 
     async fn source_dest_check(&self, eni_id: &str) -> Result<Option<bool>, CloudError> {

@@ -26,7 +26,7 @@ impl RouteReconciler {
             Err(e) => {
                 // Fall back to the tables we would use.
                 tracing::warn!(error = %e, "cannot list the VPC's route tables; using the configured/associated ones");
-                match self.discover(&calls, false).await {
+                match self.discover(&calls, false, false).await {
                     Ok(d) => tables.extend(d.tables),
                     Err(p) => out.problems.push(p),
                 }

@@ -5,6 +5,7 @@
 use crossdock_alibaba::{Error as CloudError, RouteEntryFilter};
 use crossdock_config::SourceDestCheck as SdcMode;
 use crossdock_status::Reason;
+use ipnet::Ipv4Net;
 
 use crate::calls::Calls;
 use crate::plan::NetworkCidrs;
@@ -20,6 +21,35 @@ pub(crate) struct Discovery {
     pub(crate) cidrs: NetworkCidrs,
     /// Which table each vSwitch uses.
     pub(crate) layout: TableLayout,
+    /// Addresses taken in each vSwitch (its size less `AvailableIpAddressCount`, reserved addresses
+    /// included), where the API said: a bound on how many instances, so members, can be booting
+    /// together ([`crate::boot`]).
+    pub(crate) in_use: Vec<(Ipv4Net, u64)>,
+}
+
+/// The addresses taken in each of `vswitches`: its size less its free addresses, where the API
+/// gave both.
+pub(crate) fn in_use(vswitches: &[crossdock_alibaba::VSwitch]) -> Vec<(Ipv4Net, u64)> {
+    vswitches
+        .iter()
+        .filter_map(|v| {
+            let net: Ipv4Net = v.cidr_block.trim().parse().ok()?;
+            let size = 1u64 << (32 - u32::from(net.prefix_len()));
+            Some((net, size.saturating_sub(v.available_ip_count?)))
+        })
+        .collect()
+}
+
+impl Discovery {
+    /// The addresses in use in the vSwitches inside `ranges` (every vSwitch when `ranges` is
+    /// empty).
+    pub(crate) fn addresses_in_use(&self, ranges: &[Ipv4Net]) -> u64 {
+        self.in_use
+            .iter()
+            .filter(|(net, _)| ranges.is_empty() || ranges.iter().any(|r| r.contains(net)))
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 impl RouteReconciler {
@@ -27,10 +57,16 @@ impl RouteReconciler {
     /// VPC's primary CIDR from the metadata service ([`crate::RoutesConfig::known_vpc_cidr`]) instead
     /// of `DescribeVpcAttribute`, since a whole fleet boots at once against one account's rate limit;
     /// later discoveries read the attribute (secondary CIDRs included).
+    ///
+    /// `once`: the vSwitches are read with one attempt ([`RouteCloud::vswitches_once`]), so a
+    /// throttled answer comes back at once (a fleet member's first call at boot).
+    ///
+    /// [`RouteCloud::vswitches_once`]: crate::RouteCloud::vswitches_once
     pub(crate) async fn discover(
         &self,
         calls: &Calls<'_>,
         first: bool,
+        once: bool,
     ) -> Result<Discovery, Problem> {
         let vpc = &self.identity.vpc_id;
         let known = self
@@ -43,7 +79,14 @@ impl RouteReconciler {
                 None => calls.vpc_cidrs(vpc).await,
             }
         };
-        let (vswitches, vpc_cidrs) = tokio::join!(calls.vswitches(vpc), read_cidrs);
+        let read_vswitches = async {
+            if once {
+                calls.vswitches_once(vpc).await
+            } else {
+                calls.vswitches(vpc).await
+            }
+        };
+        let (vswitches, vpc_cidrs) = tokio::join!(read_vswitches, read_cidrs);
         let vswitches = vswitches
             .map_err(|e| Problem::from_error(&format!("list the vSwitches of {vpc}"), &e))?;
         let vpc_cidrs =
@@ -82,11 +125,13 @@ impl RouteReconciler {
                 .filter_map(|v| Some((v.vswitch_id.clone(), v.cidr_block.trim().parse().ok()?)))
                 .collect(),
         };
-        tracing::debug!(?tables, ?cidrs, "VPC layout");
+        let in_use = in_use(&vswitches);
+        tracing::debug!(?tables, ?cidrs, ?in_use, "VPC layout");
         Ok(Discovery {
             tables,
             cidrs,
             layout,
+            in_use,
         })
     }
 

@@ -124,6 +124,7 @@ impl FakeCloud {
                     vpc_id: "vpc-1".into(),
                     cidr_block: "192.168.1.0/24".into(),
                     route_table_id: Some("vtb-sys".into()),
+                    available_ip_count: None,
                 }],
                 sdc: HashMap::from([("eni-1".to_string(), Some(false))]),
                 instances: Vec::new(),

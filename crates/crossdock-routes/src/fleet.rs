@@ -31,6 +31,7 @@ use crossdock_alibaba::{
 };
 use crossdock_config::mapping::SubnetMapping;
 
+use crate::boot::{BootPacing, BootRole, BOOT_GUESS};
 use crate::calls::Calls;
 use crate::discovery::Discovery;
 use crate::fleet_plan::{
@@ -46,6 +47,10 @@ use crate::tables::Senders;
 /// Most entries one batch call takes.
 pub const BATCH_MAX: usize = 50;
 
+/// How long one boot writer's batch takes to be written and leave Pending, for a member whose first
+/// batch was refused because another one was writing.
+const BOOT_WRITER_SLOT: Duration = Duration::from_millis(1500);
+
 /// The throttle gate's first window in fleet mode (per-host mode: 1 s). A throttled answer in fleet
 /// mode almost always means the fleet is booting together: at 20 calls/s for the account, 50 hosts'
 /// three boot calls take 7.5 s and 200 hosts' 30 s, so a gate that opens at 1 s and doubles per
@@ -53,6 +58,10 @@ pub const BATCH_MAX: usize = 50;
 /// 8 s costs about one (measured with `scripts/bench --only fleet`, docs/performance.md). A host that
 /// is never throttled never waits.
 pub const FLEET_THROTTLE_WINDOW: Duration = Duration::from_secs(8);
+
+/// The account's API rate the boot pacing assumes (calls per second): Alibaba's documented default
+/// flow control for the VPC and ECS read actions is of this order, and the storm benchmark uses it.
+pub const ACCOUNT_RATE: u32 = 20;
 
 /// Fleet mode's settings (`[fleet]`, `[subnet]`, `cluster_cidrs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +82,9 @@ pub struct FleetSettings {
     pub cluster: Vec<Ipv4Net>,
     /// `[subnet] prefix_len`.
     pub prefix_len: u8,
+    /// The account's API calls per second, for spreading a booting fleet's calls
+    /// ([`crate::boot`]).
+    pub account_rate: u32,
 }
 
 impl FleetSettings {
@@ -91,6 +103,7 @@ impl FleetSettings {
             host_ranges: c.subnet.host_ranges.clone(),
             cluster: c.cluster_cidrs.clone(),
             prefix_len: c.subnet.prefix_len,
+            account_rate: ACCOUNT_RATE,
         })
     }
 
@@ -213,6 +226,14 @@ pub struct FleetStatus {
     pub swept_at: Option<Instant>,
 }
 
+/// What the boot turn decided.
+enum BootTurn {
+    /// Sweep now; `at_once`: write without waiting for a turn among the members missing routes.
+    Sweep { at_once: bool },
+    /// Nothing more this pass (this host's route is in place, or a problem was reported).
+    Done,
+}
+
 /// Fleet mode's memory between passes.
 #[derive(Debug, Default)]
 pub struct FleetState {
@@ -230,6 +251,10 @@ pub struct FleetState {
     /// check of this host's route uses it, so an idle pass makes no call (the next sweep reads the
     /// whole table again, this host's route included).
     pub(crate) own_listed: std::collections::HashMap<String, Vec<crossdock_alibaba::RouteEntry>>,
+    /// The boot turn ([`crate::boot`]) is behind this host: later sweeps run when due.
+    pub(crate) booted: bool,
+    /// This host's first call was throttled and it waited its turn before reading the layout.
+    pub(crate) turn_waited: bool,
 }
 
 /// Sizes of what one read found, for `/status`.
@@ -255,6 +280,20 @@ fn member_of(i: &Instance, mapping: &SubnetMapping) -> Member {
         private_ip: i.private_ip,
         subnet: i.private_ip.and_then(|ip| mapping.subnet_for(ip).ok()),
     }
+}
+
+/// The creates in batches of [`BATCH_MAX`], starting with the batch that holds this host's own
+/// route and going round from there: this host's route is written first, and members that sweep
+/// together (each from its own batch) write different batches instead of the same one twice.
+pub fn batches_from_own<'a>(create: &'a [NewRoute], self_id: &str) -> Vec<&'a [NewRoute]> {
+    let mut batches: Vec<&[NewRoute]> = create.chunks(BATCH_MAX).collect();
+    if let Some(own) = batches
+        .iter()
+        .position(|b| b.iter().any(|r| r.next_hop_id == self_id))
+    {
+        batches.rotate_left(own);
+    }
+    batches
 }
 
 /// When this host's turn to write comes: its position among the members missing a route (in id
@@ -307,10 +346,13 @@ impl RouteReconciler {
             return false;
         }
         if self.sweep_due(st, &d.tables, subnet, &fleet) {
-            if self.deferred_first_sweep(st, calls, out, d, subnet).await {
-                return true;
+            match self.boot_turn(st, calls, out, d, subnet, &fleet).await {
+                BootTurn::Done => return true,
+                BootTurn::Sweep { at_once } => {
+                    self.sweep(st, calls, out, d, &fleet, &mapping, at_once)
+                        .await;
+                }
             }
-            self.sweep(st, calls, out, d, &fleet, &mapping).await;
         } else {
             // Between sweeps this host's route is taken as the last pass found it: no call.
             st.fleet.fresh = st.fleet.own_listed.clone();
@@ -393,6 +435,7 @@ impl RouteReconciler {
         d: &Discovery,
         fleet: &FleetSettings,
         mapping: &SubnetMapping,
+        at_once: bool,
     ) {
         let started = Instant::now();
         let mut refusals = 0u32;
@@ -401,6 +444,8 @@ impl RouteReconciler {
         let mut verified = false;
         // This host's route was written by another member's batch while it waited for its turn.
         let mut covered = false;
+        // This host wrote every missing route and nothing was refused.
+        let mut written_cleanly = false;
         loop {
             let (plan, counts) = match self.read_and_plan(st, calls, d, fleet, mapping).await {
                 Ok(p) => p,
@@ -419,7 +464,7 @@ impl RouteReconciler {
                 verified = true;
                 break;
             }
-            if first_round && !plan.create.is_empty() {
+            if first_round && !at_once && !plan.create.is_empty() {
                 first_round = false;
                 let wait = turn_delay(&plan.missing, &self.identity.instance_id, fleet.batch_slot);
                 if !wait.is_zero() {
@@ -448,14 +493,38 @@ impl RouteReconciler {
                     }
                 }
             }
+            let refused_before = out.problems.len() + out.notes.len();
             match self.execute(calls, out, &plan).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    // Only creates, none refused: the writes are known, so reading the whole
+                    // fleet again at once would only cost every writer its listings again; the
+                    // view is marked as older than the writes until the next sweep.
+                    written_cleanly = plan.delete.is_empty()
+                        && plan.replace.is_empty()
+                        && out.problems.len() + out.notes.len() == refused_before;
+                    break;
+                }
                 Err(e)
                     if e.class() == ErrorClass::Retryable
                         && started.elapsed() < self.cfg.write_patience =>
                 {
                     refusals += 1;
                     out.refused(&e);
+                    if at_once && refusals == 1 && !plan.create.is_empty() {
+                        // Another member drawn to sweep at boot got there first and is writing
+                        // every batch: give it the time they take, then look for this host's route
+                        // only, instead of reading the whole fleet again.
+                        let batches = plan.create.len().div_ceil(BATCH_MAX);
+                        let wait = BOOT_WRITER_SLOT * u32::try_from(batches).unwrap_or(u32::MAX)
+                            + crossdock_alibaba::full_jitter(BOOT_WRITER_SLOT);
+                        (self.sleeper)(wait).await;
+                        if let Some(fresh) = self.own_route_listed(calls, &plan).await {
+                            st.fleet.fresh = fresh;
+                            covered = true;
+                            break;
+                        }
+                        continue;
+                    }
                     let delay = self.write_delay(refusals, e.retry_hint());
                     tracing::debug!(refusals, ?delay, error = %e, "fleet batch refused for now; backing off, then re-reading");
                     (self.sleeper)(delay).await;
@@ -469,7 +538,7 @@ impl RouteReconciler {
         }
         if verified {
             st.fleet.last_sweep = Some(Instant::now());
-        } else if covered {
+        } else if covered || written_cleanly {
             // The view predates the batch that covered this host; the next sweep, an interval
             // later, shows it (sweeping again now would cost every waiting host two more calls).
             st.fleet.last_sweep = Some(Instant::now());
@@ -517,48 +586,100 @@ impl RouteReconciler {
         Some(listed)
     }
 
-    /// A booting host of a throttled account (a fleet booting together) first looks only for its
-    /// own route, one filtered read per table (one page, however large the table): when another
-    /// member's batch already wrote it, the member listing and the whole table wait for the next
-    /// sweep, an interval later. If it is missing, the host looks once more after a random wait in
-    /// the fleet's throttle window (the members that got through first are writing the batches
-    /// meanwhile) and sweeps only if it is still missing. True when the sweep was deferred.
-    async fn deferred_first_sweep(
+    /// The boot turn ([`crate::boot`]): whether this host sweeps now, or its own route was found
+    /// in place (written by a sweeper) so the first full sweep waits for the sweep interval.
+    async fn boot_turn(
         &self,
         st: &mut SyncState,
         calls: &Calls<'_>,
         out: &mut Outcome,
         d: &Discovery,
         subnet: Ipv4Net,
-    ) -> bool {
-        if st.fleet.status.is_some() || !self.cloud.recently_throttled() {
-            return false;
+        fleet: &FleetSettings,
+    ) -> BootTurn {
+        if std::mem::replace(&mut st.fleet.booted, true) {
+            return BootTurn::Sweep { at_once: false };
         }
-        for look in 0..2 {
-            if look > 0 {
-                (self.sleeper)(crossdock_alibaba::full_jitter(FLEET_THROTTLE_WINDOW)).await;
+        let pacing = self.boot_pacing(d, fleet);
+        if pacing.sweep_chance() >= 1.0 {
+            return BootTurn::Sweep { at_once: false };
+        }
+        if !st.fleet.turn_waited {
+            if pacing.role((self.draw)()) == BootRole::Sweep {
+                tracing::info!(
+                    addresses_in_use = pacing.addresses_in_use,
+                    "drawn to sweep the booting fleet's routes"
+                );
+                return BootTurn::Sweep { at_once: true };
             }
-            match self.own_route_everywhere(calls, d, subnet).await {
-                Ok(Some(observed)) => {
-                    tracing::info!(
-                        "the account is throttled and this host's route is in place: the first full \
-                         sweep of the fleet waits for the sweep interval"
-                    );
-                    st.fleet.fresh = observed
-                        .into_iter()
-                        .map(|o| (o.table_id, o.entries))
-                        .collect();
-                    st.fleet.last_sweep = Some(Instant::now());
-                    return true;
-                }
-                Ok(None) => {}
-                Err(p) => {
-                    out.problems.push(p);
-                    return true;
-                }
+            let wait = pacing.turn_in(self.clock_offset(), (self.draw)());
+            tracing::info!(
+                ?wait,
+                addresses_in_use = pacing.addresses_in_use,
+                "waiting for the fleet's sweepers before looking for this host's route"
+            );
+            (self.sleeper)(wait).await;
+        }
+        match self.own_route_everywhere(calls, d, subnet).await {
+            Ok(Some(observed)) => {
+                tracing::info!(
+                    "this host's route is in place: the first full sweep of the fleet waits for the sweep interval"
+                );
+                st.fleet.fresh = observed
+                    .into_iter()
+                    .map(|o| (o.table_id, o.entries))
+                    .collect();
+                st.fleet.last_sweep = Some(Instant::now());
+                BootTurn::Done
+            }
+            // Still missing after its turn: no sweeper got to it, so this host sweeps itself.
+            Ok(None) => BootTurn::Sweep { at_once: true },
+            Err(p) => {
+                out.problems.push(p);
+                BootTurn::Done
             }
         }
-        false
+    }
+
+    /// The boot pacing from the addresses in use in the host ranges' vSwitches.
+    pub(crate) fn boot_pacing(&self, d: &Discovery, fleet: &FleetSettings) -> BootPacing {
+        BootPacing {
+            addresses_in_use: d.addresses_in_use(&fleet.host_ranges),
+            account_rate: f64::from(fleet.account_rate),
+        }
+    }
+
+    /// Discovery; at a fleet member's boot (`boot`) the vSwitches are read with one attempt, and a
+    /// throttled answer (a fleet booting together) makes this host wait its turn
+    /// ([`BootPacing::turn_in`] for [`BOOT_GUESS`] addresses, the VPC's size being unknown yet)
+    /// before reading again, instead of retrying at once against a spent rate limit. Also returns
+    /// whether it waited.
+    pub(crate) async fn discover_or_wait_turn(
+        &self,
+        calls: &Calls<'_>,
+        first: bool,
+        boot: bool,
+    ) -> (Result<Discovery, Problem>, bool) {
+        let Some(fleet) = self.cfg.fleet.as_ref().filter(|_| boot) else {
+            return (self.discover(calls, first, false).await, false);
+        };
+        match self.discover(calls, first, true).await {
+            Err(p) if self.cloud.recently_throttled() => {
+                let pacing = BootPacing {
+                    addresses_in_use: BOOT_GUESS,
+                    account_rate: f64::from(fleet.account_rate),
+                };
+                let wait = pacing.turn_in(self.clock_offset(), (self.draw)());
+                tracing::info!(
+                    ?wait,
+                    refused = %p.message,
+                    "this host's first call was throttled (a fleet booting together): waiting its turn"
+                );
+                (self.sleeper)(wait).await;
+                (self.discover(calls, first, false).await, true)
+            }
+            other => (other, false),
+        }
     }
 
     /// This host's route, one read per table filtered to its destination: the listings when every
@@ -714,8 +835,15 @@ impl RouteReconciler {
             tag: Some(fleet.tag.clone()),
             instance_ids: Vec::new(),
         };
-        let (instances, observed) =
-            tokio::join!(calls.instances(&query), self.read_tables(calls, d));
+        // Under throttling the member listing can take seconds, and a table read before it would
+        // miss what other members wrote meanwhile: then the members first, then the tables.
+        let (instances, observed) = if self.cloud.recently_throttled() {
+            let instances = calls.instances(&query).await;
+            (instances, None)
+        } else {
+            let (i, o) = tokio::join!(calls.instances(&query), self.read_tables(calls, d));
+            (i, Some(o))
+        };
         let instances = instances.map_err(|e| {
             Problem::from_error(
                 &format!(
@@ -725,7 +853,10 @@ impl RouteReconciler {
                 &e,
             )
         })?;
-        let observed = observed?;
+        let observed = match observed {
+            Some(o) => o?,
+            None => self.read_tables(calls, d).await?,
+        };
         let members = instances
             .iter()
             .filter(|i| i.vpc_id.is_empty() || i.vpc_id == self.identity.vpc_id)
@@ -854,8 +985,14 @@ impl RouteReconciler {
         out: &mut Outcome,
         plan: &FleetPlan,
     ) -> Result<(), CloudError> {
-        for chunk in plan.create.chunks(BATCH_MAX) {
-            let r = calls.create_routes(chunk).await?;
+        let batches = batches_from_own(&plan.create, &self.identity.instance_id);
+        for (i, chunk) in batches.into_iter().enumerate() {
+            if i > 0 {
+                // The previous batch is Pending for about this long; writing before it settles
+                // only earns a refusal.
+                (self.sleeper)(self.cfg.poll_initial).await;
+            }
+            let r = self.write_batch(calls, out, chunk, i > 0).await?;
             out.batch_calls += 1;
             self.note_created(out, chunk, &r);
         }
@@ -881,6 +1018,36 @@ impl RouteReconciler {
             out.fleet_deleted += u64::from(r.success_count);
         }
         Ok(())
+    }
+
+    /// One `CreateRouteEntries`. A throttled answer says nothing about the table, so the same batch
+    /// is written again after the backoff. `after_own`: this host wrote a batch before, so a refusal
+    /// for now (its own entries still Pending, most likely) is treated the same way, without reading
+    /// the fleet again; the first batch's other refusals go back to the sweep, which re-reads
+    /// (another member is probably writing).
+    async fn write_batch(
+        &self,
+        calls: &Calls<'_>,
+        out: &mut Outcome,
+        chunk: &[NewRoute],
+        after_own: bool,
+    ) -> Result<BatchResult, CloudError> {
+        let started = Instant::now();
+        let mut refusals = 0u32;
+        loop {
+            match calls.create_routes(chunk).await {
+                Err(e)
+                    if (after_own || e.is_throttling())
+                        && e.class() == ErrorClass::Retryable
+                        && started.elapsed() < self.cfg.write_patience =>
+                {
+                    refusals += 1;
+                    out.refused(&e);
+                    (self.sleeper)(self.write_delay(refusals, e.retry_hint())).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn note_created(&self, out: &mut Outcome, chunk: &[NewRoute], r: &BatchResult) {

@@ -36,6 +36,7 @@ fn settings(grace: Duration) -> FleetSettings {
         host_ranges: Vec::new(),
         cluster: vec!["10.0.0.0/8".parse().unwrap()],
         prefix_len: 24,
+        account_rate: 20,
     }
 }
 
@@ -368,7 +369,7 @@ async fn between_sweeps_a_pass_makes_no_call() {
     let (me, _) = agent_with(&fake, ME, "192.168.1.11", minute_sweeps);
     let subnet = Some(MY_SUBNET.parse().unwrap());
     me.sync(subnet).await; // writes the batch
-    me.sync(subnet).await; // sweeps again: the batch is in place
+    me.sync(subnet).await; // its route is known from the write: no sweep until the interval
     let before = fake.with(|s| s.log.len());
     let report = me.sync(subnet).await;
     assert!(report.is_ready(), "{report:?}");
@@ -415,78 +416,161 @@ async fn a_booting_fleet_host_takes_the_vpc_cidr_from_metadata() {
     assert_eq!(fake.count(Op::VpcCidrs), 1);
 }
 
-#[tokio::test]
-async fn in_a_throttled_boot_a_host_whose_route_is_in_place_reads_only_the_table() {
-    let fake = three_members();
-    let (b, _) = agent(&fake, "i-b", "192.168.1.12", Duration::from_secs(300));
-    assert!(b
-        .sync(Some("10.1.12.0/24".parse().unwrap()))
-        .await
-        .is_ready());
-    fake.with(|s| s.throttled = true);
-    let instances_before = fake.count(Op::Instances);
-    let (me, _) = agent_with(&fake, ME, "192.168.1.11", minute_sweeps);
-    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
-    assert!(report.is_ready(), "{report:?}");
-    assert_eq!(
-        fake.count(Op::Instances),
-        instances_before,
-        "no member listing"
-    );
-    // The vSwitches, the VPC's CIDRs (no metadata here) and its own route, nothing else; no route
-    // write.
-    assert_eq!(report.reads, 3, "{report:?}");
-    let table_reads: Vec<String> = fake.with(|s| {
+/// The fake's one vSwitch (a /24) with 204 addresses in use: a VPC where a booting host draws.
+fn large_vpc(fake: &FakeCloud) {
+    fake.with(|s| s.vswitches[0].available_ip_count = Some(52));
+}
+
+/// A booting agent of `large_vpc` whose draws all give `draw`.
+fn booting(fake: &Arc<FakeCloud>, draw: f64) -> (RouteReconciler, Sleeps) {
+    let (me, sleeps) = agent_with(fake, ME, "192.168.1.11", minute_sweeps);
+    (me.with_draw(Arc::new(move || draw)), sleeps)
+}
+
+/// Reads filtered to this host's destination before any member listing: the boot turn's looks.
+fn own_looks(fake: &FakeCloud) -> usize {
+    fake.with(|s| {
         s.log
             .iter()
-            .filter(|(op, _)| *op == Op::Entries)
-            .map(|(_, d)| d.clone())
-            .collect()
-    });
-    assert!(
-        table_reads
-            .last()
-            .is_some_and(|d| d.contains("Some(\"10.1.11.0/24\")")),
-        "the one table read is filtered to this host's destination: {table_reads:?}"
-    );
-    assert_eq!(route_writes(&fake), 1);
-    // Its own route missing (and first in turn), the same host lists the members and the table
-    // once and writes.
-    let fake = Arc::new(FakeCloud::standard());
-    fake.add_member(ME, ip("192.168.1.11"));
-    fake.add_member("i-x", ip("192.168.1.12"));
-    fake.with(|s| s.throttled = true);
-    let (me, _) = agent_with(&fake, ME, "192.168.1.11", minute_sweeps);
-    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
-    assert!(report.is_ready(), "{report:?}");
-    assert_eq!(fake.count(Op::Instances), 1);
-    assert_eq!(fake.count(Op::CreateBatch), 1);
-    let custom_listings = fake.with(|s| {
+            .take_while(|(op, _)| *op != Op::Instances)
+            .filter(|(op, d)| *op == Op::Entries && d.contains("Some(\"10.1.11.0/24\")"))
+            .count()
+    })
+}
+
+fn custom_listings(fake: &FakeCloud) -> usize {
+    fake.with(|s| {
         s.log
             .iter()
             .filter(|(op, d)| {
                 *op == Op::Entries && d.contains("destination_cidr_block: None, next_hop_id: None")
             })
             .count()
+    })
+}
+
+#[tokio::test]
+async fn in_a_throttled_boot_a_waiting_host_whose_route_is_in_place_reads_only_its_route() {
+    let fake = three_members();
+    large_vpc(&fake);
+    let (b, _) = agent(&fake, "i-b", "192.168.1.12", Duration::from_secs(300));
+    assert!(b
+        .sync(Some("10.1.12.0/24".parse().unwrap()))
+        .await
+        .is_ready());
+    fake.with(|s| {
+        s.throttled = true;
+        s.log.clear();
     });
-    assert_eq!(custom_listings, 1, "{:?}", fake.with(|s| s.log.clone()));
-    let log: Vec<Op> = fake.with(|s| s.log.iter().map(|(op, _)| *op).collect());
-    let own_looks = fake.with(|s| {
-        s.log
-            .iter()
-            .take_while(|(op, _)| *op != Op::Instances)
-            .filter(|(op, d)| *op == Op::Entries && d.contains("Some(\"10.1.11.0/24\")"))
-            .count()
-    });
-    assert_eq!(
-        own_looks, 2,
-        "looked twice before listing the members: {log:?}"
+    let (me, sleeps) = booting(&fake, 0.5);
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(fake.count(Op::Instances), 0, "no member listing");
+    // The vSwitches, the VPC's CIDRs (no metadata here) and its own route, nothing else.
+    assert_eq!(report.reads, 3, "{report:?}");
+    assert_eq!(own_looks(&fake), 1);
+    assert_eq!(route_writes(&fake), 0, "i-b's batch covered it");
+    // It waited for the sweepers (20 s for 204 addresses) and half the spread, then looked.
+    let pacing = crate::boot::BootPacing {
+        addresses_in_use: 204,
+        account_rate: 20.0,
+    };
+    let waited = sleeps.lock().unwrap().clone();
+    assert_eq!(waited.len(), 1, "{waited:?}");
+    let expected = pacing.settle() + pacing.spread().mul_f64(0.5);
+    assert!(
+        waited[0] <= expected && waited[0] + Duration::from_secs(1) > expected,
+        "{waited:?} against {expected:?}"
     );
+    // The next pass within the sweep interval makes no call at all.
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert_eq!((report.reads, report.writes), (0, 0), "{report:?}");
+}
+
+#[tokio::test]
+async fn in_a_throttled_boot_a_waiting_host_whose_route_is_still_missing_sweeps_and_writes_at_once()
+{
+    let fake = three_members();
+    large_vpc(&fake);
+    fake.with(|s| s.throttled = true);
+    let (me, _) = booting(&fake, 0.99);
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(own_looks(&fake), 1, "one look after the wait");
+    assert_eq!(fake.count(Op::Instances), 1);
+    assert_eq!(custom_listings(&fake), 1);
+    assert_eq!(
+        fake.count(Op::CreateBatch),
+        1,
+        "all three members' routes in one batch, without waiting for a turn (i-b heads the list)"
+    );
+    let log: Vec<Op> = fake.with(|s| s.log.iter().map(|(op, _)| *op).collect());
     let position = |op: Op| log.iter().position(|o| *o == op).unwrap();
     assert!(
         position(Op::CreateBatch) < position(Op::SetSdc),
         "throttled: the routes go before the ENI write: {log:?}"
     );
+}
+
+#[tokio::test]
+async fn a_host_drawn_to_sweep_lists_the_fleet_without_looking_first() {
+    let fake = three_members();
+    large_vpc(&fake);
+    fake.with(|s| s.throttled = true);
+    let (me, sleeps) = booting(&fake, 0.0);
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(own_looks(&fake), 0);
+    assert_eq!(fake.count(Op::Instances), 1);
+    assert_eq!(fake.count(Op::CreateBatch), 1);
+    assert!(
+        sleeps
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|d| *d < Duration::from_secs(2)),
+        "no turn wait: {:?}",
+        sleeps.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn an_unthrottled_host_that_is_not_drawn_also_waits_its_turn_then_looks() {
+    // Not throttled: a host of a fleet booting together may still be among the first to call.
+    let fake = three_members();
+    large_vpc(&fake);
+    let (me, sleeps) = booting(&fake, 0.5);
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(own_looks(&fake), 1);
+    // Nobody wrote its route meanwhile: it swept and wrote itself after its turn.
+    assert_eq!(fake.count(Op::CreateBatch), 1);
+    let waited = sleeps.lock().unwrap().clone();
+    let pacing = crate::boot::BootPacing {
+        addresses_in_use: 204,
+        account_rate: 20.0,
+    };
+    assert!(
+        waited[0] + Duration::from_secs(1) > pacing.settle(),
+        "{waited:?}"
+    );
+    let log: Vec<Op> = fake.with(|s| s.log.iter().map(|(op, _)| *op).collect());
+    let position = |op: Op| log.iter().position(|o| *o == op).unwrap();
+    assert!(
+        position(Op::CreateBatch) < position(Op::SetSdc),
+        "its ENI write waits for its turn too: {log:?}"
+    );
+}
+
+#[tokio::test]
+async fn in_a_vpc_without_address_counts_every_booting_host_sweeps_as_before() {
+    let fake = three_members();
+    fake.with(|s| s.throttled = true);
+    let (me, _) = booting(&fake, 0.99);
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(own_looks(&fake), 0, "no look before the member listing");
+    assert!(fake.count(Op::Instances) >= 1);
 }
 
 #[tokio::test]
@@ -510,4 +594,61 @@ async fn a_host_covered_by_another_batch_does_not_sweep_again_at_once() {
     assert!(fleet.written_since, "the view predates i-b's batch");
     let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
     assert_eq!((report.reads, report.writes), (0, 0), "{report:?}");
+}
+
+#[test]
+fn batches_start_with_this_hosts_own_and_go_round() {
+    let routes: Vec<crossdock_alibaba::NewRoute> = (0..120)
+        .map(|i| crossdock_alibaba::NewRoute {
+            route_table_id: "vtb-sys".into(),
+            destination_cidr_block: format!("10.1.{i}.0/24"),
+            next_hop_id: format!("i-{i:03}"),
+            name: "crossdock".into(),
+            description: String::new(),
+        })
+        .collect();
+    let firsts = |id: &str| -> Vec<String> {
+        crate::fleet::batches_from_own(&routes, id)
+            .iter()
+            .map(|b| b[0].next_hop_id.clone())
+            .collect()
+    };
+    assert_eq!(firsts("i-010"), ["i-000", "i-050", "i-100"]);
+    assert_eq!(firsts("i-075"), ["i-050", "i-100", "i-000"]);
+    assert_eq!(firsts("i-119"), ["i-100", "i-000", "i-050"]);
+    assert_eq!(firsts("i-elsewhere"), ["i-000", "i-050", "i-100"]);
+    let sizes: Vec<usize> = crate::fleet::batches_from_own(&routes, "i-075")
+        .iter()
+        .map(|b| b.len())
+        .collect();
+    assert_eq!(sizes, [50, 20, 50]);
+}
+
+#[tokio::test]
+async fn a_host_whose_first_call_is_throttled_waits_its_turn_then_looks_without_drawing() {
+    let fake = three_members();
+    large_vpc(&fake);
+    fake.fail_next(Op::VSwitches, "Throttling.User");
+    fake.with(|s| s.throttled = true);
+    // A draw of 0 would make it a sweeper; having waited its turn it only looks.
+    let (me, sleeps) = booting(&fake, 0.0);
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(
+        fake.count(Op::VSwitches),
+        2,
+        "once refused, once after the turn"
+    );
+    assert_eq!(own_looks(&fake), 1, "{:?}", fake.with(|s| s.log.clone()));
+    let guess = crate::boot::BootPacing {
+        addresses_in_use: crate::boot::BOOT_GUESS,
+        account_rate: 20.0,
+    };
+    let waited = sleeps.lock().unwrap().clone();
+    assert!(
+        waited[0] <= guess.settle() && waited[0] + Duration::from_secs(1) > guess.settle(),
+        "the turn of a host that cannot know the VPC's size yet: {waited:?}"
+    );
+    // Its route was missing at its look, so it swept and wrote at once.
+    assert_eq!(fake.count(Op::CreateBatch), 1);
 }

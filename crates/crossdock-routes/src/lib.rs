@@ -26,6 +26,7 @@
     clippy::cast_possible_truncation
 )]
 
+pub mod boot;
 mod calls;
 pub mod cloud;
 mod deregister;

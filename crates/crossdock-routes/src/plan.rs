@@ -667,6 +667,7 @@ mod tests {
             vpc_id: "vpc-1".into(),
             cidr_block: "192.168.1.0/24".into(),
             route_table_id: table.map(str::to_string),
+            available_ip_count: None,
         };
         let tables = vec![
             t("vtb-sys", "System", &["vsw-a"]),

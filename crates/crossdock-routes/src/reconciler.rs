@@ -142,6 +142,8 @@ pub struct RouteReconciler {
     pub(crate) identity: Identity,
     pub(crate) marker: Marker,
     pub(crate) sleeper: Sleeper,
+    /// Uniform draws in `[0, 1)` for the boot turn ([`crate::boot`]).
+    pub(crate) draw: Draw,
     pub(crate) state: tokio::sync::Mutex<SyncState>,
     pub(crate) metrics: Mutex<RouteMetrics>,
     pub(crate) last: Mutex<Option<RouteReport>>,
@@ -157,6 +159,18 @@ impl std::fmt::Debug for RouteReconciler {
             .finish_non_exhaustive()
     }
 }
+
+/// `entry` as last seen, in place of what the listing showed of it (the route remembered between
+/// fleet sweeps is the Available one, not the Pending one listed before the wait).
+fn remember(observed: &mut Observed, entry: RouteEntry) {
+    observed
+        .entries
+        .retain(|e| e.route_entry_id != entry.route_entry_id);
+    observed.entries.push(entry);
+}
+
+/// Uniform draws in `[0, 1)`.
+pub type Draw = Arc<dyn Fn() -> f64 + Send + Sync>;
 
 pub(crate) fn status_of(e: &RouteEntry, owner: Owner) -> RouteStatus {
     RouteStatus {
@@ -182,6 +196,7 @@ impl RouteReconciler {
             identity,
             marker,
             sleeper: crossdock_alibaba::tokio_sleeper(),
+            draw: Arc::new(crossdock_backoff::unit_draw),
             state: tokio::sync::Mutex::new(SyncState {
                 discovery: None,
                 passes_since_discovery: 0,
@@ -202,6 +217,12 @@ impl RouteReconciler {
     /// Replaces how the reconciler waits between polls (tests record instead of waiting).
     pub fn with_sleeper(mut self, sleeper: Sleeper) -> Self {
         self.sleeper = sleeper;
+        self
+    }
+
+    /// Replaces the random draws of the boot turn (tests fix them).
+    pub fn with_draw(mut self, draw: Draw) -> Self {
+        self.draw = draw;
         self
     }
 
@@ -291,7 +312,12 @@ impl RouteReconciler {
             }
         };
         let (discovered, sdc_read) = if due {
-            let (d, r) = tokio::join!(self.discover(calls, st.discovery.is_none()), read_sdc);
+            let boot = self.cfg.fleet.is_some() && st.discovery.is_none() && !st.fleet.booted;
+            let ((d, waited), r) = tokio::join!(
+                self.discover_or_wait_turn(calls, st.discovery.is_none(), boot),
+                read_sdc
+            );
+            st.fleet.turn_waited |= waited;
             (Some(d), r)
         } else {
             // Between full discoveries, only the vSwitches' table bindings are re-read, so a table
@@ -368,6 +394,13 @@ impl RouteReconciler {
                 None
             }
         };
+        let routes_first = match self.cfg.fleet.as_ref() {
+            Some(fleet) => {
+                self.cloud.recently_throttled()
+                    || (!st.fleet.booted && self.boot_pacing(&d, fleet).sweep_chance() < 1.0)
+            }
+            None => false,
+        };
         let mut table_out = Outcome::default();
         let sync_tables = async {
             // Fleet mode: every member's route, in batches, before this host's own route is checked.
@@ -384,7 +417,9 @@ impl RouteReconciler {
         // Unless the account is throttling us (a fleet booting at once): then the routes go first,
         // since every host's route waits for the few members writing batches, and the ENI writes of
         // all the others would only take the account's calls from them.
-        let sdc_written = if self.cfg.fleet.is_some() && self.cloud.recently_throttled() {
+        // So do they at a fleet member's boot turn in a large VPC ([`crate::boot`]): the ENI write
+        // waits for this host's turn instead of meeting the whole fleet's first calls.
+        let sdc_written = if routes_first {
             sync_tables.await;
             write_sdc.await
         } else {
@@ -523,6 +558,7 @@ impl RouteReconciler {
                                 out.created += 1;
                                 desired_ok = true;
                                 out.routes.push(status_of(&e, Owner::Us));
+                                remember(&mut observed, e);
                             }
                             Err(CreateError::Duplicate) if round == 0 => {
                                 // Someone created the destination between our read and our write.
@@ -566,6 +602,7 @@ impl RouteReconciler {
                             Ok(e) => {
                                 desired_ok = true;
                                 out.routes.push(status_of(&e, Owner::Us));
+                                remember(&mut observed, e);
                             }
                             Err(w) => self.wait_failed(st, out, table, subnet, w),
                         }

@@ -127,6 +127,7 @@ mod tests {
             vpc_id: "vpc-1".into(),
             cidr_block: String::new(),
             route_table_id: table.map(str::to_string),
+            available_ip_count: None,
         }
     }
 

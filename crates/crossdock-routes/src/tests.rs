@@ -839,6 +839,7 @@ async fn a_table_bound_later_gets_the_route_on_the_next_pass() {
             vpc_id: "vpc-1".into(),
             cidr_block: "192.168.2.0/24".into(),
             route_table_id: Some("vtb-b".into()),
+            available_ip_count: None,
         })
     });
     let r = rec.sync(Some(net(SUBNET))).await;
@@ -861,6 +862,7 @@ async fn a_table_left_unbound_loses_this_hosts_route_and_nothing_else() {
             vpc_id: "vpc-1".into(),
             cidr_block: "192.168.2.0/24".into(),
             route_table_id: Some("vtb-b".into()),
+            available_ip_count: None,
         })
     });
     let user = fake.add_entry("vtb-b", "172.30.0.0/16", ME, "vpn", "", "Available");
