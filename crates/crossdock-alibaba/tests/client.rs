@@ -192,6 +192,7 @@ async fn route_table_and_vswitch_listings_page_by_total_count() {
             "DescribeVSwitches" => {
                 let items: Vec<_> = range
                     .map(|i| json!({"VSwitchId": format!("vsw-{i}"), "CidrBlock": format!("192.168.{i}.0/24"),
+                        "AvailableIpAddressCount": 252 - i,
                         "RouteTable": {"RouteTableId": "vtb-0", "RouteTableType": "System"}}))
                     .collect();
                 Reply::json(json!({"TotalCount": total.to_string(), "VSwitches": {"VSwitch": items}}))
@@ -208,6 +209,7 @@ async fn route_table_and_vswitch_listings_page_by_total_count() {
     assert_eq!(vsws.len(), 53);
     assert_eq!(vsws[52].cidr_block, "192.168.52.0/24");
     assert_eq!(vsws[0].route_table_id.as_deref(), Some("vtb-0"));
+    assert_eq!(vsws[52].available_ip_count, Some(200));
     assert_eq!(server.requests().len(), 4, "two pages of 50 each");
 }
 

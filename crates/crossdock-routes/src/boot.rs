@@ -1,25 +1,32 @@
 //! How a fleet member spends its calls at boot, when a whole fleet may be booting together.
 //!
-//! A scaling group that launches 200 instances at once starts 200 agents against one account's
-//! rate limit (20 calls/s in the storm benchmark). Each of them must make three calls whatever
-//! happens (the vSwitches, its ENI, a look at its route) and one member listing plus one table
-//! listing is enough for the whole fleet's routes. If every host swept, the sweeps alone would take
-//! the account's whole budget, and every host that calls while the budget is spent gets a throttled
-//! answer that counts as a call too. So at boot:
+//! A scaling group that launches 200 instances at once starts 200 agents within seconds against one
+//! account's rate limit (20 calls/s in the storm benchmark). Each of them must make three calls
+//! whatever happens (the vSwitches, its ENI, a look at its route), and one member listing plus one
+//! table listing is enough to write the whole fleet's routes. If every host swept, the sweeps alone
+//! would take the account's budget for a minute, and a throttled answer counts as a call too. A host
+//! cannot tell a fleet booting together from a host joining alone before it has called, so at boot,
+//! in a VPC with more than [`DRAW_ABOVE`] addresses in use (in `[subnet] host_ranges`' vSwitches, or
+//! the whole VPC's):
 //!
-//! - **A few hosts sweep.** A host draws whether it sweeps at once, with a chance chosen so that
-//!   about [`BOOT_SWEEPERS`] of the hosts that may be booting do: the addresses in use in the VPC's
-//!   vSwitches bound how many instances, so members, there are. In a VPC of a few instances every
-//!   host sweeps, as before.
-//! - **The others wait their turn.** A host that lost the draw looks for its own route (one
-//!   filtered read per table). While the account throttles it, it looks only once the sweepers
-//!   have had time to write every member's route ([`BootPacing::settle`]), at a random moment in a
-//!   window wide enough that the waiting hosts' calls stay under the account's rate
-//!   ([`BootPacing::spread`]). A host that is not throttled (it joins a running fleet alone) looks
-//!   twice within a couple of seconds and then sweeps itself, so it does not wait for a storm that
-//!   is not there.
-//! - **Nobody is left out.** A host whose route is still missing when it looks sweeps (and writes)
-//!   at once: a drawn sweeper that died, or a draw that picked nobody, costs time, not routes.
+//! - **A few hosts sweep.** Each host draws whether it sweeps at once, with a chance chosen so that
+//!   about [`BOOT_SWEEPERS`] of the hosts that may be booting do: the addresses in use bound how
+//!   many instances, so members, there are. A drawn host lists the fleet and writes every missing
+//!   route in batches of 50, starting with its own.
+//! - **The others wait their turn.** A host not drawn looks for its own route (one filtered read
+//!   per table) only once the sweepers have had time to write every member's route
+//!   ([`BootPacing::settle`]), at a random moment in a window wide enough that the waiting hosts'
+//!   calls stay under the account's rate ([`BootPacing::spread`]); its ENI write waits for the turn
+//!   too. A host whose very first call is throttled has not learned the VPC's size: it waits a turn
+//!   sized for [`BOOT_GUESS`] addresses before reading the layout again.
+//! - **Nobody is left out.** A host whose route is still missing at its look sweeps (and writes) at
+//!   once: a drawn sweeper that died, or a draw that picked nobody, costs time, not routes.
+//!
+//! The price: a host that joins a running fleet alone learns that its route is in place only at
+//! its turn (up to settle + spread, 20–42 s at 200 addresses), although the other members' sweeps
+//! (every `sweep_interval_secs`) write it well before; and a new cluster of a few hosts in a VPC
+//! shared with many other instances waits a whole turn before its first route unless
+//! `[subnet] host_ranges` names the cluster's vSwitches.
 
 use std::time::Duration;
 

@@ -289,3 +289,48 @@ impl RouteReconciler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vsw(cidr: &str, available: Option<u64>) -> crossdock_alibaba::VSwitch {
+        crossdock_alibaba::VSwitch {
+            vswitch_id: format!("vsw-{cidr}"),
+            vpc_id: "vpc-1".into(),
+            cidr_block: cidr.into(),
+            route_table_id: None,
+            available_ip_count: available,
+        }
+    }
+
+    #[test]
+    fn addresses_in_use_count_where_the_api_said_and_inside_the_host_ranges() {
+        let listed = in_use(&[
+            vsw("192.168.1.0/24", Some(200)),
+            vsw("192.168.16.0/20", Some(4000)),
+            vsw("192.168.2.0/24", None),
+            vsw("not a cidr", Some(1)),
+        ]);
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        let d = Discovery {
+            tables: Vec::new(),
+            cidrs: NetworkCidrs {
+                vpc: Vec::new(),
+                vswitches: Vec::new(),
+            },
+            layout: TableLayout::default(),
+            in_use: listed,
+        };
+        assert_eq!(d.addresses_in_use(&[]), 56 + 96);
+        assert_eq!(
+            d.addresses_in_use(&["192.168.16.0/20".parse().unwrap()]),
+            96
+        );
+        assert_eq!(
+            d.addresses_in_use(&["192.168.0.0/16".parse().unwrap()]),
+            152
+        );
+        assert_eq!(d.addresses_in_use(&["10.0.0.0/8".parse().unwrap()]), 0);
+    }
+}

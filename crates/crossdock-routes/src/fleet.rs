@@ -2,18 +2,23 @@
 //! batches.
 //!
 //! A sweep reads the members (ECS `DescribeInstances` by the cluster tag) and every custom entry of
-//! the tables together; when crossdock routes point at non-members it asks ECS about exactly those
-//! instances (plus this host, whose presence makes the answer evidence, see [`crate::gc`]). The plan
-//! is executed as it stands: replacements, creates (≤ 50 per `CreateRouteEntries`), deletions
-//! (≤ 50 per `DeleteRouteEntries`). A write the VPC refuses for now (another member's batch in
-//! flight, a `Pending` entry, throttling) is waited out with the reconciler's full-jitter backoff
-//! and followed by a re-read: the other member has most likely just written the routes this host
-//! wanted.
+//! the tables, together (one after the other while the account throttles, so the table is not read
+//! long before the members); when crossdock routes point at non-members it asks ECS about exactly
+//! those instances (plus this host, whose presence makes the answer evidence, see [`crate::gc`]).
+//! The plan is executed as it stands: replacements, creates (≤ 50 per `CreateRouteEntries`),
+//! deletions (≤ 50 per `DeleteRouteEntries`). A throttled write is written again after the
+//! reconciler's full-jitter backoff, as is a later batch refused while this host's earlier one is
+//! `Pending`; a first batch the VPC refuses for now (another member's batch in flight) is waited
+//! out and followed by a re-read: the other member has most likely just written the routes this
+//! host wanted.
 //!
-//! Hosts of a fleet booting together see the same members missing. So they do not all race for
-//! the table, a host first waits for its turn: its position among the members missing a route,
-//! in batches of 50, times `batch_slot`; a host whose route was written by an earlier batch in the
-//! meantime makes no write at all.
+//! Hosts of a fleet booting together do not all sweep: [`crate::boot`] draws a few sweepers and
+//! gives the others a turn to look for their own route. Members that still sweep together write
+//! their batches starting from their own ([`batches_from_own`]), so they do not write the same one
+//! twice; a member whose first batch is refused because another one is writing waits for that
+//! writer and looks for its own route instead of reading the fleet again. In a VPC of a few
+//! instances every booting host sweeps and waits for its turn among the members missing a route
+//! ([`turn_delay`]).
 //!
 //! A sweep runs when this host's own route is not known to be in place, every
 //! `sweep_interval`, and when a released instance's grace period ends.
@@ -226,6 +231,15 @@ pub struct FleetStatus {
     pub swept_at: Option<Instant>,
 }
 
+/// What one sweep works with.
+#[derive(Clone, Copy)]
+struct Sweep<'a> {
+    fleet: &'a FleetSettings,
+    mapping: &'a SubnetMapping,
+    /// Write without waiting for a turn among the members missing routes (a boot sweeper).
+    at_once: bool,
+}
+
 /// What the boot turn decided.
 enum BootTurn {
     /// Sweep now; `at_once`: write without waiting for a turn among the members missing routes.
@@ -296,6 +310,17 @@ pub fn batches_from_own<'a>(create: &'a [NewRoute], self_id: &str) -> Vec<&'a [N
     batches
 }
 
+/// The time a covered booting host counts its first sweep interval from: as if it had swept up to
+/// 40 % of an interval ago (`draw` in `[0, 1)` picks where), so its first full sweep comes 60–100 %
+/// of an interval after its turn. The hosts of a fleet that booted together then sweep spread over
+/// the interval instead of in step with their turns, and one of them notices a released instance
+/// soon after it is gone.
+pub fn first_sweep_phase(interval: Duration, draw: f64) -> Instant {
+    let now = Instant::now();
+    now.checked_sub(interval.mul_f64(0.4 * draw.clamp(0.0, 1.0)))
+        .unwrap_or(now)
+}
+
 /// When this host's turn to write comes: its position among the members missing a route (in id
 /// order) selects a batch; batch `n` waits `n` slots. The first of each batch writes at once.
 pub fn turn_delay(missing: &[Missing], self_id: &str, slot: Duration) -> Duration {
@@ -349,8 +374,12 @@ impl RouteReconciler {
             match self.boot_turn(st, calls, out, d, subnet, &fleet).await {
                 BootTurn::Done => return true,
                 BootTurn::Sweep { at_once } => {
-                    self.sweep(st, calls, out, d, &fleet, &mapping, at_once)
-                        .await;
+                    let how = Sweep {
+                        fleet: &fleet,
+                        mapping: &mapping,
+                        at_once,
+                    };
+                    self.sweep(st, calls, out, d, how).await;
                 }
             }
         } else {
@@ -433,10 +462,13 @@ impl RouteReconciler {
         calls: &Calls<'_>,
         out: &mut Outcome,
         d: &Discovery,
-        fleet: &FleetSettings,
-        mapping: &SubnetMapping,
-        at_once: bool,
+        how: Sweep<'_>,
     ) {
+        let Sweep {
+            fleet,
+            mapping,
+            at_once,
+        } = how;
         let started = Instant::now();
         let mut refusals = 0u32;
         let mut first_round = true;
@@ -629,7 +661,7 @@ impl RouteReconciler {
                     .into_iter()
                     .map(|o| (o.table_id, o.entries))
                     .collect();
-                st.fleet.last_sweep = Some(Instant::now());
+                st.fleet.last_sweep = Some(first_sweep_phase(fleet.sweep_interval, (self.draw)()));
                 BootTurn::Done
             }
             // Still missing after its turn: no sweeper got to it, so this host sweeps itself.

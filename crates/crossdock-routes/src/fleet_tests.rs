@@ -652,3 +652,13 @@ async fn a_host_whose_first_call_is_throttled_waits_its_turn_then_looks_without_
     // Its route was missing at its look, so it swept and wrote at once.
     assert_eq!(fake.count(Op::CreateBatch), 1);
 }
+
+#[test]
+fn a_covered_booting_hosts_first_sweep_comes_60_to_100_percent_of_an_interval_later() {
+    let interval = Duration::from_secs(100);
+    for (draw, ago) in [(0.0, 0.0), (0.5, 20.0), (0.999, 39.96)] {
+        let t = crate::fleet::first_sweep_phase(interval, draw);
+        let elapsed = t.elapsed().as_secs_f64();
+        assert!(elapsed >= ago && elapsed < ago + 1.0, "{draw}: {elapsed}");
+    }
+}
