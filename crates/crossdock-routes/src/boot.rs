@@ -35,7 +35,7 @@ use std::time::Duration;
 pub const BOOT_GUESS: u64 = 256;
 
 /// About this many hosts of a booting fleet sweep at once.
-pub const BOOT_SWEEPERS: u64 = 3;
+pub const BOOT_SWEEPERS: u64 = 4;
 
 /// At most this many addresses in use, every booting host sweeps, as in a fleet of a few hosts
 /// (their sweeps fit in the account's burst).

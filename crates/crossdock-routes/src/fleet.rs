@@ -240,6 +240,17 @@ struct Sweep<'a> {
     at_once: bool,
 }
 
+/// How a fleet member's first read went at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BootStart {
+    /// Answered (or not a boot): the boot turn decides.
+    Called,
+    /// Throttled: this host waited its turn, and only looks.
+    Waited,
+    /// Throttled and drawn to sweep: it sweeps at once.
+    Drawn,
+}
+
 /// What the boot turn decided.
 enum BootTurn {
     /// Sweep now; `at_once`: write without waiting for a turn among the members missing routes.
@@ -267,8 +278,11 @@ pub struct FleetState {
     pub(crate) own_listed: std::collections::HashMap<String, Vec<crossdock_alibaba::RouteEntry>>,
     /// The boot turn ([`crate::boot`]) is behind this host: later sweeps run when due.
     pub(crate) booted: bool,
-    /// This host's first call was throttled and it waited its turn before reading the layout.
-    pub(crate) turn_waited: bool,
+    /// How this host's first read went ([`BootStart`]).
+    pub(crate) boot_start: Option<BootStart>,
+    /// Members at the last sweep (before one: the addresses in use at boot; 0: unknown), for this
+    /// host's own sweep interval ([`own_sweep_interval`]).
+    pub(crate) members_hint: usize,
 }
 
 /// Sizes of what one read found, for `/status`.
@@ -308,6 +322,19 @@ pub fn batches_from_own<'a>(create: &'a [NewRoute], self_id: &str) -> Vec<&'a [N
         batches.rotate_left(own);
     }
     batches
+}
+
+/// The fleet sweeps about this many times per `sweep_interval` in all, however many members it has.
+pub const SWEEPS_PER_INTERVAL: usize = 8;
+
+/// How often this host sweeps: every `interval` in a fleet of up to [`SWEEPS_PER_INTERVAL`]
+/// members, and proportionally less often in a larger one, so the fleet as a whole sweeps about
+/// [`SWEEPS_PER_INTERVAL`] times per interval. Every sweep writes any member's missing route and
+/// notices any released instance, so a fleet of 200 that swept 200 times a minute would spend the
+/// account's whole rate limit on reading the same answer.
+pub fn own_sweep_interval(interval: Duration, members: usize) -> Duration {
+    let share = members.div_ceil(SWEEPS_PER_INTERVAL).max(1);
+    interval * u32::try_from(share).unwrap_or(u32::MAX)
 }
 
 /// The time a covered booting host counts its first sweep interval from: as if it had swept up to
@@ -387,9 +414,11 @@ impl RouteReconciler {
             st.fleet.fresh = st.fleet.own_listed.clone();
         }
         // The route loop wakes at `[cloud] resync_interval_secs`; the next sweep may be due sooner.
-        let next_sweep = st.fleet.last_sweep.map_or(Duration::ZERO, |t| {
-            fleet.sweep_interval.saturating_sub(t.elapsed())
-        });
+        let interval = own_sweep_interval(fleet.sweep_interval, st.fleet.members_hint);
+        let next_sweep = st
+            .fleet
+            .last_sweep
+            .map_or(Duration::ZERO, |t| interval.saturating_sub(t.elapsed()));
         let next_sweep = next_sweep.max(Duration::from_secs(1));
         out.next_pass = Some(out.next_pass.map_or(next_sweep, |n| n.min(next_sweep)));
         true
@@ -422,10 +451,9 @@ impl RouteReconciler {
             .tracker
             .next_due(fleet.grace)
             .is_some_and(|t| t <= self.clock_offset());
-        let sweep_due = st
-            .fleet
-            .last_sweep
-            .is_none_or(|t| t.elapsed() >= fleet.sweep_interval);
+        let sweep_due = st.fleet.last_sweep.is_none_or(|t| {
+            t.elapsed() >= own_sweep_interval(fleet.sweep_interval, st.fleet.members_hint)
+        });
         !own_in_place || gc_due || sweep_due
     }
 
@@ -636,7 +664,10 @@ impl RouteReconciler {
         if pacing.sweep_chance() >= 1.0 {
             return BootTurn::Sweep { at_once: false };
         }
-        if !st.fleet.turn_waited {
+        if st.fleet.boot_start == Some(BootStart::Drawn) {
+            return BootTurn::Sweep { at_once: true };
+        }
+        if st.fleet.boot_start != Some(BootStart::Waited) {
             if pacing.role((self.draw)()) == BootRole::Sweep {
                 tracing::info!(
                     addresses_in_use = pacing.addresses_in_use,
@@ -661,7 +692,10 @@ impl RouteReconciler {
                     .into_iter()
                     .map(|o| (o.table_id, o.entries))
                     .collect();
-                st.fleet.last_sweep = Some(first_sweep_phase(fleet.sweep_interval, (self.draw)()));
+                st.fleet.members_hint =
+                    usize::try_from(pacing.addresses_in_use).unwrap_or(usize::MAX);
+                let interval = own_sweep_interval(fleet.sweep_interval, st.fleet.members_hint);
+                st.fleet.last_sweep = Some(first_sweep_phase(interval, (self.draw)()));
                 BootTurn::Done
             }
             // Still missing after its turn: no sweeper got to it, so this host sweeps itself.
@@ -684,16 +718,16 @@ impl RouteReconciler {
     /// Discovery; at a fleet member's boot (`boot`) the vSwitches are read with one attempt, and a
     /// throttled answer (a fleet booting together) makes this host wait its turn
     /// ([`BootPacing::turn_in`] for [`BOOT_GUESS`] addresses, the VPC's size being unknown yet)
-    /// before reading again, instead of retrying at once against a spent rate limit. Also returns
-    /// whether it waited.
+    /// before reading again, instead of retrying at once against a spent rate limit (unless it is
+    /// drawn to sweep, with the chance for that many addresses). Also returns how it went.
     pub(crate) async fn discover_or_wait_turn(
         &self,
         calls: &Calls<'_>,
         first: bool,
         boot: bool,
-    ) -> (Result<Discovery, Problem>, bool) {
+    ) -> (Result<Discovery, Problem>, BootStart) {
         let Some(fleet) = self.cfg.fleet.as_ref().filter(|_| boot) else {
-            return (self.discover(calls, first, false).await, false);
+            return (self.discover(calls, first, false).await, BootStart::Called);
         };
         match self.discover(calls, first, true).await {
             Err(p) if self.cloud.recently_throttled() => {
@@ -701,6 +735,13 @@ impl RouteReconciler {
                     addresses_in_use: BOOT_GUESS,
                     account_rate: f64::from(fleet.account_rate),
                 };
+                if pacing.role((self.draw)()) == BootRole::Sweep {
+                    // Drawn: read again behind the client's throttle gate, then sweep.
+                    tracing::info!(
+                        "first call throttled; drawn to sweep the booting fleet's routes"
+                    );
+                    return (self.discover(calls, first, false).await, BootStart::Drawn);
+                }
                 let wait = pacing.turn_in(self.clock_offset(), (self.draw)());
                 tracing::info!(
                     ?wait,
@@ -708,9 +749,9 @@ impl RouteReconciler {
                     "this host's first call was throttled (a fleet booting together): waiting its turn"
                 );
                 (self.sleeper)(wait).await;
-                (self.discover(calls, first, false).await, true)
+                (self.discover(calls, first, false).await, BootStart::Waited)
             }
-            other => (other, false),
+            other => (other, BootStart::Called),
         }
     }
 
@@ -942,6 +983,7 @@ impl RouteReconciler {
         counts: &ViewCounts,
         fleet: &FleetSettings,
     ) {
+        st.fleet.members_hint = counts.members;
         let now = self.clock_offset();
         let waiting = st.fleet.tracker.waiting();
         let stale_routes = plan

@@ -625,13 +625,13 @@ fn batches_start_with_this_hosts_own_and_go_round() {
 }
 
 #[tokio::test]
-async fn a_host_whose_first_call_is_throttled_waits_its_turn_then_looks_without_drawing() {
+async fn a_host_whose_first_call_is_throttled_waits_its_turn_then_looks_without_drawing_again() {
     let fake = three_members();
     large_vpc(&fake);
     fake.fail_next(Op::VSwitches, "Throttling.User");
     fake.with(|s| s.throttled = true);
-    // A draw of 0 would make it a sweeper; having waited its turn it only looks.
-    let (me, sleeps) = booting(&fake, 0.0);
+    // 0.5: not drawn at the throttled first call; the same draw after the turn would not matter.
+    let (me, sleeps) = booting(&fake, 0.5);
     let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
     assert!(report.is_ready(), "{report:?}");
     assert_eq!(
@@ -645,12 +645,57 @@ async fn a_host_whose_first_call_is_throttled_waits_its_turn_then_looks_without_
         account_rate: 20.0,
     };
     let waited = sleeps.lock().unwrap().clone();
+    let expected = guess.settle() + guess.spread().mul_f64(0.5);
     assert!(
-        waited[0] <= guess.settle() && waited[0] + Duration::from_secs(1) > guess.settle(),
+        waited[0] <= expected && waited[0] + Duration::from_secs(1) > expected,
         "the turn of a host that cannot know the VPC's size yet: {waited:?}"
     );
     // Its route was missing at its look, so it swept and wrote at once.
     assert_eq!(fake.count(Op::CreateBatch), 1);
+}
+
+#[tokio::test]
+async fn a_host_drawn_at_its_throttled_first_call_reads_again_and_sweeps_without_a_turn() {
+    let fake = three_members();
+    large_vpc(&fake);
+    fake.fail_next(Op::VSwitches, "Throttling.User");
+    fake.with(|s| s.throttled = true);
+    let (me, sleeps) = booting(&fake, 0.0);
+    let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(fake.count(Op::VSwitches), 2);
+    assert_eq!(
+        own_looks(&fake),
+        0,
+        "a sweeper lists the fleet without looking first"
+    );
+    assert_eq!(fake.count(Op::CreateBatch), 1);
+    assert!(
+        sleeps
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|d| *d < Duration::from_secs(2)),
+        "no turn: {:?}",
+        sleeps.lock().unwrap()
+    );
+}
+
+#[test]
+fn a_large_fleet_sweeps_about_eight_times_per_interval_in_all() {
+    use crate::fleet::{own_sweep_interval, SWEEPS_PER_INTERVAL};
+    let minute = Duration::from_secs(60);
+    for members in [0, 1, SWEEPS_PER_INTERVAL] {
+        assert_eq!(own_sweep_interval(minute, members), minute, "{members}");
+    }
+    assert_eq!(
+        own_sweep_interval(minute, SWEEPS_PER_INTERVAL + 1),
+        2 * minute
+    );
+    assert_eq!(own_sweep_interval(minute, 200), 25 * minute);
+    // 200 members, each every 25 minutes: 8 sweeps a minute in all.
+    let per_minute = 200.0 / (own_sweep_interval(minute, 200).as_secs_f64() / 60.0);
+    assert!((per_minute - 8.0).abs() < 1e-9, "{per_minute}");
 }
 
 #[test]

@@ -313,11 +313,13 @@ impl RouteReconciler {
         };
         let (discovered, sdc_read) = if due {
             let boot = self.cfg.fleet.is_some() && st.discovery.is_none() && !st.fleet.booted;
-            let ((d, waited), r) = tokio::join!(
+            let ((d, start), r) = tokio::join!(
                 self.discover_or_wait_turn(calls, st.discovery.is_none(), boot),
                 read_sdc
             );
-            st.fleet.turn_waited |= waited;
+            if boot {
+                st.fleet.boot_start = Some(start);
+            }
             (Some(d), r)
         } else {
             // Between full discoveries, only the vSwitches' table bindings are re-read, so a table
