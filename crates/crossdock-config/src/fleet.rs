@@ -63,8 +63,9 @@ pub struct FleetConfig {
     pub release_grace_secs: u64,
     /// At most this many route deletions per pass. Default 20; 1..=50 (one DeleteRouteEntries call).
     pub max_deletes_per_pass: u32,
-    /// How often the fleet's membership and route table are re-read, in seconds. Default 60;
-    /// 5..=86400.
+    /// How often the fleet's membership and route table are re-read, in seconds: by each member in
+    /// a fleet of up to 8, proportionally less often by each in a larger one (about 8 sweeps per
+    /// interval in all). Default 60; 5..=86400.
     pub sweep_interval_secs: u64,
 }
 

@@ -24,7 +24,7 @@
 //!
 //! The price: a host that joins a running fleet alone learns that its route is in place only at
 //! its turn (up to settle + spread, 20–42 s at 200 addresses), although the other members' sweeps
-//! (every `sweep_interval_secs`) write it well before; and a new cluster of a few hosts in a VPC
+//! (about 8 per `sweep_interval_secs` in all) write it well before; and a new cluster of a few hosts in a VPC
 //! shared with many other instances waits a whole turn before its first route unless
 //! `[subnet] host_ranges` names the cluster's vSwitches.
 

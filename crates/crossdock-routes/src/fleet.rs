@@ -21,7 +21,8 @@
 //! ([`turn_delay`]).
 //!
 //! A sweep runs when this host's own route is not known to be in place, every
-//! `sweep_interval`, and when a released instance's grace period ends.
+//! [`own_sweep_interval`] (the configured interval, longer in a fleet of more than
+//! [`SWEEPS_PER_INTERVAL`] members), and when a released instance's grace period ends.
 
 use crossdock_status::{Reason, RouteState};
 use std::collections::BTreeSet;
@@ -77,7 +78,9 @@ pub struct FleetSettings {
     pub grace: Duration,
     /// At most this many deletions per pass.
     pub max_deletes: usize,
-    /// Full re-read of the cluster and its routes at least this often.
+    /// Full re-read of the cluster and its routes: this host every interval in a fleet of up to
+    /// [`SWEEPS_PER_INTERVAL`] members, proportionally less often in a larger one
+    /// ([`own_sweep_interval`]).
     pub sweep_interval: Duration,
     /// How long one batch takes to be written and settle, for the boot-time turns.
     pub batch_slot: Duration,
@@ -337,14 +340,15 @@ pub fn own_sweep_interval(interval: Duration, members: usize) -> Duration {
     interval * u32::try_from(share).unwrap_or(u32::MAX)
 }
 
-/// The time a covered booting host counts its first sweep interval from: as if it had swept up to
-/// 40 % of an interval ago (`draw` in `[0, 1)` picks where), so its first full sweep comes 60–100 %
-/// of an interval after its turn. The hosts of a fleet that booted together then sweep spread over
-/// the interval instead of in step with their turns, and one of them notices a released instance
-/// soon after it is gone.
-pub fn first_sweep_phase(interval: Duration, draw: f64) -> Instant {
+/// The time a covered booting host counts its first sweep from, so that its first sweep comes
+/// `interval` after its turn plus a random share (`draw` in `[0, 1)`) of what its own interval
+/// (`own`, see [`own_sweep_interval`]) adds: the hosts of a fleet that booted together then sweep
+/// spread over their own interval from one interval on, instead of in step with their turns, and
+/// one of them notices a released instance soon after it is gone.
+pub fn first_sweep_phase(interval: Duration, own: Duration, draw: f64) -> Instant {
     let now = Instant::now();
-    now.checked_sub(interval.mul_f64(0.4 * draw.clamp(0.0, 1.0)))
+    let extra = own.saturating_sub(interval);
+    now.checked_sub(extra.mul_f64(1.0 - draw.clamp(0.0, 1.0)))
         .unwrap_or(now)
 }
 
@@ -694,8 +698,9 @@ impl RouteReconciler {
                     .collect();
                 st.fleet.members_hint =
                     usize::try_from(pacing.addresses_in_use).unwrap_or(usize::MAX);
-                let interval = own_sweep_interval(fleet.sweep_interval, st.fleet.members_hint);
-                st.fleet.last_sweep = Some(first_sweep_phase(interval, (self.draw)()));
+                let own = own_sweep_interval(fleet.sweep_interval, st.fleet.members_hint);
+                st.fleet.last_sweep =
+                    Some(first_sweep_phase(fleet.sweep_interval, own, (self.draw)()));
                 BootTurn::Done
             }
             // Still missing after its turn: no sweeper got to it, so this host sweeps itself.

@@ -699,11 +699,20 @@ fn a_large_fleet_sweeps_about_eight_times_per_interval_in_all() {
 }
 
 #[test]
-fn a_covered_booting_hosts_first_sweep_comes_60_to_100_percent_of_an_interval_later() {
-    let interval = Duration::from_secs(100);
-    for (draw, ago) in [(0.0, 0.0), (0.5, 20.0), (0.999, 39.96)] {
-        let t = crate::fleet::first_sweep_phase(interval, draw);
-        let elapsed = t.elapsed().as_secs_f64();
-        assert!(elapsed >= ago && elapsed < ago + 1.0, "{draw}: {elapsed}");
+fn a_covered_booting_hosts_first_sweep_comes_an_interval_on_spread_over_its_own_interval() {
+    let minute = Duration::from_secs(60);
+    // In a small fleet (own interval = the interval): exactly one interval after the turn.
+    let t = crate::fleet::first_sweep_phase(minute, minute, 0.7);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    // Own interval 25 minutes: the first sweep comes 1 to 25 minutes after the turn.
+    let own = 25 * minute;
+    for (draw, ago_secs) in [(0.0, 1440.0), (0.5, 720.0), (0.999, 1.44)] {
+        let elapsed = crate::fleet::first_sweep_phase(minute, own, draw)
+            .elapsed()
+            .as_secs_f64();
+        assert!(
+            elapsed >= ago_secs - 0.01 && elapsed < ago_secs + 1.0,
+            "{draw}: {elapsed}"
+        );
     }
 }
