@@ -576,7 +576,7 @@ fn fleet_members(f: &Facts) -> Outcome {
         return Outcome::warn(
             evidence,
             format!(
-                "the agents write the members' routes within fleet.sweep_interval_secs ({} s) of a member's start; if they stay missing, see `crossdock status` on a member (its route condition), cloud.permission.CreateRouteEntries and cloud.route-quota",
+                "the agents write the members' routes within fleet.sweep_interval_secs ({} s) of a member's start (a fleet booting together: within its boot turns, at most 90 s); if they stay missing, see `crossdock status` on a member (its route condition), cloud.permission.CreateRouteEntries and cloud.route-quota",
                 cfg.fleet.sweep_interval_secs
             ),
         );

@@ -63,19 +63,18 @@ impl<'a> Calls<'a> {
         self.read();
         self.cloud.vpc_cidrs(vpc).await
     }
+    /// `once`: one attempt ([`RouteCloud::vswitches_once`]).
     pub(crate) async fn vswitches(
         &self,
         vpc: &str,
+        once: bool,
     ) -> Result<Vec<crossdock_alibaba::VSwitch>, CloudError> {
         self.read();
-        self.cloud.vswitches(vpc).await
-    }
-    pub(crate) async fn vswitches_once(
-        &self,
-        vpc: &str,
-    ) -> Result<Vec<crossdock_alibaba::VSwitch>, CloudError> {
-        self.read();
-        self.cloud.vswitches_once(vpc).await
+        if once {
+            self.cloud.vswitches_once(vpc).await
+        } else {
+            self.cloud.vswitches(vpc).await
+        }
     }
     pub(crate) async fn source_dest_check(&self, eni: &str) -> Result<Option<bool>, CloudError> {
         self.read();

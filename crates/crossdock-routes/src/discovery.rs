@@ -79,14 +79,7 @@ impl RouteReconciler {
                 None => calls.vpc_cidrs(vpc).await,
             }
         };
-        let read_vswitches = async {
-            if once {
-                calls.vswitches_once(vpc).await
-            } else {
-                calls.vswitches(vpc).await
-            }
-        };
-        let (vswitches, vpc_cidrs) = tokio::join!(read_vswitches, read_cidrs);
+        let (vswitches, vpc_cidrs) = tokio::join!(calls.vswitches(vpc, once), read_cidrs);
         let vswitches = vswitches
             .map_err(|e| Problem::from_error(&format!("list the vSwitches of {vpc}"), &e))?;
         let vpc_cidrs =
@@ -210,7 +203,7 @@ impl RouteReconciler {
         if !self.cfg.route_table_ids.is_empty() {
             return None;
         }
-        match calls.vswitches(&self.identity.vpc_id).await {
+        match calls.vswitches(&self.identity.vpc_id, false).await {
             Ok(v) if TableLayout::complete_from(&v) => TableLayout::new(&v, &[]).ok(),
             Ok(_) => None,
             Err(e) => {

@@ -532,8 +532,7 @@ impl RouteReconciler {
                 first_round = false;
                 let wait = turn_delay(&plan.missing, &self.identity.instance_id, fleet.batch_slot);
                 if !wait.is_zero() {
-                    (self.sleeper)(wait).await;
-                    if let Some(fresh) = self.own_route_listed(calls, &plan).await {
+                    if let Some(fresh) = self.own_route_after(calls, &plan, wait).await {
                         st.fleet.fresh = fresh;
                         covered = true;
                         break;
@@ -581,8 +580,7 @@ impl RouteReconciler {
                         let batches = plan.create.len().div_ceil(BATCH_MAX);
                         let wait = BOOT_WRITER_SLOT * u32::try_from(batches).unwrap_or(u32::MAX)
                             + crossdock_alibaba::full_jitter(BOOT_WRITER_SLOT);
-                        (self.sleeper)(wait).await;
-                        if let Some(fresh) = self.own_route_listed(calls, &plan).await {
+                        if let Some(fresh) = self.own_route_after(calls, &plan, wait).await {
                             st.fleet.fresh = fresh;
                             covered = true;
                             break;
@@ -623,13 +621,16 @@ impl RouteReconciler {
         }
     }
 
-    /// This host's route as now listed in each table where it was missing, if every one of them
-    /// has it now (written by another member's batch); `None` when some table still lacks it.
-    async fn own_route_listed(
+    /// After waiting `wait` for another member's batches: this host's route as now listed in each
+    /// table where it was missing, if every one of them has it now (written by that member's
+    /// batch); `None` when some table still lacks it.
+    async fn own_route_after(
         &self,
         calls: &Calls<'_>,
         plan: &FleetPlan,
+        wait: Duration,
     ) -> Option<std::collections::HashMap<String, Vec<crossdock_alibaba::RouteEntry>>> {
+        (self.sleeper)(wait).await;
         let mut listed = std::collections::HashMap::new();
         for m in plan
             .missing

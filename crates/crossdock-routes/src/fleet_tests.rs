@@ -421,6 +421,15 @@ fn large_vpc(fake: &FakeCloud) {
     fake.with(|s| s.vswitches[0].available_ip_count = Some(52));
 }
 
+/// Three members in a `large_vpc` whose account throttles the first vSwitch listing.
+fn throttled_at_first_call() -> Arc<FakeCloud> {
+    let fake = three_members();
+    large_vpc(&fake);
+    fake.fail_next(Op::VSwitches, "Throttling.User");
+    fake.with(|s| s.throttled = true);
+    fake
+}
+
 /// A booting agent of `large_vpc` whose draws all give `draw`.
 fn booting(fake: &Arc<FakeCloud>, draw: f64) -> (RouteReconciler, Sleeps) {
     let (me, sleeps) = agent_with(fake, ME, "192.168.1.11", minute_sweeps);
@@ -626,10 +635,7 @@ fn batches_start_with_this_hosts_own_and_go_round() {
 
 #[tokio::test]
 async fn a_host_whose_first_call_is_throttled_waits_its_turn_then_looks_without_drawing_again() {
-    let fake = three_members();
-    large_vpc(&fake);
-    fake.fail_next(Op::VSwitches, "Throttling.User");
-    fake.with(|s| s.throttled = true);
+    let fake = throttled_at_first_call();
     // 0.5: not drawn at the throttled first call; the same draw after the turn would not matter.
     let (me, sleeps) = booting(&fake, 0.5);
     let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
@@ -656,10 +662,7 @@ async fn a_host_whose_first_call_is_throttled_waits_its_turn_then_looks_without_
 
 #[tokio::test]
 async fn a_host_drawn_at_its_throttled_first_call_reads_again_and_sweeps_without_a_turn() {
-    let fake = three_members();
-    large_vpc(&fake);
-    fake.fail_next(Op::VSwitches, "Throttling.User");
-    fake.with(|s| s.throttled = true);
+    let fake = throttled_at_first_call();
     let (me, sleeps) = booting(&fake, 0.0);
     let report = me.sync(Some(MY_SUBNET.parse().unwrap())).await;
     assert!(report.is_ready(), "{report:?}");
